@@ -1,0 +1,1 @@
+"""edgec.exporters: writers for edgec's packed `.edgec` container and for ONNX."""

@@ -1,0 +1,10 @@
+"""edgec.runtime: what an app embeds to read and run edgec models.
+
+Importing it needs numpy only; it never imports torch or transformers.
+The format codecs (`edgec.runtime.formats`) are the single source of truth
+for how every weight format is stored, packed and dequantized.
+"""
+
+from edgec.runtime.errors import EdgecError, FormatError
+
+__all__ = ["EdgecError", "FormatError"]

@@ -1,0 +1,215 @@
+"""The format contract: one class per storage format, registered by name.
+
+A weight is a float matrix W of shape (N, K): N output features, K input
+features, row-major. A format turns W into a few named stored buffers
+(`Buffer`), each a numpy array of fixed dtype and shape, and back.
+
+Two representations of a quantized weight exist:
+
+* *encoded*: the logical arrays (codes as one small integer per weight,
+  scales, minima, sparsity indices), convenient for algorithms;
+* *packed*: the stored buffers exactly as they are written to disk and read by
+  kernels, described by `Format.buffers(shape)`.
+
+`encode` is round-to-nearest quantization; `decode` is dequantization; `pack`
+and `unpack` convert between the two representations bit-exactly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from math import prod
+from typing import ClassVar
+
+import numpy as np
+
+from edgec.runtime.errors import FormatError
+
+Encoded = dict[str, np.ndarray]
+Packed = dict[str, np.ndarray]
+
+_REGISTRY: dict[str, type[Format]] = {}
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One stored component of a packed weight: its name, dtype and shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+class Format(ABC):
+    """A weight storage format. Subclasses register with `name=`.
+
+    Instances are immutable values: two instances with the same canonical
+    string are equal.
+    """
+
+    family: ClassVar[str]
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is None:
+            return
+        if name in _REGISTRY:
+            raise TypeError(f"format name {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.family = name
+        _REGISTRY[name] = cls
+
+    # ---- identity -------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options: str) -> Format:
+        """Build an instance from the text after the family name ('' if none)."""
+
+    @classmethod
+    @abstractmethod
+    def grammar(cls) -> str:
+        """The strings this family accepts, e.g. 'int4:g{32,64,128,256}[:asym]'."""
+
+    @classmethod
+    @abstractmethod
+    def examples(cls) -> list[Format]:
+        """Instances that together exercise every option; the test suite loops over them."""
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """The canonical format string."""
+
+    def __repr__(self) -> str:
+        return f"Format({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Format) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    # ---- storage --------------------------------------------------------------------
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse shapes this format cannot store; the message names the format."""
+        if len(shape) != 2 or min(shape) < 1:
+            raise FormatError(f"format {self}: weights must be 2-D (N, K) with N, K >= 1, got shape {tuple(shape)}")
+
+    @abstractmethod
+    def buffers(self, shape: tuple[int, int]) -> list[Buffer]:
+        """The stored buffers of a weight of this shape, in storage order."""
+
+    def nbytes(self, shape: tuple[int, int]) -> int:
+        """Exact stored bytes of a weight of this shape (scales, zeros, metadata included)."""
+        return sum(b.nbytes for b in self.buffers(shape))
+
+    def bits_per_weight(self, shape: tuple[int, int]) -> float:
+        """Stored bits per weight for this shape, everything included."""
+        return 8 * self.nbytes(shape) / prod(shape)
+
+    @property
+    def is_sparse(self) -> bool:
+        return False
+
+    # ---- codecs ---------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, w: np.ndarray) -> Encoded:
+        """Round-to-nearest quantize a float matrix (N, K) into logical arrays."""
+
+    @abstractmethod
+    def decode(self, enc: Encoded, shape: tuple[int, int]) -> np.ndarray:
+        """Dequantize logical arrays to float32 (N, K)."""
+
+    @abstractmethod
+    def pack(self, enc: Encoded, shape: tuple[int, int]) -> Packed:
+        """Logical arrays to the stored buffers of `buffers(shape)`."""
+
+    @abstractmethod
+    def unpack(self, packed: Packed, shape: tuple[int, int]) -> Encoded:
+        """Stored buffers back to logical arrays, bit-exactly."""
+
+    @abstractmethod
+    def error_bound(self, w: np.ndarray) -> np.ndarray:
+        """Per-element bound on |decode(encode(w)) - w| that round-to-nearest guarantees."""
+
+    # ---- conveniences -----------------------------------------------------------------
+    def quantize(self, w: np.ndarray) -> Packed:
+        """Round-to-nearest quantize and pack."""
+        w = self.prepare(w)
+        return self.pack(self.encode(w), w.shape)
+
+    def dequantize(self, packed: Packed, shape: tuple[int, int]) -> np.ndarray:
+        """Unpack and dequantize stored buffers to float32 (N, K)."""
+        return self.decode(self.unpack(packed, shape), shape)
+
+    def fake_quantize(self, w: np.ndarray) -> np.ndarray:
+        """decode(encode(w)): the float weights the stored model will compute with."""
+        w = self.prepare(w)
+        return self.decode(self.encode(w), w.shape)
+
+    def prepare(self, w: np.ndarray) -> np.ndarray:
+        """Validate a weight and return it as float32, refusing non-finite values."""
+        w = np.asarray(w, dtype=np.float32)
+        self.check_shape(w.shape)
+        if not np.isfinite(w).all():
+            raise FormatError(f"format {self}: weight contains NaN or infinite values")
+        return w
+
+
+def registered_families() -> dict[str, type[Format]]:
+    """Family name -> format class, for every registered format."""
+    return dict(_REGISTRY)
+
+
+def format_grammar() -> str:
+    """The whole format-string grammar, as shown in error messages."""
+    return " | ".join(cls.grammar() for cls in _REGISTRY.values())
+
+
+def parse_format(text: str | Format) -> Format:
+    """Parse a format string such as 'int4:g128:asym' or '2:4+int4:g128'.
+
+    Unknown or malformed strings raise FormatError listing the grammar.
+    """
+    if isinstance(text, Format):
+        return text
+    s = str(text).strip().lower()
+    for family in sorted(_REGISTRY, key=len, reverse=True):
+        if s == family or s.startswith(family + ":") or s.startswith(family + "+"):
+            rest = s[len(family):]
+            try:
+                return _REGISTRY[family].from_options(rest)
+            except FormatError as exc:
+                raise FormatError(f"bad format {text!r}: {exc}; expected one of: {format_grammar()}") from None
+    raise FormatError(f"unknown format {text!r}; expected one of: {format_grammar()}")
+
+
+def parse_options(options: str, fmt_name: str) -> list[str]:
+    """Split ':a:b' into ['a', 'b']; '' gives []."""
+    if not options:
+        return []
+    if not options.startswith(":"):
+        raise FormatError(f"unexpected {options!r} after {fmt_name!r}")
+    parts = options[1:].split(":")
+    if any(not p for p in parts):
+        raise FormatError(f"empty option in {fmt_name + options!r}")
+    return parts
+
+
+def to_fp16(x: np.ndarray, what: str, fmt: Format) -> np.ndarray:
+    """Round to float16 (nearest even), refusing values that overflow it."""
+    y = np.asarray(x, dtype=np.float32).astype(np.float16)
+    if not np.isfinite(y).all():
+        raise FormatError(f"format {fmt}: a {what} overflows float16 (|value| > 65504)")
+    return y
+
+
+def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with 0 where b == 0 (an all-zero group quantizes to code 0)."""
+    b32 = np.asarray(b, dtype=np.float32)
+    out = np.zeros(np.broadcast_shapes(np.shape(a), b32.shape), dtype=np.float32)
+    np.divide(a, b32, out=out, where=b32 != 0)
+    return out
