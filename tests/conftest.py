@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random models saved as real Hugging Face folders, and the CLI runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, BertConfig, BertModel, LlamaConfig, PreTrainedTokenizerFast
+
+from edgec.data import evaluation_text
+
+TINY_VOCAB = 320
+
+
+def _tokenizer(bert: bool = False) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=["<unk>", "<s>", "</s>", "[PAD]"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([evaluation_text()[:50_000]], trainer)
+    extra = dict(pad_token="[PAD]") if bert else dict(bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **extra)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 2-block LLaMA with a 320-token BPE tokenizer, saved as a model folder."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=TINY_VOCAB, max_position_embeddings=256,
+                         tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    _tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-block BERT encoder with a BPE tokenizer, saved as a model folder."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        vocab_size=TINY_VOCAB, max_position_embeddings=256)
+    BertModel(config).save_pretrained(path)
+    _tokenizer(bert=True).save_pretrained(path)
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m edgec ARGS` in a subprocess, as a user would."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+def cli_json(*args: str, env: dict | None = None) -> dict:
+    """Run the CLI with --json and parse its stdout, failing with its stderr on error."""
+    done = run_cli(*args, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -1,0 +1,43 @@
+"""The `edgec` command line: a click group; each verb lives in its own module.
+
+Bad input raises `EdgecError`; `main` prints it as one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgec import __version__
+from edgec.errors import EdgecError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgec")
+def cli() -> None:
+    """edgec: plan, compress, export and measure transformers for edge devices."""
+
+
+def _register_commands() -> None:
+    from edgec.commands.eval_command import eval_command
+
+    cli.add_command(eval_command)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+    except EdgecError as exc:
+        click.echo(f"edgec: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("edgec: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

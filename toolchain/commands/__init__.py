@@ -1,0 +1,1 @@
+"""One module per `edgec` verb; `edgec.cli` registers them."""

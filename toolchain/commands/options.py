@@ -1,0 +1,17 @@
+"""Options shared by every `edgec` verb, so each is spelled and documented once."""
+
+from __future__ import annotations
+
+import click
+
+from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED
+
+model_option = click.option(
+    "--model", "-m", default=None, metavar="MODEL",
+    help=f"Model folder, .gguf file, or embedded model ({', '.join(EMBEDDED)}); default: {DEFAULT_MODEL}.",
+)
+format_option = click.option(
+    "--format", "-f", "fmt", default=None, metavar="FORMAT",
+    help="Weight format, e.g. int8, fp8, int4:g128, int4:g32:asym, nf4:g64, 2:4, 2:4+int4:g128.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

@@ -1,0 +1,86 @@
+"""Perplexity, KL divergence and top-1 agreement of a causal LM against its original.
+
+The text is tokenized once and cut into non-overlapping windows of `seq_len`
+tokens; within each window every position but the first is predicted, so a
+window contributes seq_len - 1 predictions. Both models see the same windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from edgec.errors import EdgecError
+
+
+@dataclass(frozen=True)
+class TokenWindows:
+    """Evaluation windows (n, seq_len) cut from a tokenized text."""
+
+    ids: torch.Tensor
+    tokens_in_text: int
+
+    @property
+    def predictions(self) -> int:
+        return self.ids.shape[0] * (self.ids.shape[1] - 1)
+
+
+@dataclass(frozen=True)
+class LMComparison:
+    """What `edgec eval` reports for a causal LM; compressed fields are None without a compressed model."""
+
+    tokens_in_text: int
+    predictions: int
+    windows: int
+    seq_len: int
+    perplexity_original: float
+    perplexity_compressed: float | None = None
+    kl_mean: float | None = None  # nats per predicted token, KL(original || compressed)
+    top1_agreement: float | None = None
+
+
+def token_windows(tokenizer: PreTrainedTokenizerBase, text: str, seq_len: int, max_tokens: int | None) -> TokenWindows:
+    """Tokenize `text` and cut it into windows; `max_tokens` caps the tokens used (None = all)."""
+    if seq_len < 2:
+        raise EdgecError(f"--seq-len must be at least 2, got {seq_len}")
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    usable = len(ids) if max_tokens is None else min(len(ids), max_tokens)
+    n = usable // seq_len
+    if n == 0:
+        raise EdgecError(f"the text has {len(ids)} tokens, fewer than one window of --seq-len {seq_len}")
+    return TokenWindows(torch.tensor(ids[: n * seq_len]).reshape(n, seq_len), len(ids))
+
+
+@torch.inference_mode()
+def compare_causal_lm(
+    original: nn.Module,
+    compressed: nn.Module | None,
+    windows: TokenWindows,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> LMComparison:
+    """Evaluate `original` (and `compressed`, if given) on the same windows."""
+    nll_o = nll_c = kl = agree = 0.0
+    ids = windows.ids
+    for start in tqdm(range(0, ids.shape[0], batch_size), desc="evaluating", unit="batch", disable=not progress):
+        x = ids[start : start + batch_size]
+        targets = x[:, 1:, None]
+        logp_o = torch.log_softmax(original(x).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+        nll_o -= logp_o.gather(-1, targets).sum().item()
+        if compressed is None:
+            continue
+        logp_c = torch.log_softmax(compressed(x).logits[:, :-1].float(), dim=-1)
+        nll_c -= logp_c.gather(-1, targets).sum().item()
+        kl += (logp_o.exp() * (logp_o - logp_c)).sum().item()
+        agree += (logp_o.argmax(-1) == logp_c.argmax(-1)).sum().item()
+    n = windows.predictions
+    common = dict(tokens_in_text=windows.tokens_in_text, predictions=n, windows=ids.shape[0], seq_len=ids.shape[1],
+                  perplexity_original=math.exp(nll_o / n))
+    if compressed is None:
+        return LMComparison(**common)
+    return LMComparison(**common, perplexity_compressed=math.exp(nll_c / n), kl_mean=kl / n, top1_agreement=agree / n)

@@ -1,0 +1,84 @@
+"""`evaluate`: what `edgec eval` does, as a function returning an `EvalReport`."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+from edgec.assignment import uniform_assignment
+from edgec.data import EVALUATION_NAME, evaluation_text
+from edgec.evaluation.causal_lm import LMComparison, compare_causal_lm, token_windows
+from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_sentences
+from edgec.footprint import model_bytes
+from edgec.models.loading import LoadedModel
+from edgec.rtn import apply_rtn
+from edgec.runtime.formats import parse_format
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Evaluation options (the CLI's defaults)."""
+
+    format: str | None = None
+    include_head: bool = False
+    text: str | None = None  # None = the shipped evaluation text
+    text_name: str = EVALUATION_NAME
+    seq_len: int = 512
+    max_tokens: int | None = 16384
+    batch_size: int = 4
+    sentences: int = 512
+    progress: bool = True
+
+
+@dataclass
+class EvalReport:
+    """Everything `edgec eval` prints; `to_dict` is its JSON form."""
+
+    model: str
+    weights_sha256: str
+    task: str
+    text: str
+    format: str | None
+    method: str | None
+    quantized_layers: int
+    head_quantized: bool
+    bytes_original: int
+    bytes_compressed: int | None
+    seconds: float = 0.0
+    lm: LMComparison | None = None
+    encoder: EncoderComparison | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
+    """Compress a copy of `loaded` by RTN to `settings.format` (if any) and compare it with the original."""
+    start = time.perf_counter()
+    model, adapter = loaded.model, loaded.adapter
+    assignment = {}
+    compressed = None
+    if settings.format is not None:
+        fmt = parse_format(settings.format)
+        assignment = uniform_assignment(model, adapter, fmt, settings.include_head)
+        compressed = copy.deepcopy(model)
+        apply_rtn(compressed, adapter, assignment, progress=settings.progress)
+    text = settings.text if settings.text is not None else evaluation_text()
+    report = EvalReport(
+        model=loaded.name, weights_sha256=loaded.weights_hash, task=loaded.task, text=settings.text_name,
+        format=str(parse_format(settings.format)) if settings.format else None,
+        method="rtn" if settings.format else None, quantized_layers=len(assignment),
+        head_quantized=settings.include_head and settings.format is not None,
+        bytes_original=model_bytes(model, adapter),
+        bytes_compressed=model_bytes(model, adapter, assignment) if assignment else None,
+    )
+    if loaded.task == "causal-lm":
+        windows = token_windows(loaded.tokenizer, text, settings.seq_len, settings.max_tokens)
+        report.lm = compare_causal_lm(model, compressed, windows, settings.batch_size, settings.progress)
+    else:
+        sentences = split_sentences(text, settings.sentences)
+        report.encoder = compare_encoder(model, compressed, loaded.tokenizer, sentences, progress=settings.progress)
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,26 @@
+"""Exact weight bytes of a model, with some linears stored in compressed formats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import nn
+
+from edgec.assignment import validate_assignment
+from edgec.models.adapters import Adapter
+from edgec.runtime.formats import Format
+
+
+def model_bytes(model: nn.Module, adapter: Adapter, assignment: Mapping[str, Format] | None = None) -> int:
+    """Bytes of every parameter (tied ones once): assigned linear weights at their format's
+    exact storage size, everything else at the dtype it is held in."""
+    refs = validate_assignment(model, adapter, assignment or {})
+    stored = {id(ref.module.weight): assignment[name].nbytes(ref.shape) for name, ref in refs.items()}
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():  # parameters() already yields a tied tensor once
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += stored.get(id(p), p.numel() * p.element_size())
+    return total

@@ -1,0 +1,87 @@
+"""Loading GGUF files through transformers, with a float checkpoint cached per file.
+
+transformers dequantizes a GGUF on every load (~15 s for the default model) and
+refuses `save_pretrained` on the result, so the first load rebuilds the model
+from its config, loads the dequantized state dict into it and saves that as a
+plain float32 checkpoint (with the tokenizer) under the user's cache directory,
+keyed by the file's sha256 and the transformers version. Later loads read the
+checkpoint (~2 s). The cache entry is written to a temporary folder and renamed,
+so an interrupted conversion leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from edgec.errors import ModelError
+
+GGUF_MAGIC = b"GGUF"
+
+
+def cache_root() -> Path:
+    """$EDGEC_CACHE_DIR, else $XDG_CACHE_HOME/edgec, else ~/.cache/edgec."""
+    if env := os.environ.get("EDGEC_CACHE_DIR"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec"
+
+
+def check_gguf_header(path: Path) -> None:
+    """Refuse a file that does not start with the GGUF magic."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"{path}: not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
+
+
+def gguf_model_type(path: Path) -> str:
+    """The transformers model type that a GGUF file declares."""
+    try:
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).model_type
+    except Exception as exc:  # transformers raises many types on a damaged file
+        raise ModelError(f"{path}: corrupt or unreadable GGUF ({_first_line(exc)})") from None
+
+
+def cached_checkpoint(path: Path, sha256: str) -> Path:
+    """The float checkpoint folder for a GGUF file, converting it on first use."""
+    entry = cache_root() / "gguf" / f"{sha256[:32]}-transformers{transformers.__version__}"
+    if (entry / "config.json").exists():
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=entry.parent))
+    try:
+        _convert(path, tmp)
+        try:
+            tmp.rename(entry)
+        except OSError:  # another process finished the same conversion first
+            if not (entry / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
+def _convert(path: Path, out: Path) -> None:
+    try:
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:
+        raise ModelError(f"{path}: corrupt or unreadable GGUF ({_first_line(exc)})") from None
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict())
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,97 @@
+"""`load_model`: the one entry point from a `--model` argument to a torch model.
+
+`--model` accepts the alias of an embedded model ('smollm2', the default, or
+'minilm'), a local Hugging Face model folder, or a `.gguf` file. Loading never
+touches the network: HF_HUB_OFFLINE is forced before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from edgec.errors import ModelError  # noqa: E402
+from edgec.models.adapters import Adapter, Task, adapter_for  # noqa: E402
+from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED  # noqa: E402
+from edgec.models.gguf_cache import cached_checkpoint, check_gguf_header, gguf_model_type  # noqa: E402
+from edgec.models.hashing import weights_sha256  # noqa: E402
+
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for evaluation and compression, with what identifies it."""
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    source: Path
+    weights_hash: str
+    adapter: Adapter
+
+    @property
+    def task(self) -> Task:
+        return self.adapter.task
+
+
+def load_model(spec: str | os.PathLike[str] | None = None) -> LoadedModel:
+    """Load `spec` (an embedded alias, a model folder or a .gguf file; None = the default) in float32, eval mode."""
+    text = DEFAULT_MODEL if spec is None else str(spec)
+    if text in EMBEDDED:
+        embedded = EMBEDDED[text]
+        loaded = _load_path(embedded.path())
+        loaded.name = embedded.display_name
+        return loaded
+    return _load_path(Path(text))
+
+
+def _load_path(path: Path) -> LoadedModel:
+    if not path.exists():
+        aliases = ", ".join(EMBEDDED)
+        raise ModelError(f"model not found: {path} (give a model folder, a .gguf file, or one of: {aliases})")
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelError(f"{path}: not a model folder or a .gguf file")
+        return _load_gguf(path)
+    return _load_folder(path)
+
+
+def _load_gguf(path: Path) -> LoadedModel:
+    check_gguf_header(path)
+    adapter = adapter_for(gguf_model_type(path), source=str(path))
+    if adapter.task != "causal-lm":
+        raise ModelError(f"{path}: only decoder GGUF files are supported")
+    sha = weights_sha256(path)
+    loaded = _load_folder(cached_checkpoint(path, sha))
+    loaded.source, loaded.weights_hash, loaded.name = path, sha, path.stem
+    return loaded
+
+
+def _load_folder(path: Path) -> LoadedModel:
+    if not (path / "config.json").exists():
+        raise ModelError(f"{path}: no config.json, not a Hugging Face model folder")
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}/config.json: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    adapter = adapter_for(config.model_type, source=str(path))
+    auto = AutoModelForCausalLM if adapter.task == "causal-lm" else AutoModel
+    try:
+        model = auto.from_pretrained(str(path), dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load weights or tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    model.eval()
+    return LoadedModel(model, tokenizer, path.name, path, weights_sha256(path), adapter)
