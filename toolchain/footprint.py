@@ -24,3 +24,10 @@ def model_bytes(model: nn.Module, adapter: Adapter, assignment: Mapping[str, For
         seen.add(id(p))
         total += stored.get(id(p), p.numel() * p.element_size())
     return total
+
+
+def linear_bits_per_weight(model: nn.Module, adapter: Adapter, assignment: Mapping[str, Format]) -> float:
+    """Stored bits per weight over the assigned linears, everything (scales, metadata) included."""
+    refs = validate_assignment(model, adapter, assignment)
+    stored = sum(assignment[name].nbytes(ref.shape) for name, ref in refs.items())
+    return 8 * stored / sum(ref.shape[0] * ref.shape[1] for ref in refs.values())

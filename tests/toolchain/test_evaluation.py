@@ -152,3 +152,14 @@ def test_cli_eval_human_output_and_encoder(tiny_bert_dir):
 def test_cli_refuses_unknown_format_before_loading():
     done = run_cli("eval", "--format", "int4:g100")
     assert done.returncode == 2 and "int4:g100" in done.stderr and "int4:g{32,64,128,256}" in done.stderr
+
+
+def test_linear_bits_per_weight_is_the_formats_for_a_uniform_assignment(llama):
+    from edgec.footprint import linear_bits_per_weight
+
+    for text in ("int4:g32", "2:4+int8", "fp8"):
+        fmt = parse_format(text)
+        assignment = uniform_assignment(llama.model, llama.adapter, fmt)
+        shapes = [r.shape for r in validate_assignment(llama.model, llama.adapter, assignment).values()]
+        expected = 8 * sum(fmt.nbytes(s) for s in shapes) / sum(s[0] * s[1] for s in shapes)
+        assert linear_bits_per_weight(llama.model, llama.adapter, assignment) == pytest.approx(expected)

@@ -26,7 +26,8 @@ def render(report: EvalReport) -> str:
         lines.append(f"text       {report.text}: {report.encoder.sentences} sentences")
     if fmt:
         head = "head included" if report.head_quantized else "head and embeddings kept"
-        lines.append(f"format     {fmt} by {report.method.upper()} on {report.quantized_layers} linears ({head})")
+        lines.append(f"format     {fmt} by {report.method.upper()} on {report.quantized_layers} linears ({head}), "
+                     f"{report.linear_bits_per_weight:.3f} bits per weight")
     lines.append("")
     col = fmt or ""
     lines.append(f"{'':24}{'original':>14}{col:>16}")

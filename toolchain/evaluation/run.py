@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from edgec.assignment import uniform_assignment
 from edgec.data import EVALUATION_NAME, evaluation_text
 from edgec.evaluation.causal_lm import LMComparison, compare_causal_lm, token_windows
 from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_sentences
-from edgec.footprint import model_bytes
+from edgec.footprint import linear_bits_per_weight, model_bytes
 from edgec.models.loading import LoadedModel
 from edgec.rtn import apply_rtn
 from edgec.runtime.formats import parse_format
@@ -45,10 +45,10 @@ class EvalReport:
     head_quantized: bool
     bytes_original: int
     bytes_compressed: int | None
+    linear_bits_per_weight: float | None  # stored bits per weight of the quantized linears
     seconds: float = 0.0
     lm: LMComparison | None = None
     encoder: EncoderComparison | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +73,7 @@ def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
         head_quantized=settings.include_head and settings.format is not None,
         bytes_original=model_bytes(model, adapter),
         bytes_compressed=model_bytes(model, adapter, assignment) if assignment else None,
+        linear_bits_per_weight=linear_bits_per_weight(model, adapter, assignment) if assignment else None,
     )
     if loaded.task == "causal-lm":
         windows = token_windows(loaded.tokenizer, text, settings.seq_len, settings.max_tokens)
