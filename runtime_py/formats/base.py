@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgec.runtime.errors import FormatError
+from edgec.runtime.formats.grouping import per_element, to_groups
 
 Encoded = dict[str, np.ndarray]
 Packed = dict[str, np.ndarray]
@@ -213,3 +214,47 @@ def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros(np.broadcast_shapes(np.shape(a), b32.shape), dtype=np.float32)
     np.divide(a, b32, out=out, where=b32 != 0)
     return out
+
+
+class GroupQuantizedFormat(Format):
+    """A format storing codes plus per-group parameters along the input dimension.
+
+    Algorithms with error feedback (GPTQ, SparseGPT's joint mode, AWQ's search)
+    drive these formats a few columns at a time: `fit` chooses a group's
+    parameters, `round` maps weights to codes under given parameters and `scale`
+    maps codes back. Round-to-nearest `encode` is the same three steps applied to
+    every group at once, so both paths produce identical codes for identical input.
+    """
+
+    param_dtypes: ClassVar[dict[str, str]]  # stored parameter name -> storage dtype
+
+    @abstractmethod
+    def group_size(self, k: int) -> int:
+        """Input features per parameter group for a row of `k`."""
+
+    @abstractmethod
+    def fit(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters of groups laid along the last axis: (..., G) -> each (...), already storage-exact."""
+
+    @abstractmethod
+    def round(self, w: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Codes of `w` (..., C) under parameters broadcastable to it (e.g. (..., 1))."""
+
+    @abstractmethod
+    def scale(self, codes: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Float32 values of codes under parameters broadcastable to them."""
+
+    def encode(self, w: np.ndarray) -> Encoded:
+        w = self.prepare(w)
+        n, k = w.shape
+        groups = to_groups(w, self.group_size(k))  # (N, ng, G)
+        params = self.fit(groups)  # each (N, ng)
+        codes = self.round(groups, {p: v[..., None] for p, v in params.items()}).reshape(n, -1)[:, :k]
+        return {"codes": codes, **{p: v.astype(self.param_dtypes[p]) for p, v in params.items()}}
+
+    def decode(self, enc: Encoded, shape: tuple[int, int]) -> np.ndarray:
+        k = shape[1]
+        g = self.group_size(k)
+        params = {p: per_element(enc[p].astype(np.float32), k, g) for p in self.param_dtypes}
+        return self.scale(enc["codes"], params)
+

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, Packed, parse_options, safe_div
+from edgec.runtime.formats.base import Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div
 
 E4M3_MAX = 448.0
 _MIN_NORMAL_EXP = -6
@@ -58,7 +58,7 @@ def float32_to_e4m3fn(x: np.ndarray) -> np.ndarray:
     return code.astype(np.uint8)
 
 
-class FP8(Format, name="fp8"):
+class FP8(GroupQuantizedFormat, name="fp8"):
     """e4m3fn weights with per-output-channel float32 scales."""
 
     @classmethod
@@ -82,20 +82,24 @@ class FP8(Format, name="fp8"):
         self.check_shape(shape)
         return [Buffer("qdata", "uint8", tuple(shape)), Buffer("scale", "float32", (shape[0], 1))]
 
-    def _scale(self, w: np.ndarray) -> np.ndarray:
-        return (np.abs(w).max(axis=1, keepdims=True) / E4M3_MAX).astype(np.float32)
+    param_dtypes = {"scale": "float32"}
 
-    def encode(self, w: np.ndarray) -> Encoded:
-        w = self.prepare(w)
-        scale = self._scale(w)
-        return {"codes": float32_to_e4m3fn(safe_div(w, scale)), "scale": scale}
+    def group_size(self, k: int) -> int:
+        return k
 
-    def decode(self, enc: Encoded, shape: tuple[int, int]) -> np.ndarray:
-        return e4m3fn_to_float32(enc["codes"]) * enc["scale"]
+    def fit(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        return {"scale": (np.abs(w).max(axis=-1) / E4M3_MAX).astype(np.float32)}
+
+    def round(self, w: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        return float32_to_e4m3fn(safe_div(w, params["scale"]))
+
+    def scale(self, codes: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        return e4m3fn_to_float32(codes) * params["scale"]
 
     def error_bound(self, w: np.ndarray) -> np.ndarray:
         w = self.prepare(w)
-        return (np.abs(w) * 2.0**-4 + self._scale(w) * 2.0**-10) * (1 + 1e-5) + 1e-30
+        row_scale = np.abs(w).max(axis=1, keepdims=True) / E4M3_MAX
+        return (np.abs(w) * 2.0**-4 + row_scale * 2.0**-10) * (1 + 1e-5) + 1e-30
 
     def pack(self, enc: Encoded, shape: tuple[int, int]) -> Packed:
         return {"qdata": enc["codes"].astype(np.uint8), "scale": enc["scale"].astype(np.float32)}

@@ -25,14 +25,16 @@ from typing import ClassVar
 import numpy as np
 
 from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, Packed, parse_options, safe_div, to_fp16
+from edgec.runtime.formats.base import (
+    Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div, to_fp16,
+)
 from edgec.runtime.formats.bitpack import pack_bits, packed_row_bytes, unpack_bits
 from edgec.runtime.formats.grouping import n_groups, per_element, to_groups
 
 GROUP_SIZES = (32, 64, 128, 256)
 
 
-class GroupwiseInt(Format):
+class GroupwiseInt(GroupQuantizedFormat):
     """Shared implementation of integer formats; `group=None` means one group per row."""
 
     bits: ClassVar[int]
@@ -70,9 +72,6 @@ class GroupwiseInt(Format):
         return f"{self.family}:g{self.group}" + (":asym" if self.asym else "")
 
     # ---- layout -----------------------------------------------------------------------
-    def _group_size(self, k: int) -> int:
-        return self.group or k
-
     @property
     def _qdata_dtype(self) -> str:
         return "int8" if self.bits == 8 and not self.asym else "uint8"
@@ -80,51 +79,50 @@ class GroupwiseInt(Format):
     def buffers(self, shape: tuple[int, int]) -> list[Buffer]:
         self.check_shape(shape)
         n, k = shape
-        ng = n_groups(k, self._group_size(k))
+        ng = n_groups(k, self.group_size(k))
         out = [Buffer("qdata", self._qdata_dtype, (n, packed_row_bytes(k, self.bits))), Buffer("scale", "float16", (n, ng))]
         if self.asym:
             out.append(Buffer("min", "float16", (n, ng)))
         return out
 
     # ---- quantization -------------------------------------------------------------------
-    def _ideal_params(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-group scale and minimum in float32, before rounding to float16."""
-        g = to_groups(w, self._group_size(w.shape[1]))
-        if self.asym:
-            lo = g.min(axis=2)
-            return (g.max(axis=2) - to_fp16(lo, "group minimum", self).astype(np.float32)) / (2**self.bits - 1), lo
-        return np.abs(g).max(axis=2) / (2 ** (self.bits - 1) - 0.5), None
+    def group_size(self, k: int) -> int:
+        return self.group or k
 
-    def encode(self, w: np.ndarray) -> Encoded:
-        w = self.prepare(w)
-        k = w.shape[1]
-        gs = self._group_size(k)
+    @property
+    def param_dtypes(self) -> dict[str, str]:  # type: ignore[override]
+        return {"scale": "float16", "min": "float16"} if self.asym else {"scale": "float16"}
+
+    def _ideal_params(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scale and minimum of groups along the last axis, before rounding to float16."""
+        if self.asym:
+            lo = g.min(axis=-1)
+            return (g.max(axis=-1) - to_fp16(lo, "group minimum", self).astype(np.float32)) / (2**self.bits - 1), lo
+        return np.abs(g).max(axis=-1) / (2 ** (self.bits - 1) - 0.5), None
+
+    def fit(self, w: np.ndarray) -> dict[str, np.ndarray]:
         scale, lo = self._ideal_params(w)
-        s16 = to_fp16(scale, "scale", self)
-        s_el = per_element(s16.astype(np.float32), k, gs)
+        params = {"scale": to_fp16(scale, "scale", self).astype(np.float32)}
         if self.asym:
-            m16 = to_fp16(lo, "group minimum", self)
-            t = safe_div(w - per_element(m16.astype(np.float32), k, gs), s_el)
-            codes = np.clip(np.rint(t), 0, 2**self.bits - 1).astype(np.uint8)
-            return {"codes": codes, "scale": s16, "min": m16}
-        half = 2 ** (self.bits - 1)
-        codes = np.clip(np.rint(safe_div(w, s_el)), -half, half - 1).astype(np.int8)
-        return {"codes": codes, "scale": s16}
+            params["min"] = to_fp16(lo, "group minimum", self).astype(np.float32)
+        return params
 
-    def decode(self, enc: Encoded, shape: tuple[int, int]) -> np.ndarray:
-        k = shape[1]
-        gs = self._group_size(k)
-        scale = per_element(enc["scale"].astype(np.float32), k, gs)
-        codes = enc["codes"].astype(np.float32)
+    def round(self, w: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         if self.asym:
-            return codes * scale + per_element(enc["min"].astype(np.float32), k, gs)
-        return codes * scale
+            t = safe_div(w - params["min"], params["scale"])
+            return np.clip(np.rint(t), 0, 2**self.bits - 1).astype(np.uint8)
+        half = 2 ** (self.bits - 1)
+        return np.clip(np.rint(safe_div(w, params["scale"])), -half, half - 1).astype(np.int8)
+
+    def scale(self, codes: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        values = codes.astype(np.float32) * params["scale"]
+        return values + params["min"] if self.asym else values
 
     def error_bound(self, w: np.ndarray) -> np.ndarray:
         w = self.prepare(w)
         k = w.shape[1]
-        gs = self._group_size(k)
-        scale, lo = self._ideal_params(w)
+        gs = self.group_size(k)
+        scale, lo = self._ideal_params(to_groups(w, gs))
         s16 = scale.astype(np.float16).astype(np.float32)
         levels = 2**self.bits - 1 if self.asym else 2 ** (self.bits - 1)
         bound = s16 / 2 + levels * np.abs(scale - s16)

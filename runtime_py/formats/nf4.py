@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, Packed, parse_options, safe_div, to_fp16
+from edgec.runtime.formats.base import (
+    Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div, to_fp16,
+)
 from edgec.runtime.formats.bitpack import pack_bits, packed_row_bytes, unpack_bits
 from edgec.runtime.formats.grouping import n_groups, per_element, to_groups
 from edgec.runtime.formats.int_group import GROUP_SIZES
@@ -32,7 +34,7 @@ _MIDPOINTS = (NF4_CODEBOOK[1:] + NF4_CODEBOOK[:-1]) / 2
 _HALF_MAX_GAP = float(np.diff(NF4_CODEBOOK).max() / 2)
 
 
-class NF4(Format, name="nf4"):
+class NF4(GroupQuantizedFormat, name="nf4"):
     """NormalFloat-4 with block absmax scaling."""
 
     def __init__(self, group: int) -> None:
@@ -64,16 +66,19 @@ class NF4(Format, name="nf4"):
         n, k = shape
         return [Buffer("qdata", "uint8", (n, packed_row_bytes(k, 4))), Buffer("scale", "float16", (n, n_groups(k, self.group)))]
 
-    def encode(self, w: np.ndarray) -> Encoded:
-        w = self.prepare(w)
-        k = w.shape[1]
-        s16 = to_fp16(np.abs(to_groups(w, self.group)).max(axis=2), "scale", self)
-        normalized = safe_div(w, per_element(s16.astype(np.float32), k, self.group))
-        codes = np.searchsorted(_MIDPOINTS, normalized).astype(np.uint8)
-        return {"codes": codes, "scale": s16}
+    param_dtypes = {"scale": "float16"}
 
-    def decode(self, enc: Encoded, shape: tuple[int, int]) -> np.ndarray:
-        return NF4_CODEBOOK[enc["codes"]] * per_element(enc["scale"].astype(np.float32), shape[1], self.group)
+    def group_size(self, k: int) -> int:
+        return self.group
+
+    def fit(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        return {"scale": to_fp16(np.abs(w).max(axis=-1), "scale", self).astype(np.float32)}
+
+    def round(self, w: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        return np.searchsorted(_MIDPOINTS, safe_div(w, params["scale"])).astype(np.uint8)
+
+    def scale(self, codes: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        return NF4_CODEBOOK[codes] * params["scale"]
 
     def error_bound(self, w: np.ndarray) -> np.ndarray:
         w = self.prepare(w)
