@@ -17,7 +17,8 @@ from edgec.data import evaluation_text
 TINY_VOCAB = 320
 
 
-def _tokenizer(bert: bool = False) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(bert: bool = False) -> PreTrainedTokenizerFast:
+    """A 320-token byte-level BPE trained on the evaluation text."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=["<unk>", "<s>", "</s>", "[PAD]"],
@@ -36,7 +37,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
                          num_key_value_heads=2, vocab_size=TINY_VOCAB, max_position_embeddings=256,
                          tie_word_embeddings=True)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    _tokenizer().save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
     return path
 
 
@@ -48,7 +49,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     config = BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                         vocab_size=TINY_VOCAB, max_position_embeddings=256)
     BertModel(config).save_pretrained(path)
-    _tokenizer(bert=True).save_pretrained(path)
+    tiny_tokenizer(bert=True).save_pretrained(path)
     return path
 
 

@@ -20,9 +20,11 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from edgec.commands.compress_command import compress_command
     from edgec.commands.eval_command import eval_command
 
     cli.add_command(eval_command)
+    cli.add_command(compress_command)
 
 
 _register_commands()

@@ -83,7 +83,10 @@ class Sparse24(Format, name="2:4"):
 
     def encode(self, w: np.ndarray) -> Encoded:
         w = self.prepare(w)
-        idx = self.select(w)
+        return self.encode_kept(w, self.select(w))
+
+    def encode_kept(self, w: np.ndarray, idx: np.ndarray) -> Encoded:
+        """Encode keeping the given positions (N, K/4, 2), ascending, e.g. chosen by Wanda or SparseGPT."""
         n, k = w.shape
         kept = np.take_along_axis(w.reshape(n, -1, 4), idx.astype(np.int64), axis=2).reshape(n, k // 2)
         return {"indices": idx, **{_PREFIX + key: v for key, v in self.inner.encode(kept).items()}}

@@ -1,0 +1,228 @@
+"""Compression passes: golden comparisons on tiny shapes, and every pass on tiny models of every family."""
+
+import copy
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from edgec.assignment import uniform_assignment
+from edgec.calibration.sequential import run_sequential
+from edgec.calibration.windows import calibration_windows
+from edgec.compress import CalibrationSettings, compress
+from edgec.compressed_io import MANIFEST, PACKED
+from edgec.errors import EdgecError
+from edgec.models.loading import load_model
+from edgec.passes import LayerConfig
+from edgec.passes.obs_math import PruneSpec, obs_sweep
+from edgec.passes.pruning_math import keep_nm, keep_top, wanda_score
+from edgec.runtime.formats import parse_format
+from conftest import run_cli, tiny_tokenizer
+
+CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
+
+
+def _gptq_direct(w, h, fmt, damp):
+    """GPTQ's equations in float64, one column at a time, with the explicit OBS inverse update."""
+    w = w.astype(np.float64).copy()
+    k = w.shape[1]
+    h = h.astype(np.float64).copy()
+    h[np.diag_indices(k)] += damp * np.mean(np.diag(h))
+    h_inv = np.linalg.inv(h)
+    g = fmt.group_size(k)
+    codes = np.zeros(w.shape, dtype=np.int64)
+    for i in range(k):
+        if i % g == 0:
+            params = {p: v[:, None] for p, v in fmt.fit(w[:, i : i + g].astype(np.float32)).items()}
+        q = fmt.round(w[:, i : i + 1].astype(np.float32), params)
+        codes[:, i] = q[:, 0]
+        err = (w[:, i] - fmt.scale(q, params)[:, 0]) / h_inv[i, i]
+        w[:, i:] -= np.outer(err, h_inv[i, i:])
+        h_inv -= np.outer(h_inv[:, i], h_inv[i, :]) / h_inv[i, i]
+    return codes
+
+
+def _problem(n, k, seed, tokens=256):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((tokens, k)) * rng.uniform(0.2, 3, k)  # uneven input scales
+    x[:, 1] += 0.8 * x[:, 0]  # correlated inputs
+    return (rng.standard_normal((n, k)) * 0.1).astype(np.float32), x.T @ x
+
+
+@pytest.mark.parametrize("text", ["int4:g32", "int3:g32:asym", "int8", "nf4:g32", "fp8"])
+def test_gptq_matches_a_float64_implementation_of_its_equations(text):
+    fmt = parse_format(text)
+    w, h = _problem(8, 64, seed=1)
+    ours = obs_sweep(w, h, quantizer=fmt, block_size=32, damp=0.01)
+    expected = _gptq_direct(w, h, fmt, 0.01)
+    assert (ours.codes.astype(np.int64) != expected).mean() < 0.01  # float32 vs float64 can flip a rare tie
+    np.testing.assert_array_equal(fmt.decode({"codes": ours.codes, **ours.params}, w.shape), ours.weight)
+
+
+def test_gptq_with_uncorrelated_equal_inputs_is_round_to_nearest():
+    fmt = parse_format("int4:g32")
+    w = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
+    result = obs_sweep(w, np.eye(64), quantizer=fmt, damp=0.01)
+    np.testing.assert_array_equal(result.codes, fmt.encode(w)["codes"])
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_lowers_output_error_below_rtn(act_order):
+    fmt = parse_format("int3:g32")
+    w, h = _problem(16, 128, seed=2)
+    error = lambda q: np.einsum("ij,jk,ik->", w - q, h, w - q)  # noqa: E731
+    gptq = obs_sweep(w, h, quantizer=fmt, act_order=act_order).weight
+    assert error(gptq) < 0.8 * error(fmt.fake_quantize(w))
+
+
+def _brute_force_nm(w, h_diag, n=2, m=4):
+    """Best 2:4 mask per row for a diagonal Hessian: minimise Σ_pruned w² H_jj."""
+    best = np.zeros_like(w, dtype=bool)
+    for r in range(w.shape[0]):
+        for g in range(0, w.shape[1], m):
+            options = itertools.combinations(range(m), m - n)
+            kept = min(options, key=lambda c: sum(w[r, g + j] ** 2 * h_diag[g + j] for j in range(m) if j not in c))
+            best[r, [g + j for j in kept]] = True
+    return best
+
+
+def test_sparsegpt_and_wanda_masks_are_optimal_for_uncorrelated_inputs():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((5, 16)).astype(np.float32)
+    h_diag = rng.uniform(0.1, 10, 16)
+    best = _brute_force_nm(w, h_diag)
+    sparsegpt = obs_sweep(w, np.diag(h_diag), prune=PruneSpec(n=2, m=4), damp=1e-9)
+    np.testing.assert_array_equal(sparsegpt.keep, best)
+    np.testing.assert_array_equal(keep_nm(wanda_score(w, np.sqrt(h_diag)), 2, 4), best)
+    np.testing.assert_allclose(sparsegpt.weight, w * best, atol=1e-5)  # nothing to reconstruct
+
+
+def test_wanda_unstructured_mask_is_per_row_brute_force():
+    rng = np.random.default_rng(4)
+    score = rng.uniform(size=(3, 8))
+    keep = keep_top(score, 0.5, per_row=True)
+    for r in range(3):
+        best = max(itertools.combinations(range(8), 4), key=lambda c: score[r, list(c)].sum())
+        assert set(np.nonzero(keep[r])[0]) == set(best)
+
+
+def test_sparsegpt_reconstruction_beats_magnitude_on_correlated_inputs():
+    w, h = _problem(16, 128, seed=5)
+    error = lambda q: np.einsum("ij,jk,ik->", w - q, h, w - q)  # noqa: E731
+    sgpt = obs_sweep(w, h, prune=PruneSpec(sparsity=0.5)).weight
+    assert (sgpt == 0).mean() == pytest.approx(0.5, abs=0.01)
+    magnitude = w * keep_top(np.abs(w), 0.5, per_row=False)
+    assert error(sgpt) < error(magnitude)
+
+
+def test_joint_2to4_quantization_keeps_two_of_four_on_the_grid():
+    fmt = parse_format("2:4+int4:g32")
+    w, h = _problem(8, 128, seed=6)
+    result = obs_sweep(w, h, quantizer=fmt.inner, prune=PruneSpec(n=2, m=4))
+    assert (result.keep.reshape(8, 32, 4).sum(-1) == 2).all()
+    kept = result.weight[result.keep].reshape(8, 64)
+    enc = {"codes": result.codes[result.keep].reshape(8, 64), **result.params}
+    np.testing.assert_array_equal(fmt.inner.decode(enc, (8, 64)), kept)
+
+
+FAMILY_DIRS = ["tiny_llama_dir", "tiny_bert_dir"]
+METHOD_FORMATS = [("rtn", "int4:g32"), ("gptq", "int4:g32"), ("gptq", "nf4:g32"), ("magnitude", "2:4"),
+                  ("wanda", "2:4+int8"), ("sparsegpt", "2:4+int4:g32"), ("sparsegpt", "fp16")]
+
+
+@pytest.mark.parametrize("method, text", METHOD_FORMATS)
+@pytest.mark.parametrize("family", FAMILY_DIRS)
+def test_every_pass_on_tiny_models(family, method, text, request):
+    loaded = load_model(request.getfixturevalue(family))
+    torch.set_num_threads(1)
+    fmt = parse_format(text)
+    sparsity = 0.5 if text == "fp16" else 0.0
+    req = {n: LayerConfig(f, method, sparsity) for n, f in uniform_assignment(loaded.model, loaded.adapter, fmt).items()}
+    result = compress(loaded, req, CAL, progress=False)
+    assert list(result.layers) == list(req)
+    for name, layer in result.layers.items():
+        ref = loaded.model.get_submodule(name)
+        decoded = fmt.decode(layer.encoded, tuple(ref.weight.shape))
+        np.testing.assert_allclose(decoded, ref.weight.detach().numpy(), rtol=1e-6, atol=1e-7, err_msg=name)
+        if sparsity:
+            assert (decoded == 0).mean() == pytest.approx(0.5, abs=0.02)
+    assert (result.calibration_tokens > 0) == (method not in ("rtn", "magnitude"))
+
+
+def test_gpt2_passes_handle_transposed_weights(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=320, n_positions=64)).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    fmt = parse_format("int4:g32")
+    req = {n: LayerConfig(f, "gptq") for n, f in uniform_assignment(loaded.model, loaded.adapter, fmt).items()}
+    result = compress(loaded, req, CAL, progress=False)
+    ref = loaded.adapter.linears(loaded.model)[0]
+    np.testing.assert_array_equal(fmt.decode(result.layers[ref.name].encoded, ref.shape), ref.weight().numpy())
+
+
+def test_bad_combinations_are_refused_before_any_work(tiny_llama_dir):
+    loaded = load_model(tiny_llama_dir)
+    before = copy.deepcopy(loaded.model.state_dict())
+    names = [r.name for r in loaded.adapter.linears(loaded.model)]
+    cases = [
+        ({names[-1]: LayerConfig(parse_format("2:4"), "gptq")}, "gptq cannot produce 2:4"),
+        ({names[0]: LayerConfig(parse_format("int4:g32"), "wanda")}, "wanda cannot produce int4:g32"),
+        ({names[0]: LayerConfig(parse_format("fp16"), "sparsegpt")}, "sparsity"),
+        ({"model.layers.7.mlp.up_proj": LayerConfig(parse_format("int8"), "rtn")}, "model.layers.7.mlp.up_proj"),
+        ({names[0]: LayerConfig(parse_format("int8"), "bogus")}, "unknown method 'bogus'"),
+    ]
+    for req, message in cases:
+        with pytest.raises(EdgecError, match=message):
+            compress(loaded, {names[1]: LayerConfig(parse_format("int8"), "gptq"), **req}, CAL, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_sequential_pipeline_feeds_each_block_the_compressed_outputs(tiny_llama_dir):
+    """Block 1's statistics are those of the inputs produced by the already-compressed block 0."""
+    loaded = load_model(tiny_llama_dir)
+    ids, _ = calibration_windows(loaded.tokenizer, 2, 16)
+    seen = {}
+
+    def zero_block0(cal):
+        if cal.index == 0:
+            for ref in cal.linears:
+                ref.set_weight(torch.zeros(ref.shape))
+        seen[cal.index] = cal.inputs[0].clone()
+
+    run_sequential(loaded.model, loaded.adapter, ids, zero_block0, batch_size=2, progress=False)
+    with torch.no_grad():
+        embedded = loaded.model.model.embed_tokens(ids)
+    torch.testing.assert_close(seen[0], embedded)
+    torch.testing.assert_close(seen[1], embedded)  # a zeroed block adds nothing to the residual stream
+
+
+def test_compress_writes_a_folder_eval_can_read(tiny_llama_dir, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "2:4+int4:g32", "--method", "sparsegpt",
+                   "--samples", "4", "--seq-len", "32", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["calibration"]["tokens"] == 128
+    assert {v["format"] for v in manifest["layers"].values()} == {"2:4+int4:g32"}
+    packed = load_file(str(out / PACKED))
+    name = next(iter(manifest["layers"]))
+    fmt = parse_format("2:4+int4:g32")
+    reloaded = load_model(out)
+    weight = reloaded.model.get_submodule(name).weight.detach().numpy()
+    buffers = {b.name: packed[f"{name}::{b.name}"] for b in fmt.buffers(weight.shape)}
+    np.testing.assert_array_equal(fmt.dequantize(buffers, weight.shape), weight)
+    again = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "int8", "-o", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
+    done = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "int4:g32", "--method", "wanda",
+                   "-o", str(tmp_path / "out"))
+    assert done.returncode == 2 and "wanda cannot produce int4:g32" in done.stderr
+    assert list(tmp_path.iterdir()) == []

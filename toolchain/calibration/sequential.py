@@ -1,0 +1,114 @@
+"""The sequential calibration pipeline (as in GPTQ and llm-compressor).
+
+Calibration tokens go through the model one block at a time. For block i:
+
+1. its inputs are the outputs of blocks 0..i-1 *already compressed*;
+2. hooks on the block's linears accumulate `InputStats` over all samples;
+3. `compress_block` compresses the block's linears in place from those statistics;
+4. the compressed block is run again to produce the inputs of block i+1.
+
+Peak memory is the model, one block's statistics and the calibration activations
+(samples x seq_len x hidden), never a second copy of the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from edgec.calibration.stats import InputStats
+from edgec.models.adapters import Adapter, LinearRef
+
+
+@dataclass
+class BlockCalibration:
+    """What a pass sees of one block: its index, module, linears and their input statistics."""
+
+    index: int
+    block: nn.Module
+    linears: list[LinearRef]
+    stats: dict[str, InputStats]  # linear name -> stats; linears sharing an input share the object
+    inputs: list[torch.Tensor]  # the block's input hidden states, one tensor per batch
+    kwargs: list[dict]  # the other arguments the model passed to the block, per batch
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _capture_block_inputs(model: nn.Module, first_block: nn.Module, ids: torch.Tensor, batch_size: int) -> tuple[list, list]:
+    inputs: list[torch.Tensor] = []
+    captured: list[dict] = []
+
+    def hook(module, args, kwargs):
+        kwargs = dict(kwargs)
+        hidden = args[0] if args else kwargs.pop("hidden_states")
+        inputs.append(hidden.detach())
+        kept = {k: v for k, v in kwargs.items() if k not in ("past_key_value", "past_key_values", "use_cache")}
+        captured.append({**kept, "__positional__": args[1:]})
+        raise _StopForward
+
+    handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for start in range(0, ids.shape[0], batch_size):
+            try:
+                model(input_ids=ids[start : start + batch_size], use_cache=False)
+            except _StopForward:
+                pass
+    finally:
+        handle.remove()
+    return inputs, captured
+
+
+def _run_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    positional = kwargs.get("__positional__", ())
+    out = block(hidden, *positional, **{k: v for k, v in kwargs.items() if k != "__positional__"})
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _shared_input_groups(adapter: Adapter, model: nn.Module, linears: list[LinearRef]) -> dict[str, str]:
+    """Linear name -> name of the linear whose input statistics it shares (fused groups read one input)."""
+    leader = {ref.name: ref.name for ref in linears}
+    for group in adapter.fused_groups(model):
+        for name in group:
+            if name in leader:
+                leader[name] = group[0]
+    return leader
+
+
+@torch.no_grad()
+def run_sequential(
+    model: nn.Module,
+    adapter: Adapter,
+    ids: torch.Tensor,
+    compress_block: Callable[[BlockCalibration], None],
+    batch_size: int = 8,
+    hessian: bool = True,
+    progress: bool = True,
+) -> None:
+    """Calibrate and compress `model` block by block on token windows `ids` (n, seq_len)."""
+    blocks = adapter.blocks(model)
+    all_linears = adapter.linears(model)
+    inputs, kwargs = _capture_block_inputs(model, blocks[0], ids, batch_size)
+    bar = tqdm(total=len(blocks), desc="compressing", unit="block", disable=not progress)
+    for index, block in enumerate(blocks):
+        linears = [ref for ref in all_linears if ref.block == index]
+        leader = _shared_input_groups(adapter, model, linears)
+        stats = {name: InputStats(ref.shape[1], hessian) for ref in linears if (name := ref.name) == leader[name]}
+        stats.update({name: stats[lead] for name, lead in leader.items()})
+        handles = [ref.module.register_forward_pre_hook(lambda m, args, s=stats[ref.name]: s.add(args[0]))
+                   for ref in linears if leader[ref.name] == ref.name]
+        try:
+            for hidden, kw in zip(inputs, kwargs):
+                _run_block(block, hidden, kw)
+        finally:
+            for h in handles:
+                h.remove()
+        compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs))
+        inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
+        bar.update()
+    bar.close()

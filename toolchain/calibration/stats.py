@@ -1,0 +1,45 @@
+"""Input statistics of linear layers, accumulated over calibration tokens.
+
+For a linear with K input features fed tokens x (one row each):
+
+* ``hessian``: sum of x xᵀ (K, K), float64 — GPTQ's and SparseGPT's H up to a factor
+  2/n, and what makes AWQ's output-error search exact without keeping activations;
+* ``sq_sum``: sum of x² per input feature (K,) — Wanda's ‖X_j‖² ;
+* ``abs_sum``: sum of |x| per input feature (K,) — AWQ's activation magnitude;
+* ``abs_max``: max |x| per input feature (K,) — SmoothQuant's activation range.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class InputStats:
+    """Running statistics of one linear's inputs."""
+
+    def __init__(self, k: int, hessian: bool = True) -> None:
+        self.tokens = 0
+        self.hessian = torch.zeros(k, k, dtype=torch.float64) if hessian else None
+        self.sq_sum = torch.zeros(k, dtype=torch.float64)
+        self.abs_sum = torch.zeros(k, dtype=torch.float64)
+        self.abs_max = torch.zeros(k, dtype=torch.float32)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Accumulate a batch of inputs (..., K)."""
+        x = x.detach().reshape(-1, x.shape[-1]).float()  # (tokens, K)
+        self.tokens += x.shape[0]
+        if self.hessian is not None:
+            self.hessian += (x.t() @ x).double()
+        self.sq_sum += x.square().sum(0).double()
+        self.abs_sum += x.abs().sum(0).double()
+        self.abs_max = torch.maximum(self.abs_max, x.abs().amax(0))
+
+    @property
+    def abs_mean(self) -> torch.Tensor:
+        """Mean |x| per input feature (K,)."""
+        return (self.abs_sum / max(self.tokens, 1)).float()
+
+    @property
+    def norm(self) -> torch.Tensor:
+        """‖X_j‖₂ per input feature (K,), over all calibration tokens."""
+        return self.sq_sum.sqrt().float()

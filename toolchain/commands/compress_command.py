@@ -1,0 +1,67 @@
+"""`edgec compress`: compress a model with a per-layer format and method and write it out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgec.commands.options import format_option, json_option, model_option, output_option
+
+
+@click.command("compress")
+@model_option
+@format_option
+@click.option("--method", default="rtn", show_default=True,
+              type=click.Choice(["rtn", "gptq", "magnitude", "wanda", "sparsegpt"]),
+              help="Compression method for every layer.")
+@click.option("--sparsity", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5).")
+@click.option("--include-head", is_flag=True, help="Also compress the output head (and the embedding tied to it).")
+@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Calibration windows.")
+@click.option("--seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per calibration window.")
+@click.option("--act-order", is_flag=True, help="GPTQ: visit columns by decreasing Hessian diagonal (static groups).")
+@click.option("--damp", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+              help="GPTQ/SparseGPT: Hessian damping as a fraction of its mean diagonal.")
+@output_option
+@json_option
+def compress_command(model, fmt, method, sparsity, include_head, samples, seq_len, act_order, damp, output,
+                     as_json) -> None:
+    """Compress every quantizable linear to FORMAT by METHOD and write a model folder to OUTPUT.
+
+    The folder loads like any Hugging Face model (`edgec eval --model OUTPUT`) and also holds
+    every layer's packed buffers and a manifest of formats and methods for the exporters.
+    Calibrated methods (gptq, wanda, sparsegpt) read the shipped Sense and Sensibility.
+    """
+    import json
+
+    from edgec.assignment import uniform_assignment
+    from edgec.compress import CalibrationSettings, compress, plan_passes
+    from edgec.compressed_io import check_output_path, save_compressed
+    from edgec.errors import EdgecError
+    from edgec.models.loading import load_model
+    from edgec.passes import GPTQ, GPTQOptions, LayerConfig, SparseGPT, SparseGPTOptions
+    from edgec.runtime.formats import parse_format
+
+    if fmt is None:
+        raise EdgecError("give --format (a per-layer plan file arrives with `edgec plan`)")
+    fmt = parse_format(fmt)
+    out = Path(output)
+    check_output_path(out)
+    loaded = load_model(model)
+    formats = uniform_assignment(loaded.model, loaded.adapter, fmt, include_head)
+    request = {name: LayerConfig(f, method, sparsity or 0.0) for name, f in formats.items()}
+    passes = {"gptq": GPTQ(GPTQOptions(damp=damp, act_order=act_order)), "sparsegpt": SparseGPT(SparseGPTOptions(damp=damp))}
+    plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
+    calibration = CalibrationSettings(samples=samples, seq_len=seq_len)
+    progress = sys.stderr.isatty()
+    result = compress(loaded, request, calibration, passes, progress=progress)
+    save_compressed(loaded, result, out, calibration)
+    summary = {"output": str(out), "layers": len(result.layers), "format": str(fmt), "method": method,
+               "calibration_tokens": result.calibration_tokens}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        calib = f", calibrated on {result.calibration_tokens:,} tokens" if result.calibration_tokens else ""
+        click.echo(f"wrote {out}: {len(result.layers)} linears in {fmt} by {method}{calib}")

@@ -1,0 +1,93 @@
+"""`compress`: apply per-layer compression configs to a model, in place.
+
+The request maps linear names to `LayerConfig`s. Every entry is checked (the
+layer exists, the method can produce the format, the shape fits) before any work.
+Uncalibrated methods (RTN, magnitude) run directly; if any layer needs
+calibration, the whole model goes through the sequential pipeline once and each
+block's layers are compressed by their own method inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from edgec.assignment import validate_assignment
+from edgec.calibration.sequential import BlockCalibration, run_sequential
+from edgec.calibration.windows import calibration_windows
+from edgec.errors import EdgecError
+from edgec.models.adapters import LinearRef
+from edgec.models.loading import LoadedModel
+from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Calibration data: `samples` windows of `seq_len` tokens of the calibration text."""
+
+    samples: int = 64
+    seq_len: int = 512
+    batch_size: int = 8
+    text: str | None = None  # None = the shipped calibration text
+
+
+@dataclass
+class CompressionResult:
+    """Per-layer results in execution order, and what calibration used."""
+
+    layers: dict[str, LayerResult]
+    calibration_tokens: int = 0  # tokens of calibration text fed through the model
+    calibration_text_tokens: int = 0  # tokens in the whole calibration text
+    passes: dict[str, Pass] = field(default_factory=dict)
+
+
+def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
+                pass_instances: Mapping[str, Pass] | None = None) -> tuple[dict[str, LinearRef], dict[str, Pass]]:
+    """Validate a request fully; return the layers and the pass instance of every method used."""
+    refs = validate_assignment(loaded.model, loaded.adapter, {n: c.format for n, c in request.items()})
+    passes = dict(pass_instances or {})
+    for name, config in request.items():
+        if config.method not in PASSES:
+            raise EdgecError(f"layer {name!r}: unknown method {config.method!r} (known: {', '.join(PASSES)})")
+        passes.setdefault(config.method, PASSES[config.method]())
+        passes[config.method].check(name, config)
+    for group in loaded.adapter.fused_groups(loaded.model):
+        methods = {request[n].method for n in group if n in request}
+        if "awq" in methods and len(methods) > 1:
+            raise EdgecError(f"layers {', '.join(group)} share an input; awq needs all of them on awq")
+    return refs, passes
+
+
+def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibration: CalibrationSettings | None = None,
+             pass_instances: Mapping[str, Pass] | None = None, progress: bool = True) -> CompressionResult:
+    """Compress `loaded.model` in place as `request` says; see the module docstring."""
+    refs, passes = plan_passes(loaded, request, pass_instances)
+    result = CompressionResult({}, passes=passes)
+
+    def run(name: str, cal: BlockCalibration | None) -> None:
+        config = request[name]
+        ref = refs[name]
+        weight, encoded = passes[config.method].compress(ref.weight().float().numpy(), config, cal, name)
+        ref.set_weight(torch.from_numpy(weight))
+        result.layers[name] = LayerResult(config, encoded)
+
+    calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
+    for name in tqdm([n for n in request if n not in calibrated], desc="compressing", unit="layer",
+                     disable=not progress or not (set(request) - calibrated)):
+        run(name, None)
+    if calibrated:
+        settings = calibration or CalibrationSettings()
+        ids, text_tokens = calibration_windows(loaded.tokenizer, settings.samples, settings.seq_len, settings.text)
+        result.calibration_tokens, result.calibration_text_tokens = ids.numel(), text_tokens
+
+        def compress_block(cal: BlockCalibration) -> None:
+            for ref in cal.linears:
+                if ref.name in calibrated:
+                    run(ref.name, cal)
+
+        run_sequential(loaded.model, loaded.adapter, ids, compress_block, settings.batch_size, progress=progress)
+    result.layers = {n: result.layers[n] for n in request}
+    return result

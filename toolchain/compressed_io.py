@@ -1,0 +1,94 @@
+"""The folder `edgec compress` writes, read by `edgec eval` and the exporters.
+
+    OUT/
+      config.json, model.safetensors, tokenizer files   a Hugging Face model folder whose
+                                                        linears hold the dequantized weights
+      edgec-compression.json                            manifest (below)
+      packed.safetensors                                every compressed linear's stored buffers,
+                                                        keyed "<layer>::<buffer>", exactly as
+                                                        Format.buffers() lists them
+
+Manifest: {"version": 1, "edgec_version", "source": {"name", "weights_sha256"},
+"calibration": {"text", "samples", "seq_len", "tokens"} or null,
+"layers": {name: {"format", "method", "sparsity"}}}.
+
+The folder is written under a temporary name beside OUT and renamed at the end, so
+a failed or interrupted run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from edgec import __version__
+from edgec.assignment import quantizable
+from edgec.compress import CalibrationSettings, CompressionResult
+from edgec.data import CALIBRATION_NAME
+from edgec.errors import EdgecError
+from edgec.models.loading import LoadedModel
+
+MANIFEST = "edgec-compression.json"
+PACKED = "packed.safetensors"
+MANIFEST_VERSION = 1
+
+
+def check_output_path(out: Path) -> None:
+    """Refuse an existing output path before any work is done."""
+    if out.exists():
+        raise EdgecError(f"output {out} already exists; remove it or choose another path")
+    if not out.parent.exists():
+        raise EdgecError(f"output folder's parent {out.parent} does not exist")
+
+
+def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
+                    calibration: CalibrationSettings | None) -> None:
+    """Write the compressed model folder atomically (see the module docstring)."""
+    check_output_path(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        packed: dict[str, np.ndarray] = {}
+        refs = quantizable(loaded.model, loaded.adapter, include_head=loaded.adapter.head(loaded.model) is not None)
+        for name, layer in result.layers.items():
+            for buffer, array in layer.config.format.pack(layer.encoded, refs[name].shape).items():
+                packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
+        save_file(packed, str(tmp / PACKED))
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "edgec_version": __version__,
+            "source": {"name": loaded.name, "weights_sha256": loaded.weights_hash},
+            "calibration": None if not result.calibration_tokens else {
+                "text": CALIBRATION_NAME if calibration is None or calibration.text is None else "user text",
+                "samples": calibration.samples if calibration else None,
+                "seq_len": calibration.seq_len if calibration else None,
+                "tokens": result.calibration_tokens,
+            },
+            "layers": {name: {"format": str(layer.config.format), "method": layer.config.method,
+                              "sparsity": layer.config.sparsity} for name, layer in result.layers.items()},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The compression manifest of a model folder, or None if it was not written by edgec compress."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgecError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise EdgecError(f"{path}: unsupported manifest version {manifest.get('version')!r}")
+    return manifest

@@ -1,0 +1,84 @@
+"""What every compression pass shares: per-layer configs, the pass interface, and encoding results.
+
+A compression request is a mapping from linear name to `LayerConfig` (format,
+method, options); a uniform `--format` is the mapping giving every linear the same
+config, and a plan file is any other mapping. Passes never see the CLI.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from edgec.calibration.sequential import BlockCalibration
+from edgec.errors import EdgecError
+from edgec.runtime.formats import Format
+from edgec.runtime.formats.base import Encoded, GroupQuantizedFormat
+from edgec.runtime.formats.dense import DenseFloat
+from edgec.runtime.formats.sparse24 import Sparse24
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """How one linear is compressed: storage format, method, and unstructured sparsity for pruning methods."""
+
+    format: Format
+    method: str
+    sparsity: float = 0.0
+
+    def describe(self) -> str:
+        extra = f" at {self.sparsity:.0%} sparsity" if self.sparsity else ""
+        return f"{self.format} by {self.method}{extra}"
+
+
+@dataclass
+class LayerResult:
+    """A compressed linear: its config and its logical arrays in the config's format."""
+
+    config: LayerConfig
+    encoded: Encoded
+
+
+class Pass(ABC):
+    """One compression method. `calibrated` passes run inside the sequential pipeline."""
+
+    name: ClassVar[str]
+    calibrated: ClassVar[bool] = True
+
+    @abstractmethod
+    def check(self, layer: str, config: LayerConfig) -> None:
+        """Refuse a config this method cannot produce, naming the layer and the format."""
+
+    @abstractmethod
+    def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
+                 layer: str) -> tuple[np.ndarray, Encoded]:
+        """Compress one weight (N, K); return the weights to compute with and their encoding."""
+
+    def refuse(self, layer: str, config: LayerConfig, why: str) -> EdgecError:
+        return EdgecError(f"layer {layer!r}: method {self.name} cannot produce {config.format} ({why})")
+
+
+def is_quantized(fmt: Format) -> bool:
+    """Formats with codes and group parameters (int*, nf4, fp8)."""
+    return isinstance(fmt, GroupQuantizedFormat)
+
+
+def is_dense_float(fmt: Format) -> bool:
+    return isinstance(fmt, DenseFloat)
+
+
+def sparse_inner(fmt: Format) -> Format | None:
+    """The inner format of a 2:4 format, or None for a dense one."""
+    return fmt.inner if isinstance(fmt, Sparse24) else None
+
+
+def encode_with_keep(fmt: Format, weight: np.ndarray, keep: np.ndarray) -> Encoded:
+    """Encode `weight` by RTN (survivors only, for 2:4 formats) under a kept mask chosen by a pass."""
+    if isinstance(fmt, Sparse24):
+        n, k = weight.shape
+        idx = np.nonzero(keep.reshape(n, k // 4, 4))[2].reshape(n, k // 4, 2).astype(np.uint8)
+        return fmt.encode_kept(weight, idx)
+    return fmt.encode(weight * keep)

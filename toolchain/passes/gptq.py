@@ -1,0 +1,46 @@
+"""GPTQ (Frantar et al., 2022): quantization with OBS error feedback, for int8/4/3/2, nf4 and fp8."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgec.calibration.sequential import BlockCalibration
+from edgec.passes.base import LayerConfig, Pass, is_quantized
+from edgec.passes.obs_math import obs_sweep
+from edgec.runtime.formats.base import Encoded
+
+
+@dataclass(frozen=True)
+class GPTQOptions:
+    """block_size: lazy-update block; damp: fraction of mean(diag H) added to the diagonal;
+    act_order: visit columns by decreasing H_jj (with static groups)."""
+
+    block_size: int = 128
+    damp: float = 0.01
+    act_order: bool = False
+
+
+class GPTQ(Pass):
+    """Column-by-column quantization minimising the layer's output error on calibration inputs."""
+
+    name = "gptq"
+
+    def __init__(self, options: GPTQOptions | None = None) -> None:
+        self.options = options or GPTQOptions()
+
+    def check(self, layer: str, config: LayerConfig) -> None:
+        if not is_quantized(config.format):
+            hint = "use sparsegpt for 2:4 formats" if config.format.is_sparse else "it has no quantization grid"
+            raise self.refuse(layer, config, hint)
+        if config.sparsity:
+            raise self.refuse(layer, config, "unstructured sparsity needs a pruning method")
+
+    def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
+                 layer: str) -> tuple[np.ndarray, Encoded]:
+        fmt = config.format
+        result = obs_sweep(weight, cal.stats[layer].hessian.numpy(), quantizer=fmt, block_size=self.options.block_size,
+                           damp=self.options.damp, act_order=self.options.act_order)
+        encoded = {"codes": result.codes, **{p: v.astype(fmt.param_dtypes[p]) for p, v in result.params.items()}}
+        return result.weight, encoded

@@ -1,0 +1,25 @@
+"""Round-to-nearest: every format of the registry, no calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.calibration.sequential import BlockCalibration
+from edgec.passes.base import LayerConfig, Pass
+from edgec.runtime.formats.base import Encoded
+
+
+class RTN(Pass):
+    """Round each weight to the nearest value of its format (2:4 keeps the two largest of four)."""
+
+    name = "rtn"
+    calibrated = False
+
+    def check(self, layer: str, config: LayerConfig) -> None:
+        if config.sparsity:
+            raise self.refuse(layer, config, "unstructured sparsity needs a pruning method")
+
+    def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
+                 layer: str) -> tuple[np.ndarray, Encoded]:
+        enc = config.format.encode(weight)
+        return config.format.decode(enc, weight.shape), enc
