@@ -70,9 +70,9 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
     def run(name: str, cal: BlockCalibration | None) -> None:
         config = request[name]
         ref = refs[name]
-        weight, encoded = passes[config.method].compress(ref.weight().float().numpy(), config, cal, name)
-        ref.set_weight(torch.from_numpy(weight))
-        result.layers[name] = LayerResult(config, encoded)
+        done = passes[config.method].compress(ref.weight().float().numpy(), config, cal, name)
+        ref.set_weight(torch.from_numpy(done.weight))
+        result.layers[name] = LayerResult(config, done.encoded, done.input_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
     for name in tqdm([n for n in request if n not in calibrated], desc="compressing", unit="layer",
@@ -84,6 +84,11 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
         result.calibration_tokens, result.calibration_text_tokens = ids.numel(), text_tokens
 
         def compress_block(cal: BlockCalibration) -> None:
+            in_block = {ref.name for ref in cal.linears} & calibrated
+            for method, instance in passes.items():
+                mine = {n: request[n] for n in in_block if request[n].method == method}
+                if mine:
+                    instance.prepare_block(cal, mine)
             for ref in cal.linears:
                 if ref.name in calibrated:
                     run(ref.name, cal)

@@ -6,7 +6,9 @@
       edgec-compression.json                            manifest (below)
       packed.safetensors                                every compressed linear's stored buffers,
                                                         keyed "<layer>::<buffer>", exactly as
-                                                        Format.buffers() lists them
+                                                        Format.buffers() lists them, plus
+                                                        "<layer>::input_scale" float32 (K,) for a
+                                                        layer whose inputs must be divided by it
 
 Manifest: {"version": 1, "edgec_version", "source": {"name", "weights_sha256"},
 "calibration": {"text", "samples", "seq_len", "tokens"} or null,
@@ -59,6 +61,8 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
         for name, layer in result.layers.items():
             for buffer, array in layer.config.format.pack(layer.encoded, refs[name].shape).items():
                 packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
+            if layer.input_scale is not None:
+                packed[f"{name}::input_scale"] = layer.input_scale.astype(np.float32)
         save_file(packed, str(tmp / PACKED))
         manifest = {
             "version": MANIFEST_VERSION,

@@ -246,9 +246,12 @@ class GroupQuantizedFormat(Format):
 
     def encode(self, w: np.ndarray) -> Encoded:
         w = self.prepare(w)
+        return self.encode_with(w, self.fit(to_groups(w, self.group_size(w.shape[1]))))
+
+    def encode_with(self, w: np.ndarray, params: dict[str, np.ndarray]) -> Encoded:
+        """Codes of `w` (N, K) under given per-group parameters (each (N, groups)), e.g. clipped ones."""
         n, k = w.shape
         groups = to_groups(w, self.group_size(k))  # (N, ng, G)
-        params = self.fit(groups)  # each (N, ng)
         codes = self.round(groups, {p: v[..., None] for p, v in params.items()}).reshape(n, -1)[:, :k]
         return {"codes": codes, **{p: v.astype(self.param_dtypes[p]) for p, v in params.items()}}
 

@@ -226,3 +226,72 @@ def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
                    "-o", str(tmp_path / "out"))
     assert done.returncode == 2 and "wanda cannot produce int4:g32" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "gpt2"])
+def test_awq_scale_folding_leaves_the_float_model_unchanged(family, request, tmp_path):
+    """Fold AWQ's searched scales but skip quantization: the model must compute the same outputs."""
+    from edgec.passes import AWQ
+    from edgec.runtime.formats.base import GroupQuantizedFormat
+
+    if family == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=320, n_positions=64)).save_pretrained(tmp_path)
+        tiny_tokenizer().save_pretrained(tmp_path)
+        path = tmp_path
+    else:
+        path = request.getfixturevalue(family)
+    loaded = load_model(path)
+    original = copy.deepcopy(loaded.model)
+    fmt = parse_format("int3:g32")
+    assert isinstance(fmt, GroupQuantizedFormat)
+    awq = AWQ()
+    ids, _ = calibration_windows(loaded.tokenizer, 4, 32)
+    req = {n: LayerConfig(fmt, "awq") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+    folded_somewhere = []
+
+    def fold_only(cal):
+        before = {r.name: r.weight().clone() for r in cal.linears}
+        awq.prepare_block(cal, {r.name: req[r.name] for r in cal.linears})
+        folded_somewhere.append(any(not torch.equal(before[r.name], r.weight()) for r in cal.linears))
+
+    run_sequential(loaded.model, loaded.adapter, ids, fold_only, batch_size=2, progress=False)
+    assert all(folded_somewhere)
+    test_ids = ids[:2]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(test_ids).logits, original(test_ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_awq_explicit_input_scale_is_recorded_and_applied(tiny_bert_dir, tmp_path):
+    """BERT's post-norm inputs cannot take a folded scale: the layer stores Q(W·s) and the scale s."""
+    loaded = load_model(tiny_bert_dir)
+    fmt = parse_format("int4:g32")
+    req = {n: LayerConfig(fmt, "awq") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+    result = compress(loaded, req, CAL, progress=False)
+    query = "encoder.layer.0.attention.self.query"
+    layer = result.layers[query]
+    assert layer.input_scale is not None and layer.input_scale.shape == (64,)
+    assert result.layers["encoder.layer.0.attention.output.dense"].input_scale is None  # folded into value rows
+    weight = loaded.model.get_submodule(query).weight.detach().numpy()
+    np.testing.assert_allclose(fmt.decode(layer.encoded, weight.shape) / layer.input_scale, weight, rtol=1e-5, atol=1e-7)
+
+
+def test_awq_lowers_output_error_below_rtn():
+    from edgec.passes.awq_math import clipped_params, search_scale
+
+    fmt = parse_format("int3:g32")
+    rng = np.random.default_rng(7)
+    act = rng.uniform(0.05, 5, 128)  # a few strong input channels, as in LLMs
+    x = rng.standard_normal((512, 128)) * act
+    h = torch.from_numpy(x.T @ x)
+    w = (rng.standard_normal((32, 128)) * 0.1).astype(np.float32)
+    err = lambda q: np.einsum("ij,jk,ik->", w - q, h.numpy(), w - q)  # noqa: E731
+    scale, alpha, errors = search_scale([w], h, torch.from_numpy(np.abs(x).mean(0)), [fmt])
+    assert alpha > 0 and min(errors) < errors[0]  # α = 0 is plain RTN
+    s = scale.numpy()
+    hs = h / torch.outer(scale, scale).double()
+    params = clipped_params(w * s, hs, fmt)
+    awq = fmt.decode(fmt.encode_with(w * s, params), w.shape) / s
+    assert err(awq) < 0.9 * err(fmt.fake_quantize(w))

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgec.calibration.stats import InputStats
-from edgec.models.adapters import Adapter, LinearRef
+from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
 
 
 @dataclass
@@ -34,6 +34,7 @@ class BlockCalibration:
     stats: dict[str, InputStats]  # linear name -> stats; linears sharing an input share the object
     inputs: list[torch.Tensor]  # the block's input hidden states, one tensor per batch
     kwargs: list[dict]  # the other arguments the model passed to the block, per batch
+    scale_groups: list[ScaleGroup]  # linears sharing an input, and where an input scale folds
 
 
 class _StopForward(Exception):
@@ -108,7 +109,7 @@ def run_sequential(
         finally:
             for h in handles:
                 h.remove()
-        compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs))
+        compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs, adapter.scale_groups(model, index)))
         inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
         bar.update()
     bar.close()

@@ -51,6 +51,28 @@ class LinearRef:
             target.copy_((w.t() if self.transposed else w).to(target.dtype))
 
 
+@dataclass(frozen=True)
+class ScaleSource:
+    """Where an input scale of a group of linears can be folded (AWQ, SmoothQuant).
+
+    The group's input feature j is produced by the source module's output feature
+    `rows[j]` (identity when None): a norm's weight (and bias), or a linear's output
+    rows — with GQA, several attention heads read the same value rows, so one scale
+    must serve them all.
+    """
+
+    module: nn.Module
+    rows: torch.Tensor | None = None  # (K,) long
+
+
+@dataclass(frozen=True)
+class ScaleGroup:
+    """Linears reading the same input, and the op their input scale folds into (None: not foldable)."""
+
+    consumers: tuple[str, ...]
+    source: ScaleSource | None
+
+
 class Adapter(ABC):
     """Per-family knowledge of a model's structure. Subclasses register with `model_types=`."""
 
@@ -94,6 +116,19 @@ class Adapter(ABC):
             for group in self.fused
         ]
 
+    def scale_groups(self, model: nn.Module, block_index: int) -> list[ScaleGroup]:
+        """Groups of a block's linears sharing an input, each with the op an input scale folds into."""
+        names = {id(m): n for n, m in model.named_modules()}
+        block = self.blocks(model)[block_index]
+        return [ScaleGroup(tuple(names[id(block.get_submodule(p))] for p in consumers),
+                           self._scale_source(model, block, source) if source else None)
+                for source, consumers in self.scale_paths]
+
+    scale_paths: ClassVar[tuple[tuple[str | None, tuple[str, ...]], ...]] = ()
+
+    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
+        return ScaleSource(block.get_submodule(path))
+
     @staticmethod
     def _is_transposed(module: nn.Module) -> bool:
         return type(module).__name__ == "Conv1D"
@@ -111,9 +146,24 @@ class LlamaFamily(Adapter, model_types=("llama", "mistral", "qwen2", "qwen3")):
     block_linears = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
     fused = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("mlp.gate_proj", "mlp.up_proj"))
+    scale_paths = (
+        ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("self_attn.v_proj", ("self_attn.o_proj",)),
+        ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
+        ("mlp.up_proj", ("mlp.down_proj",)),
+    )
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.base_model.layers)
+
+    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
+        if path != "self_attn.v_proj":
+            return ScaleSource(block.get_submodule(path))
+        config = model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        repeat = config.num_attention_heads // config.num_key_value_heads
+        j = torch.arange(config.num_attention_heads * head_dim)
+        return ScaleSource(block.get_submodule(path), rows=(j // head_dim // repeat) * head_dim + j % head_dim)
 
     def head(self, model: nn.Module) -> LinearRef | None:
         return _head_ref(model)
@@ -124,9 +174,17 @@ class GPT2Family(Adapter, model_types=("gpt2",)):
 
     task = "causal-lm"
     block_linears = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    scale_paths = (("ln_1", ("attn.c_attn",)), ("attn.c_attn", ("attn.c_proj",)), ("ln_2", ("mlp.c_fc",)),
+                   (None, ("mlp.c_proj",)))
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.base_model.h)
+
+    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
+        if path != "attn.c_attn":
+            return ScaleSource(block.get_submodule(path))
+        hidden = model.config.n_embd
+        return ScaleSource(block.get_submodule(path), rows=torch.arange(2 * hidden, 3 * hidden))  # the value outputs
 
     def head(self, model: nn.Module) -> LinearRef | None:
         return _head_ref(model)
@@ -139,6 +197,11 @@ class BertFamily(Adapter, model_types=("bert",)):
     block_linears = ("attention.self.query", "attention.self.key", "attention.self.value",
                      "attention.output.dense", "intermediate.dense", "output.dense")
     fused = (("attention.self.query", "attention.self.key", "attention.self.value"),)
+    # Post-norm: the LayerNorms before query/key/value and the intermediate also feed the
+    # residual stream, so scales there cannot be folded; only the value rows can take one.
+    scale_paths = ((None, ("attention.self.query", "attention.self.key", "attention.self.value")),
+                   ("attention.self.value", ("attention.output.dense",)),
+                   (None, ("intermediate.dense",)), (None, ("output.dense",)))
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.base_model.encoder.layer)

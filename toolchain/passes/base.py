@@ -35,11 +35,26 @@ class LayerConfig:
 
 
 @dataclass
+class Compressed:
+    """One compressed weight: the float weights the model computes with, and their encoding.
+
+    `input_scale` (K,), when set, is an input scale s that could not be folded into the
+    previous op: the encoding stores Q(W·diag(s)) and a runtime must divide its inputs by s;
+    `weight` is then Q(W·diag(s))·diag(s)⁻¹, what the layer computes.
+    """
+
+    weight: np.ndarray
+    encoded: Encoded
+    input_scale: np.ndarray | None = None
+
+
+@dataclass
 class LayerResult:
-    """A compressed linear: its config and its logical arrays in the config's format."""
+    """A compressed linear: its config, its logical arrays and any unfolded input scale."""
 
     config: LayerConfig
     encoded: Encoded
+    input_scale: np.ndarray | None = None
 
 
 class Pass(ABC):
@@ -52,10 +67,12 @@ class Pass(ABC):
     def check(self, layer: str, config: LayerConfig) -> None:
         """Refuse a config this method cannot produce, naming the layer and the format."""
 
+    def prepare_block(self, cal: BlockCalibration, layers: dict[str, LayerConfig]) -> None:
+        """Block-level work before this block's layers are compressed (AWQ's scale search)."""
+
     @abstractmethod
-    def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
-                 layer: str) -> tuple[np.ndarray, Encoded]:
-        """Compress one weight (N, K); return the weights to compute with and their encoding."""
+    def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:
+        """Compress one weight (N, K)."""
 
     def refuse(self, layer: str, config: LayerConfig, why: str) -> EdgecError:
         return EdgecError(f"layer {layer!r}: method {self.name} cannot produce {config.format} ({why})")

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.passes.base import LayerConfig, Pass, encode_with_keep, is_dense_float, is_quantized, sparse_inner
+from edgec.passes.base import Compressed, LayerConfig, Pass, encode_with_keep, is_dense_float, is_quantized, sparse_inner
 from edgec.passes.obs_math import PruneSpec, obs_sweep
 from edgec.passes.pruning_math import keep_nm, keep_top, magnitude_score, wanda_score
-from edgec.runtime.formats.base import Encoded
 
 
 class _Pruning(Pass):
@@ -44,10 +43,10 @@ class _ScorePruning(_Pruning):
         """Kept mask (N, K) of the weight."""
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
-                 layer: str) -> tuple[np.ndarray, Encoded]:
+                 layer: str) -> Compressed:
         keep = self.keep_mask(weight, config, cal, layer)
         enc = encode_with_keep(config.format, weight, keep)
-        return config.format.decode(enc, weight.shape), enc
+        return Compressed(config.format.decode(enc, weight.shape), enc)
 
 
 class Magnitude(_ScorePruning):
@@ -95,10 +94,10 @@ class SparseGPT(_Pruning):
                            block_size=self.options.block_size, damp=self.options.damp)
         if quantizer is None:
             enc = encode_with_keep(config.format, result.weight, result.keep)
-            return config.format.decode(enc, weight.shape), enc
+            return Compressed(config.format.decode(enc, weight.shape), enc)
         n, k = weight.shape
         idx = np.nonzero(result.keep.reshape(n, k // 4, 4))[2].reshape(n, k // 4, 2).astype(np.uint8)
         kept_codes = result.codes[result.keep].reshape(n, k // 2)
         enc = {"indices": idx, "values.codes": kept_codes,
                **{f"values.{p}": v.astype(quantizer.param_dtypes[p]) for p, v in result.params.items()}}
-        return result.weight, enc
+        return Compressed(result.weight, enc)

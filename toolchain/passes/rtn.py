@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.passes.base import LayerConfig, Pass
-from edgec.runtime.formats.base import Encoded
+from edgec.passes.base import Compressed, LayerConfig, Pass
 
 
 class RTN(Pass):
@@ -20,6 +19,6 @@ class RTN(Pass):
             raise self.refuse(layer, config, "unstructured sparsity needs a pruning method")
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
-                 layer: str) -> tuple[np.ndarray, Encoded]:
+                 layer: str) -> Compressed:
         enc = config.format.encode(weight)
-        return config.format.decode(enc, weight.shape), enc
+        return Compressed(config.format.decode(enc, weight.shape), enc)
