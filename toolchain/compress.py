@@ -28,7 +28,7 @@ from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
 class CalibrationSettings:
     """Calibration data: `samples` windows of `seq_len` tokens of the calibration text."""
 
-    samples: int = 64
+    samples: int = 32
     seq_len: int = 512
     batch_size: int = 8
     text: str | None = None  # None = the shipped calibration text
@@ -72,7 +72,7 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
         ref = refs[name]
         done = passes[config.method].compress(ref.weight().float().numpy(), config, cal, name)
         ref.set_weight(torch.from_numpy(done.weight))
-        result.layers[name] = LayerResult(config, done.encoded, done.input_scale)
+        result.layers[name] = LayerResult(config, done.encoded, done.input_scale, done.act_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
     for name in tqdm([n for n in request if n not in calibrated], desc="compressing", unit="layer",

@@ -8,7 +8,9 @@
                                                         keyed "<layer>::<buffer>", exactly as
                                                         Format.buffers() lists them, plus
                                                         "<layer>::input_scale" float32 (K,) for a
-                                                        layer whose inputs must be divided by it
+                                                        layer whose inputs must be divided by it,
+                                                        "<layer>::act_scale" float32 (1,): the static
+                                                        scale its input is quantized with (W8A8)
 
 Manifest: {"version": 1, "edgec_version", "source": {"name", "weights_sha256"},
 "calibration": {"text", "samples", "seq_len", "tokens"} or null,
@@ -31,13 +33,11 @@ from safetensors.numpy import save_file
 from edgec import __version__
 from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
+from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED
 from edgec.data import CALIBRATION_NAME
 from edgec.errors import EdgecError
 from edgec.models.loading import LoadedModel
 
-MANIFEST = "edgec-compression.json"
-PACKED = "packed.safetensors"
-MANIFEST_VERSION = 1
 
 
 def check_output_path(out: Path) -> None:
@@ -63,6 +63,8 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
                 packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
             if layer.input_scale is not None:
                 packed[f"{name}::input_scale"] = layer.input_scale.astype(np.float32)
+            if layer.act_scale is not None:
+                packed[f"{name}::act_scale"] = np.array([layer.act_scale], dtype=np.float32)
         save_file(packed, str(tmp / PACKED))
         manifest = {
             "version": MANIFEST_VERSION,
@@ -82,17 +84,3 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def read_manifest(folder: Path) -> dict | None:
-    """The compression manifest of a model folder, or None if it was not written by edgec compress."""
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgecError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise EdgecError(f"{path}: unsupported manifest version {manifest.get('version')!r}")
-    return manifest

@@ -13,14 +13,14 @@ from edgec.assignment import uniform_assignment
 from edgec.calibration.sequential import run_sequential
 from edgec.calibration.windows import calibration_windows
 from edgec.compress import CalibrationSettings, compress
-from edgec.compressed_io import MANIFEST, PACKED
+from edgec.compressed_io import MANIFEST, PACKED, save_compressed
 from edgec.errors import EdgecError
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
 from edgec.passes.obs_math import PruneSpec, obs_sweep
 from edgec.passes.pruning_math import keep_nm, keep_top, wanda_score
 from edgec.runtime.formats import parse_format
-from conftest import run_cli, tiny_tokenizer
+from conftest import run_cli
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
 
@@ -128,9 +128,10 @@ def test_joint_2to4_quantization_keeps_two_of_four_on_the_grid():
     np.testing.assert_array_equal(fmt.inner.decode(enc, (8, 64)), kept)
 
 
-FAMILY_DIRS = ["tiny_llama_dir", "tiny_bert_dir"]
-METHOD_FORMATS = [("rtn", "int4:g32"), ("gptq", "int4:g32"), ("gptq", "nf4:g32"), ("magnitude", "2:4"),
-                  ("wanda", "2:4+int8"), ("sparsegpt", "2:4+int4:g32"), ("sparsegpt", "fp16")]
+FAMILY_DIRS = ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir"]
+METHOD_FORMATS = [("rtn", "int4:g32"), ("gptq", "int4:g32"), ("gptq", "nf4:g32"), ("awq", "int4:g32:asym"),
+                  ("smoothquant", "int8"), ("magnitude", "2:4"), ("wanda", "2:4+int8"), ("sparsegpt", "2:4+int4:g32"),
+                  ("sparsegpt", "fp16")]
 
 
 @pytest.mark.parametrize("method, text", METHOD_FORMATS)
@@ -143,27 +144,15 @@ def test_every_pass_on_tiny_models(family, method, text, request):
     req = {n: LayerConfig(f, method, sparsity) for n, f in uniform_assignment(loaded.model, loaded.adapter, fmt).items()}
     result = compress(loaded, req, CAL, progress=False)
     assert list(result.layers) == list(req)
+    refs = {r.name: r for r in loaded.adapter.linears(loaded.model)}
     for name, layer in result.layers.items():
-        ref = loaded.model.get_submodule(name)
-        decoded = fmt.decode(layer.encoded, tuple(ref.weight.shape))
-        np.testing.assert_allclose(decoded, ref.weight.detach().numpy(), rtol=1e-6, atol=1e-7, err_msg=name)
+        decoded = fmt.decode(layer.encoded, refs[name].shape)
+        if layer.input_scale is not None:  # an unfolded AWQ scale: the layer computes Q(W·s)/s
+            decoded = decoded / layer.input_scale[None, :]
+        np.testing.assert_allclose(decoded, refs[name].weight().numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
         if sparsity:
             assert (decoded == 0).mean() == pytest.approx(0.5, abs=0.02)
     assert (result.calibration_tokens > 0) == (method not in ("rtn", "magnitude"))
-
-
-def test_gpt2_passes_handle_transposed_weights(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=320, n_positions=64)).save_pretrained(tmp_path)
-    tiny_tokenizer().save_pretrained(tmp_path)
-    loaded = load_model(tmp_path)
-    fmt = parse_format("int4:g32")
-    req = {n: LayerConfig(f, "gptq") for n, f in uniform_assignment(loaded.model, loaded.adapter, fmt).items()}
-    result = compress(loaded, req, CAL, progress=False)
-    ref = loaded.adapter.linears(loaded.model)[0]
-    np.testing.assert_array_equal(fmt.decode(result.layers[ref.name].encoded, ref.shape), ref.weight().numpy())
 
 
 def test_bad_combinations_are_refused_before_any_work(tiny_llama_dir):
@@ -228,22 +217,13 @@ def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("family", ["tiny_llama_dir", "gpt2"])
-def test_awq_scale_folding_leaves_the_float_model_unchanged(family, request, tmp_path):
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_awq_scale_folding_leaves_the_float_model_unchanged(family, request):
     """Fold AWQ's searched scales but skip quantization: the model must compute the same outputs."""
     from edgec.passes import AWQ
     from edgec.runtime.formats.base import GroupQuantizedFormat
 
-    if family == "gpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        torch.manual_seed(0)
-        GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=320, n_positions=64)).save_pretrained(tmp_path)
-        tiny_tokenizer().save_pretrained(tmp_path)
-        path = tmp_path
-    else:
-        path = request.getfixturevalue(family)
-    loaded = load_model(path)
+    loaded = load_model(request.getfixturevalue(family))
     original = copy.deepcopy(loaded.model)
     fmt = parse_format("int3:g32")
     assert isinstance(fmt, GroupQuantizedFormat)
@@ -295,3 +275,66 @@ def test_awq_lowers_output_error_below_rtn():
     params = clipped_params(w * s, hs, fmt)
     awq = fmt.decode(fmt.encode_with(w * s, params), w.shape) / s
     assert err(awq) < 0.9 * err(fmt.fake_quantize(w))
+
+
+def test_smoothquant_smoothing_leaves_the_float_model_unchanged(tiny_llama_dir):
+    from edgec.passes import SmoothQuant
+
+    loaded = load_model(tiny_llama_dir)
+    original = copy.deepcopy(loaded.model)
+    sq = SmoothQuant()
+    fmt = parse_format("int8")
+    req = {n: LayerConfig(fmt, "smoothquant") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+    ids, _ = calibration_windows(loaded.tokenizer, 4, 32)
+    changed = []
+
+    def smooth_only(cal):
+        before = {r.name: r.weight().clone() for r in cal.linears}
+        sq.prepare_block(cal, {r.name: req[r.name] for r in cal.linears})
+        changed.append(any(not torch.equal(before[r.name], r.weight()) for r in cal.linears))
+
+    run_sequential(loaded.model, loaded.adapter, ids, smooth_only, batch_size=2, progress=False)
+    assert all(changed)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids[:2]).logits, original(ids[:2]).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_smoothing_flattens_activation_outliers():
+    from edgec.passes.smoothquant_math import smoothing_scale
+
+    act = torch.tensor([0.5, 1.0, 40.0, 0.8])
+    w = torch.tensor([[0.3, -0.2, 0.01, 0.5], [0.1, 0.4, -0.02, 0.2]])
+    s = smoothing_scale(act, [w], alpha=0.5)
+    smoothed_act, smoothed_w = act / s, (w * s).abs().amax(0)
+    assert smoothed_act.max() / smoothed_act.min() < act.max() / act.min()
+    torch.testing.assert_close(smoothed_act, smoothed_w)  # α = 0.5 balances both ranges per channel
+
+
+@pytest.mark.parametrize("text", ["int8", "fp8"])
+def test_smoothquant_w8a8_records_activation_scales_and_applies_them_on_load(tiny_llama_dir, tmp_path, text):
+    from edgec.activation_quant import quantize_activation
+
+    loaded = load_model(tiny_llama_dir)
+    fmt = parse_format(text)
+    req = {n: LayerConfig(fmt, "smoothquant") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+    result = compress(loaded, req, CAL, progress=False)
+    assert all(layer.act_scale > 0 for layer in result.layers.values())
+    out = tmp_path / "w8a8"
+    save_compressed(loaded, result, out, CAL)
+    reloaded = load_model(out)
+    name = next(iter(result.layers))
+    captured = {}
+    reloaded.model.get_submodule(name).register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    ids, _ = calibration_windows(loaded.tokenizer, 1, 16)
+    with torch.no_grad():
+        reloaded.model(ids)
+    scale = float(result.layers[name].act_scale)
+    torch.testing.assert_close(captured["x"], quantize_activation(captured["x"], scale, fmt))  # on the 8-bit grid
+    assert captured["x"].unique().numel() <= 255
+
+
+def test_smoothquant_refuses_4bit(tiny_llama_dir):
+    loaded = load_model(tiny_llama_dir)
+    name = loaded.adapter.linears(loaded.model)[0].name
+    with pytest.raises(EdgecError, match="smoothquant cannot produce int4:g32"):
+        compress(loaded, {name: LayerConfig(parse_format("int4:g32"), "smoothquant")}, CAL, progress=False)

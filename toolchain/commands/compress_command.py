@@ -14,27 +14,31 @@ from edgec.commands.options import format_option, json_option, model_option, out
 @model_option
 @format_option
 @click.option("--method", default="rtn", show_default=True,
-              type=click.Choice(["rtn", "gptq", "awq", "magnitude", "wanda", "sparsegpt"]),
+              type=click.Choice(["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"]),
               help="Compression method for every layer.")
 @click.option("--sparsity", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5).")
 @click.option("--include-head", is_flag=True, help="Also compress the output head (and the embedding tied to it).")
-@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Calibration windows.")
+@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, help="Calibration windows.")
 @click.option("--seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per calibration window.")
 @click.option("--act-order/--no-act-order", default=True, show_default=True,
               help="GPTQ: visit columns by decreasing Hessian diagonal (with static groups).")
 @click.option("--damp", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
               help="GPTQ/SparseGPT: Hessian damping as a fraction of its mean diagonal.")
 @click.option("--no-clip", is_flag=True, help="AWQ: skip the weight-clipping search.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="SmoothQuant: migration strength from activations to weights.")
 @output_option
 @json_option
-def compress_command(model, fmt, method, sparsity, include_head, samples, seq_len, act_order, damp, no_clip, output,
+def compress_command(model, fmt, method, sparsity, include_head, samples, seq_len, act_order, damp, no_clip, alpha, output,
                      as_json) -> None:
     """Compress every quantizable linear to FORMAT by METHOD and write a model folder to OUTPUT.
 
     The folder loads like any Hugging Face model (`edgec eval --model OUTPUT`) and also holds
     every layer's packed buffers and a manifest of formats and methods for the exporters.
-    Calibrated methods (gptq, wanda, sparsegpt) read the shipped Sense and Sensibility.
+    Calibrated methods (gptq, awq, smoothquant, wanda, sparsegpt) read the shipped Sense and
+    Sensibility. smoothquant makes a W8A8 model (int8 or fp8): its activation scales are
+    recorded and applied whenever the folder is loaded.
     """
     import json
 
@@ -43,7 +47,9 @@ def compress_command(model, fmt, method, sparsity, include_head, samples, seq_le
     from edgec.compressed_io import check_output_path, save_compressed
     from edgec.errors import EdgecError
     from edgec.models.loading import load_model
-    from edgec.passes import AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SparseGPT, SparseGPTOptions
+    from edgec.passes import (
+        AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SmoothQuant, SmoothQuantOptions, SparseGPT, SparseGPTOptions,
+    )
     from edgec.runtime.formats import parse_format
 
     if fmt is None:
@@ -55,7 +61,7 @@ def compress_command(model, fmt, method, sparsity, include_head, samples, seq_le
     formats = uniform_assignment(loaded.model, loaded.adapter, fmt, include_head)
     request = {name: LayerConfig(f, method, sparsity or 0.0) for name, f in formats.items()}
     passes = {"gptq": GPTQ(GPTQOptions(damp=damp, act_order=act_order)), "sparsegpt": SparseGPT(SparseGPTOptions(damp=damp)),
-              "awq": AWQ(AWQOptions(clip=not no_clip))}
+              "awq": AWQ(AWQOptions(clip=not no_clip)), "smoothquant": SmoothQuant(SmoothQuantOptions(alpha=alpha))}
     plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
     calibration = CalibrationSettings(samples=samples, seq_len=seq_len)
     progress = sys.stderr.isatty()

@@ -20,6 +20,8 @@ from torch import nn  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from edgec.activation_quant import attach_activation_quant  # noqa: E402
+from edgec.compressed_manifest import activation_scales  # noqa: E402
 from edgec.errors import ModelError  # noqa: E402
 from edgec.models.adapters import Adapter, Task, adapter_for  # noqa: E402
 from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED  # noqa: E402
@@ -94,4 +96,7 @@ def _load_folder(path: Path) -> LoadedModel:
     except Exception as exc:
         raise ModelError(f"{path}: cannot load weights or tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
+    scales = activation_scales(path)
+    if scales:  # a W8A8 model: compute with its 8-bit activations, as a runtime would
+        attach_activation_quant(model, scales)
     return LoadedModel(model, tokenizer, path.name, path, weights_sha256(path), adapter)

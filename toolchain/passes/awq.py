@@ -71,7 +71,7 @@ class AWQ(Pass):
                 else:
                     refs[m].set_weight(torch.from_numpy(w * scale.numpy()[None, :]))
             if group.source is not None:
-                _divide_source(group.source, scale)
+                divide_source(group.source, scale)
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:
         fmt = config.format
@@ -88,7 +88,7 @@ class AWQ(Pass):
         return Compressed(deq / scale.numpy()[None, :], encoded, scale.numpy())
 
 
-def _divide_source(source: ScaleSource, scale: torch.Tensor) -> None:
+def divide_source(source: ScaleSource, scale: torch.Tensor) -> None:
     """Divide the outputs that feed the scaled inputs: a norm's weight and bias, or a linear's rows."""
     module = source.module
     rows = source.rows if source.rows is not None else torch.arange(scale.numel())

@@ -40,21 +40,24 @@ class Compressed:
 
     `input_scale` (K,), when set, is an input scale s that could not be folded into the
     previous op: the encoding stores Q(W·diag(s)) and a runtime must divide its inputs by s;
-    `weight` is then Q(W·diag(s))·diag(s)⁻¹, what the layer computes.
+    `weight` is then Q(W·diag(s))·diag(s)⁻¹, what the layer computes. `act_scale`, when set,
+    is the static per-tensor scale the layer's input is quantized with (W8A8 methods).
     """
 
     weight: np.ndarray
     encoded: Encoded
     input_scale: np.ndarray | None = None
+    act_scale: np.float32 | None = None  # static per-tensor activation scale (W8A8)
 
 
 @dataclass
 class LayerResult:
-    """A compressed linear: its config, its logical arrays and any unfolded input scale."""
+    """A compressed linear: its config, its logical arrays, any unfolded input scale and activation scale."""
 
     config: LayerConfig
     encoded: Encoded
     input_scale: np.ndarray | None = None
+    act_scale: np.float32 | None = None
 
 
 class Pass(ABC):
