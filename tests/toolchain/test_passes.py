@@ -218,30 +218,29 @@ def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir"])
-def test_awq_scale_folding_leaves_the_float_model_unchanged(family, request):
-    """Fold AWQ's searched scales but skip quantization: the model must compute the same outputs."""
-    from edgec.passes import AWQ
-    from edgec.runtime.formats.base import GroupQuantizedFormat
+@pytest.mark.parametrize("method, text", [("awq", "int3:g32"), ("smoothquant", "int8")])
+def test_scale_folding_leaves_the_float_model_unchanged(family, method, text, request):
+    """Run AWQ's / SmoothQuant's block preparation (scale search and folding) but skip quantization:
+    the model must compute the same outputs."""
+    from edgec.passes import PASSES
 
     loaded = load_model(request.getfixturevalue(family))
     original = copy.deepcopy(loaded.model)
-    fmt = parse_format("int3:g32")
-    assert isinstance(fmt, GroupQuantizedFormat)
-    awq = AWQ()
+    fmt = parse_format(text)
+    instance = PASSES[method]()
     ids, _ = calibration_windows(loaded.tokenizer, 4, 32)
-    req = {n: LayerConfig(fmt, "awq") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
-    folded_somewhere = []
+    req = {n: LayerConfig(fmt, method) for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+    changed = []
 
     def fold_only(cal):
         before = {r.name: r.weight().clone() for r in cal.linears}
-        awq.prepare_block(cal, {r.name: req[r.name] for r in cal.linears})
-        folded_somewhere.append(any(not torch.equal(before[r.name], r.weight()) for r in cal.linears))
+        instance.prepare_block(cal, {r.name: req[r.name] for r in cal.linears})
+        changed.append(any(not torch.equal(before[r.name], r.weight()) for r in cal.linears))
 
     run_sequential(loaded.model, loaded.adapter, ids, fold_only, batch_size=2, progress=False)
-    assert all(folded_somewhere)
-    test_ids = ids[:2]
+    assert all(changed)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(test_ids).logits, original(test_ids).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(loaded.model(ids[:2]).logits, original(ids[:2]).logits, rtol=1e-4, atol=1e-4)
 
 
 def test_awq_explicit_input_scale_is_recorded_and_applied(tiny_bert_dir, tmp_path):
@@ -275,28 +274,6 @@ def test_awq_lowers_output_error_below_rtn():
     params = clipped_params(w * s, hs, fmt)
     awq = fmt.decode(fmt.encode_with(w * s, params), w.shape) / s
     assert err(awq) < 0.9 * err(fmt.fake_quantize(w))
-
-
-def test_smoothquant_smoothing_leaves_the_float_model_unchanged(tiny_llama_dir):
-    from edgec.passes import SmoothQuant
-
-    loaded = load_model(tiny_llama_dir)
-    original = copy.deepcopy(loaded.model)
-    sq = SmoothQuant()
-    fmt = parse_format("int8")
-    req = {n: LayerConfig(fmt, "smoothquant") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
-    ids, _ = calibration_windows(loaded.tokenizer, 4, 32)
-    changed = []
-
-    def smooth_only(cal):
-        before = {r.name: r.weight().clone() for r in cal.linears}
-        sq.prepare_block(cal, {r.name: req[r.name] for r in cal.linears})
-        changed.append(any(not torch.equal(before[r.name], r.weight()) for r in cal.linears))
-
-    run_sequential(loaded.model, loaded.adapter, ids, smooth_only, batch_size=2, progress=False)
-    assert all(changed)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(ids[:2]).logits, original(ids[:2]).logits, rtol=1e-4, atol=1e-4)
 
 
 def test_smoothing_flattens_activation_outliers():

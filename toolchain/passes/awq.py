@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.models.adapters import ScaleSource
 from edgec.passes.awq_math import clipped_params, search_scale
 from edgec.passes.base import Compressed, LayerConfig, Pass, is_quantized
+from edgec.passes.input_scaling import input_groups
 from edgec.runtime.formats.grouping import to_groups
 
 
@@ -53,25 +53,18 @@ class AWQ(Pass):
     def prepare_block(self, cal: BlockCalibration, layers: dict[str, LayerConfig]) -> None:
         self._explicit.clear()
         self._hessian.clear()
-        refs = {ref.name: ref for ref in cal.linears}
-        for group in cal.scale_groups:
-            members = [name for name in group.consumers if name in layers]
-            if not members:
-                continue
-            stats = cal.stats[members[0]]
-            weights = [refs[m].weight().float().numpy() for m in members]
-            rows = group.source.rows if group.source else None
-            scale, alpha, _ = search_scale(weights, stats.hessian, stats.abs_mean, [layers[m].format for m in members],
+        for group in input_groups(cal, layers):
+            rows = group.group.source.rows if group.foldable else None
+            scale, alpha, _ = search_scale([w.numpy() for w in group.weights()], group.stats.hessian,
+                                           group.stats.abs_mean, [layers[r.name].format for r in group.members],
                                            rows, self.options.grid)
-            for m, w in zip(members, weights):
-                self._hessian[m] = stats.hessian / torch.outer(scale, scale).double()
-                self.chosen_alpha[m] = alpha
-                if group.source is None:
-                    self._explicit[m] = scale
-                else:
-                    refs[m].set_weight(torch.from_numpy(w * scale.numpy()[None, :]))
-            if group.source is not None:
-                divide_source(group.source, scale)
+            for ref in group.members:
+                self._hessian[ref.name] = group.stats.hessian / torch.outer(scale, scale).double()
+                self.chosen_alpha[ref.name] = alpha
+                if not group.foldable:
+                    self._explicit[ref.name] = scale
+            if group.foldable:
+                group.fold(scale)
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:
         fmt = config.format
@@ -87,20 +80,3 @@ class AWQ(Pass):
             return Compressed(deq, encoded)
         return Compressed(deq / scale.numpy()[None, :], encoded, scale.numpy())
 
-
-def divide_source(source: ScaleSource, scale: torch.Tensor) -> None:
-    """Divide the outputs that feed the scaled inputs: a norm's weight and bias, or a linear's rows."""
-    module = source.module
-    rows = source.rows if source.rows is not None else torch.arange(scale.numel())
-    per_row = scale  # GQA: rows repeat, each with the same scale, so gather-divide-scatter divides once
-    with torch.no_grad():
-        transposed = type(module).__name__ == "Conv1D"
-        weight = module.weight
-        if weight.dim() == 1:
-            weight[rows] /= per_row
-        elif transposed:
-            weight[:, rows] /= per_row[None, :]
-        else:
-            weight[rows] /= per_row[:, None]
-        if getattr(module, "bias", None) is not None:
-            module.bias[rows] /= per_row

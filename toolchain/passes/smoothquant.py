@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.passes.awq import divide_source
 from edgec.passes.base import Compressed, LayerConfig, Pass
+from edgec.passes.input_scaling import input_groups
 from edgec.passes.smoothquant_math import activation_scale, smoothing_scale
 from edgec.runtime.formats.fp8 import E4M3_MAX, FP8
 from edgec.runtime.formats.int8 import Int8
@@ -46,22 +46,14 @@ class SmoothQuant(Pass):
 
     def prepare_block(self, cal: BlockCalibration, layers: dict[str, LayerConfig]) -> None:
         self._act_scale.clear()
-        refs = {ref.name: ref for ref in cal.linears}
-        for group in cal.scale_groups:
-            members = [name for name in group.consumers if name in layers]
-            if not members:
-                continue
-            stats = cal.stats[members[0]]
+        for group in input_groups(cal, layers):
             scale = None
-            if group.source is not None:
-                weights = [refs[m].weight().float() for m in members]
-                scale = smoothing_scale(stats.abs_max, weights, self.options.alpha, group.source.rows)
-                for m, w in zip(members, weights):
-                    refs[m].set_weight(w * scale[None, :])
-                divide_source(group.source, scale)
-            for m in members:
-                qmax = 127.0 if isinstance(layers[m].format, Int8) else E4M3_MAX
-                self._act_scale[m] = activation_scale(stats.abs_max, scale, qmax)
+            if group.foldable:
+                scale = smoothing_scale(group.stats.abs_max, group.weights(), self.options.alpha, group.group.source.rows)
+                group.fold(scale)
+            for ref in group.members:
+                qmax = 127.0 if isinstance(layers[ref.name].format, Int8) else E4M3_MAX
+                self._act_scale[ref.name] = activation_scale(group.stats.abs_max, scale, qmax)
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:
         encoded = config.format.encode(weight)
