@@ -30,9 +30,12 @@ def test_version_and_help():
     assert "--format" in run_cli("eval", "--help").stdout
 
 
-def test_readme_documents_every_eval_option():
+def test_readme_documents_every_option_of_every_command():
     readme = ROOT.joinpath("README.md").read_text()
-    help_text = run_cli("eval", "--help").stdout
-    for option in re.findall(r"(--[a-z-]+)", help_text):
-        if option != "--help":
-            assert option in readme, option
+    commands = re.findall(r"^  (\w+) ", run_cli("--help").stdout.split("Commands:")[1], flags=re.M)
+    assert {"eval", "compress"} <= set(commands)
+    for command in commands:
+        assert f"edgec {command}" in readme, command
+        for option in re.findall(r"(--[a-z-]+)", run_cli(command, "--help").stdout):
+            if option != "--help":
+                assert option in readme, f"{command} {option}"
