@@ -1,6 +1,7 @@
 """The evaluation harness on tiny models: its figures checked against first principles."""
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -15,7 +16,8 @@ from edgec.evaluation.encoder import compare_encoder, embed, split_sentences
 from edgec.evaluation.run import EvalSettings, evaluate
 from edgec.footprint import model_bytes
 from edgec.models.loading import load_model
-from edgec.rtn import apply_rtn
+from edgec.compress import compress
+from edgec.passes import LayerConfig
 from edgec.runtime.formats import parse_format
 from conftest import cli_json, run_cli
 
@@ -23,6 +25,12 @@ from conftest import cli_json, run_cli
 @pytest.fixture(scope="module")
 def llama(tiny_llama_dir):
     return load_model(tiny_llama_dir)
+
+
+def _rtn(loaded, model, assignment):
+    """Round-to-nearest `model` (a copy of loaded.model) in place, as `edgec eval` does."""
+    compress(dataclasses.replace(loaded, model=model), {n: LayerConfig(f, "rtn") for n, f in assignment.items()},
+             progress=False)
 
 
 def test_shipped_texts_are_the_two_novels_and_disjoint():
@@ -62,7 +70,7 @@ def test_identical_models_have_zero_kl_and_full_agreement(llama):
 def test_kl_is_the_mean_per_token_kl(llama):
     windows = token_windows(llama.tokenizer, evaluation_text()[:20_000], seq_len=16, max_tokens=32)
     other = copy.deepcopy(llama.model)
-    apply_rtn(other, llama.adapter, uniform_assignment(other, llama.adapter, "int2:g32"), progress=False)
+    _rtn(llama, other, uniform_assignment(other, llama.adapter, "int2:g32"))
     result = compare_causal_lm(llama.model, other, windows, progress=False)
     with torch.no_grad():
         p = torch.log_softmax(llama.model(windows.ids).logits[:, :-1], -1)
@@ -83,7 +91,7 @@ def test_rtn_writes_exactly_the_formats_dequantized_weights(llama):
     assignment = uniform_assignment(model, llama.adapter, fmt)
     refs = validate_assignment(model, llama.adapter, assignment)
     before = {n: r.weight().numpy().copy() for n, r in refs.items()}
-    apply_rtn(model, llama.adapter, assignment, progress=False)
+    _rtn(llama, model, assignment)
     for name, ref in refs.items():
         np.testing.assert_array_equal(ref.weight().numpy(), fmt.fake_quantize(before[name]))
     assert "lm_head" not in assignment
@@ -95,7 +103,7 @@ def test_bad_assignment_is_refused_before_any_weight_changes(llama):
     assignment["model.layers.9.mlp.up_proj"] = parse_format("int8")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(EdgecError, match="model.layers.9.mlp.up_proj"):
-        apply_rtn(model, llama.adapter, assignment, progress=False)
+        _rtn(llama, model, assignment)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 

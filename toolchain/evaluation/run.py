@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 
 from edgec.assignment import uniform_assignment
+from edgec.compress import compress
 from edgec.data import EVALUATION_NAME, evaluation_text
 from edgec.evaluation.causal_lm import LMComparison, compare_causal_lm, token_windows
 from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_sentences
 from edgec.footprint import linear_bits_per_weight, model_bytes
 from edgec.models.loading import LoadedModel
-from edgec.rtn import apply_rtn
+from edgec.passes import LayerConfig
 from edgec.runtime.formats import parse_format
 
 
@@ -64,7 +66,8 @@ def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
         fmt = parse_format(settings.format)
         assignment = uniform_assignment(model, adapter, fmt, settings.include_head)
         compressed = copy.deepcopy(model)
-        apply_rtn(compressed, adapter, assignment, progress=settings.progress)
+        copy_loaded = dataclasses.replace(loaded, model=compressed)
+        compress(copy_loaded, {name: LayerConfig(f, "rtn") for name, f in assignment.items()}, progress=settings.progress)
     text = settings.text if settings.text is not None else evaluation_text()
     report = EvalReport(
         model=loaded.name, weights_sha256=loaded.weights_hash, task=loaded.task, text=settings.text_name,

@@ -24,9 +24,11 @@ from edgec.runtime.formats.int8 import Int8
 
 @dataclass(frozen=True)
 class SmoothQuantOptions:
-    """alpha: migration strength, 0 (all difficulty on activations) to 1 (all on weights)."""
+    """alpha: migration strength, 0 (all difficulty on activations) to 1 (all on weights);
+    smooth=False quantizes weights and activations without migrating anything (the ablation)."""
 
     alpha: float = 0.5
+    smooth: bool = True
 
 
 class SmoothQuant(Pass):
@@ -48,7 +50,7 @@ class SmoothQuant(Pass):
         self._act_scale.clear()
         for group in input_groups(cal, layers):
             scale = None
-            if group.foldable:
+            if group.foldable and self.options.smooth:
                 scale = smoothing_scale(group.stats.abs_max, group.weights(), self.options.alpha, group.group.source.rows)
                 group.fold(scale)
             for ref in group.members:
