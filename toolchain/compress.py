@@ -10,7 +10,7 @@ block's layers are compressed by their own method inside it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -41,7 +41,6 @@ class CompressionResult:
     layers: dict[str, LayerResult]
     calibration_tokens: int = 0  # tokens of calibration text fed through the model
     calibration_text_tokens: int = 0  # tokens in the whole calibration text
-    passes: dict[str, Pass] = field(default_factory=dict)
 
 
 def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
@@ -65,7 +64,7 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
              pass_instances: Mapping[str, Pass] | None = None, progress: bool = True) -> CompressionResult:
     """Compress `loaded.model` in place as `request` says; see the module docstring."""
     refs, passes = plan_passes(loaded, request, pass_instances)
-    result = CompressionResult({}, passes=passes)
+    result = CompressionResult({})
 
     def run(name: str, cal: BlockCalibration | None) -> None:
         config = request[name]

@@ -196,6 +196,7 @@ def test_compress_writes_a_folder_eval_can_read(tiny_llama_dir, tmp_path):
     done = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "2:4+int4:g32", "--method", "sparsegpt",
                    "--samples", "4", "--seq-len", "32", "-o", str(out))
     assert done.returncode == 0, done.stderr
+    assert "calibrated on 128 of the" in done.stdout and "tokens of Sense and Sensibility" in done.stdout
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["calibration"]["tokens"] == 128
     assert {v["format"] for v in manifest["layers"].values()} == {"2:4+int4:g32"}

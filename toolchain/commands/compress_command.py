@@ -68,9 +68,10 @@ def compress_command(model, fmt, method, sparsity, include_head, samples, seq_le
     result = compress(loaded, request, calibration, passes, progress=progress)
     save_compressed(loaded, result, out, calibration)
     summary = {"output": str(out), "layers": len(result.layers), "format": str(fmt), "method": method,
-               "calibration_tokens": result.calibration_tokens}
+               "calibration_tokens": result.calibration_tokens, "calibration_text_tokens": result.calibration_text_tokens}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        calib = f", calibrated on {result.calibration_tokens:,} tokens" if result.calibration_tokens else ""
+        calib = (f", calibrated on {result.calibration_tokens:,} of the {result.calibration_text_tokens:,} tokens "
+                 f"of Sense and Sensibility" if result.calibration_tokens else "")
         click.echo(f"wrote {out}: {len(result.layers)} linears in {fmt} by {method}{calib}")

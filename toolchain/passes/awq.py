@@ -42,7 +42,6 @@ class AWQ(Pass):
         self.options = options or AWQOptions()
         self._explicit: dict[str, torch.Tensor] = {}  # layer -> unfolded input scale
         self._hessian: dict[str, torch.Tensor] = {}  # layer -> Hessian of its (scaled) inputs
-        self.chosen_alpha: dict[str, float] = {}  # layer -> α of its group's scale, for reports
 
     def check(self, layer: str, config: LayerConfig) -> None:
         if not is_quantized(config.format):
@@ -55,12 +54,11 @@ class AWQ(Pass):
         self._hessian.clear()
         for group in input_groups(cal, layers):
             rows = group.group.source.rows if group.foldable else None
-            scale, alpha, _ = search_scale([w.numpy() for w in group.weights()], group.stats.hessian,
+            scale, _, _ = search_scale([w.numpy() for w in group.weights()], group.stats.hessian,
                                            group.stats.abs_mean, [layers[r.name].format for r in group.members],
                                            rows, self.options.grid)
             for ref in group.members:
                 self._hessian[ref.name] = group.stats.hessian / torch.outer(scale, scale).double()
-                self.chosen_alpha[ref.name] = alpha
                 if not group.foldable:
                     self._explicit[ref.name] = scale
             if group.foldable:
