@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgec.passes.pruning_math import keep_nm
 from edgec.runtime.formats.base import GroupQuantizedFormat
 
 
@@ -52,14 +53,14 @@ class OBSResult:
     params: dict[str, np.ndarray] | None  # each (N, groups)
 
 
-def inverse_hessian_factor(hessian: np.ndarray, damp: float) -> tuple[np.ndarray, np.ndarray]:
-    """Upper Cholesky factor of the damped inverse Hessian, and the mask of dead inputs (H_jj = 0)."""
+def inverse_hessian_factor(hessian: np.ndarray, damp: float) -> np.ndarray:
+    """Upper Cholesky factor of the damped inverse Hessian; dead inputs (H_jj = 0) get H_jj = 1."""
     h = torch.tensor(hessian, dtype=torch.float64)
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     h.diagonal().add_(damp * torch.diag(h).mean())
     h_inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(h_inv, upper=True).numpy(), dead.numpy()
+    return torch.linalg.cholesky(h_inv, upper=True).numpy()
 
 
 def obs_sweep(
@@ -85,10 +86,9 @@ def obs_sweep(
     w[:, np.diag(h) == 0] = 0  # inputs never seen in calibration carry no information
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
     w = w[:, perm]
-    u = inverse_hessian_factor(h[np.ix_(perm, perm)], damp)[0].astype(np.float32)
+    u = inverse_hessian_factor(h[np.ix_(perm, perm)], damp).astype(np.float32)
     group = _group_span(quantizer, prune, k)
-    block = max(block_size, group) if group else block_size
-    block = -(-block // group) * group if group else block
+    block = -(-max(block_size, group) // group) * group if group else block_size  # whole groups per block
     keep = np.ones((n, k), dtype=bool)
     codes = None
     params_by_group: dict[int, dict[str, np.ndarray]] = {}
@@ -111,7 +111,7 @@ def obs_sweep(
                 g = (perm[col] if act_order else col) // group
                 if g not in params_by_group:  # natural order: fit at the group's first column
                     span = w1[:, j : j + group]
-                    params_by_group[g] = quantizer.fit(_kept_values(span, prune, quantizer, group))
+                    params_by_group[g] = quantizer.fit(_kept_values(span, prune))
                 p = {name: v[:, None] for name, v in params_by_group[g].items()}
                 q = quantizer.round(value[:, None], p)
                 if codes is None:
@@ -143,19 +143,16 @@ def _group_span(quantizer: GroupQuantizedFormat | None, prune: PruneSpec | None,
     return quantizer.group_size(k)
 
 
-def _kept_values(span: np.ndarray, prune: PruneSpec | None, quantizer: GroupQuantizedFormat, group: int) -> np.ndarray:
+def _kept_values(span: np.ndarray, prune: PruneSpec | None) -> np.ndarray:
     """The weights a group's parameters are fitted to: for n:m, the provisional survivors by magnitude."""
     if not (prune and prune.structured):
         return span
-    n = span.shape[0]
-    cols = span.shape[1] - span.shape[1] % prune.m
-    groups = np.abs(span[:, :cols]).reshape(n, -1, prune.m)
-    order = np.sort(np.argsort(-groups, axis=2, kind="stable")[:, :, : prune.m - prune.n], axis=2)
-    return np.take_along_axis(span[:, :cols].reshape(n, -1, prune.m), order, axis=2).reshape(n, -1)
+    whole = span[:, : span.shape[1] - span.shape[1] % prune.m]
+    return whole[keep_nm(np.abs(whole), prune.n, prune.m)].reshape(span.shape[0], -1)
 
 
 def _static_params(w: np.ndarray, quantizer: GroupQuantizedFormat, prune: PruneSpec | None, group: int) -> dict:
-    return {g: quantizer.fit(_kept_values(w[:, s : s + group], prune, quantizer, group))
+    return {g: quantizer.fit(_kept_values(w[:, s : s + group], prune))
             for g, s in enumerate(range(0, w.shape[1], group))}
 
 
@@ -171,8 +168,4 @@ def _unstructured_keep(w1: np.ndarray, d: np.ndarray, sparsity: float) -> np.nda
 
 def _nm_keep(cols: np.ndarray, d: np.ndarray, prune: PruneSpec) -> np.ndarray:
     """Keep the m − n largest w²/d² of each row's m columns."""
-    score = cols**2 / d[None, :] ** 2
-    keep = np.ones_like(cols, dtype=bool)
-    drop = np.argsort(score, axis=1, kind="stable")[:, : prune.n]
-    np.put_along_axis(keep, drop, False, axis=1)
-    return keep
+    return keep_nm(cols**2 / d[None, :] ** 2, prune.n, prune.m)
