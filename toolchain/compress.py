@@ -22,6 +22,7 @@ from edgec.errors import EdgecError
 from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
+from edgec.passes.base import Compressed
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class CalibrationSettings:
 
     samples: int = 32
     seq_len: int = 512
-    batch_size: int = 8
+    batch_size: int = 2  # windows per forward call: on 2 cores, 2 x 512 tokens ran 13 % faster than 8
     text: str | None = None  # None = the shipped calibration text
 
 
@@ -66,17 +67,16 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
     refs, passes = plan_passes(loaded, request, pass_instances)
     result = CompressionResult({})
 
-    def run(name: str, cal: BlockCalibration | None) -> None:
+    def store(name: str, done: Compressed) -> None:
+        refs[name].set_weight(torch.from_numpy(done.weight))
         config = request[name]
-        ref = refs[name]
-        done = passes[config.method].compress(ref.weight().float().numpy(), config, cal, name)
-        ref.set_weight(torch.from_numpy(done.weight))
         result.layers[name] = LayerResult(config, done.encoded, done.input_scale, done.act_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
     for name in tqdm([n for n in request if n not in calibrated], desc="compressing", unit="layer",
                      disable=not progress or not (set(request) - calibrated)):
-        run(name, None)
+        config = request[name]
+        store(name, passes[config.method].compress(refs[name].weight().float().numpy(), config, None, name))
     if calibrated:
         settings = calibration or CalibrationSettings()
         ids, text_tokens = calibration_windows(loaded.tokenizer, settings.samples, settings.seq_len, settings.text)
@@ -88,10 +88,20 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
                 mine = {n: request[n] for n in in_block if request[n].method == method}
                 if mine:
                     instance.prepare_block(cal, mine)
-            for ref in cal.linears:
-                if ref.name in calibrated:
-                    run(ref.name, cal)
+            for names in _shared_input_runs(cal, [ref.name for ref in cal.linears if ref.name in calibrated], request):
+                config = request[names[0]]
+                weights = [refs[n].weight().float().numpy() for n in names]
+                for name, done in zip(names, passes[config.method].compress_shared(weights, config, cal, names)):
+                    store(name, done)
 
         run_sequential(loaded.model, loaded.adapter, ids, compress_block, settings.batch_size, progress=progress)
     result.layers = {n: result.layers[n] for n in request}
     return result
+
+
+def _shared_input_runs(cal: BlockCalibration, names: list[str], request: Mapping[str, LayerConfig]) -> list[list[str]]:
+    """The block's layers in order, those reading one input under one config gathered together."""
+    runs: dict[tuple, list[str]] = {}
+    for name in names:
+        runs.setdefault((id(cal.stats[name]), request[name]), []).append(name)
+    return list(runs.values())

@@ -234,7 +234,11 @@ class GroupQuantizedFormat(Format):
 
     @abstractmethod
     def fit(self, w: np.ndarray) -> dict[str, np.ndarray]:
-        """Parameters of groups laid along the last axis: (..., G) -> each (...), already storage-exact."""
+        """Parameters of groups laid along the last axis: (..., G) -> each (...), already storage-exact.
+
+        A group's parameters depend on its minimum and maximum only (the clip search
+        fits ranges through this), a contract the format tests check for every format.
+        """
 
     @abstractmethod
     def round(self, w: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:

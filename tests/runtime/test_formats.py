@@ -237,3 +237,16 @@ def test_column_by_column_quantization_equals_round_to_nearest(fmt):
         np.testing.assert_array_equal(codes[:, 0], enc["codes"][:, col])
         np.testing.assert_array_equal(fmt.scale(codes, {p: v[:, None] for p, v in params.items()})[:, 0],
                                       fmt.decode(enc, w.shape)[:, col])
+
+
+@pytest.mark.parametrize("fmt", GROUP_QUANTIZED, ids=str)
+def test_group_parameters_depend_only_on_the_group_extremes(fmt):
+    """The clip search fits [r·min, r·max] ranges instead of clipped groups: that needs this contract."""
+    groups = _weights((6, 96), seed=5).reshape(6, 3, 32)
+    extremes = np.stack([groups.min(-1), groups.max(-1)], axis=-1)
+    for r in (1.0, 0.7):
+        clipped = np.clip(groups, groups.min(-1, keepdims=True) * r, groups.max(-1, keepdims=True) * r)
+        full, from_range = fmt.fit(clipped), fmt.fit(extremes * r)
+        assert full.keys() == from_range.keys()
+        for p in full:
+            np.testing.assert_array_equal(full[p], from_range[p])

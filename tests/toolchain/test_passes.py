@@ -62,6 +62,20 @@ def test_gptq_matches_a_float64_implementation_of_its_equations(text):
     np.testing.assert_array_equal(fmt.decode({"codes": ours.codes, **ours.params}, w.shape), ours.weight)
 
 
+def test_inverse_hessian_factor_is_the_upper_cholesky_factor_of_the_damped_inverse():
+    from edgec.passes.obs_math import inverse_hessian_factor
+
+    _, h = _problem(4, 40, seed=8)
+    h[7, :] = h[:, 7] = 0  # a dead input
+    u = inverse_hessian_factor(h, 0.01)
+    damped = h.copy()
+    damped[7, 7] = 1.0
+    damped[np.diag_indices(40)] += 0.01 * np.mean(np.diag(damped))
+    np.testing.assert_array_equal(np.tril(u, -1), 0)
+    np.testing.assert_allclose(u.T @ u, np.linalg.inv(damped), rtol=1e-9, atol=1e-12)
+    assert (np.diag(u) > 0).all()
+
+
 def test_gptq_with_uncorrelated_equal_inputs_is_round_to_nearest():
     fmt = parse_format("int4:g32")
     w = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
@@ -76,6 +90,37 @@ def test_gptq_lowers_output_error_below_rtn(act_order):
     error = lambda q: np.einsum("ij,jk,ik->", w - q, h, w - q)  # noqa: E731
     gptq = obs_sweep(w, h, quantizer=fmt, act_order=act_order).weight
     assert error(gptq) < 0.8 * error(fmt.fake_quantize(w))
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_clip_search_lowers_output_error_below_min_max_fit(act_order):
+    fmt = parse_format("int3:g32")
+    w, h = _problem(32, 128, seed=5)
+    w[:, ::9] *= 6  # rare large weights that a min-max fit spends its grid on
+    error = lambda q: np.einsum("ij,jk,ik->", w - q, h, w - q)  # noqa: E731
+    clipped = obs_sweep(w, h, quantizer=fmt, act_order=act_order, clip=True)
+    plain = obs_sweep(w, h, quantizer=fmt, act_order=act_order)
+    assert error(clipped.weight) < 0.95 * error(plain.weight)
+    np.testing.assert_array_equal(fmt.decode({"codes": clipped.codes, **clipped.params}, w.shape), clipped.weight)
+
+
+def test_gptq_on_linears_sharing_an_input_equals_separate_sweeps():
+    from edgec.passes import GPTQ
+    from edgec.calibration.stats import InputStats
+
+    fmt = parse_format("int4:g32")
+    rng = np.random.default_rng(6)
+    weights = [(rng.standard_normal((n, 64)) * 0.1).astype(np.float32) for n in (8, 4, 4)]
+    stats = InputStats(64)
+    stats.add(torch.from_numpy(rng.standard_normal((200, 64)).astype(np.float32)))
+    cal = type("Cal", (), {"stats": {"q": stats, "k": stats, "v": stats}})()
+    config = LayerConfig(fmt, "gptq")
+    together = GPTQ().compress_shared(weights, config, cal, ["q", "k", "v"])
+    for w, layer, done in zip(weights, ["q", "k", "v"], together):
+        alone = GPTQ().compress(w, config, cal, layer)
+        np.testing.assert_array_equal(done.encoded["codes"], alone.encoded["codes"])
+        np.testing.assert_array_equal(done.encoded["scale"], alone.encoded["scale"])
+        np.testing.assert_allclose(done.weight, alone.weight, atol=1e-6)
 
 
 def _brute_force_nm(w, h_diag, n=2, m=4):
@@ -191,6 +236,32 @@ def test_sequential_pipeline_feeds_each_block_the_compressed_outputs(tiny_llama_
     torch.testing.assert_close(seen[1], embedded)  # a zeroed block adds nothing to the residual stream
 
 
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir"])
+def test_statistics_stop_early_but_see_every_linear_input(family, request):
+    """Batches after the first stop after the last linear's input; the statistics equal a full run's."""
+    loaded = load_model(request.getfixturevalue(family))
+    ids, _ = calibration_windows(loaded.tokenizer, 6, 16)
+    refs = [ref for ref in loaded.adapter.linears(loaded.model) if ref.block == 0]
+    seen = {}
+    run_sequential(loaded.model, loaded.adapter, ids, lambda cal: seen.setdefault(cal.index, cal.stats),
+                   batch_size=2, progress=False)
+    expected = {ref.name: torch.zeros(ref.shape[1], ref.shape[1], dtype=torch.float64) for ref in refs}
+
+    def accumulate(name, x):
+        x = x.reshape(-1, x.shape[-1]).double()
+        expected[name] += x.t() @ x
+
+    handles = [ref.module.register_forward_pre_hook(lambda m, args, n=ref.name: accumulate(n, args[0])) for ref in refs]
+    with torch.no_grad():
+        for start in range(0, 6, 2):
+            loaded.model(input_ids=ids[start : start + 2])
+    for h in handles:
+        h.remove()
+    for ref in refs:
+        torch.testing.assert_close(seen[0][ref.name].hessian, expected[ref.name], rtol=1e-5, atol=1e-4)
+        assert seen[0][ref.name].tokens == ids.numel()
+
+
 def test_compress_writes_a_folder_eval_can_read(tiny_llama_dir, tmp_path):
     out = tmp_path / "out"
     done = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "2:4+int4:g32", "--method", "sparsegpt",
@@ -259,7 +330,8 @@ def test_awq_explicit_input_scale_is_recorded_and_applied(tiny_bert_dir, tmp_pat
 
 
 def test_awq_lowers_output_error_below_rtn():
-    from edgec.passes.awq_math import clipped_params, search_scale
+    from edgec.passes.awq_math import search_scale
+    from edgec.passes.clip_math import clipped_params
 
     fmt = parse_format("int3:g32")
     rng = np.random.default_rng(7)
@@ -272,7 +344,7 @@ def test_awq_lowers_output_error_below_rtn():
     assert alpha > 0 and min(errors) < errors[0]  # α = 0 is plain RTN
     s = scale.numpy()
     hs = h / torch.outer(scale, scale).double()
-    params = clipped_params(w * s, hs, fmt)
+    params = clipped_params(w * s, hs.numpy(), fmt)
     awq = fmt.decode(fmt.encode_with(w * s, params), w.shape) / s
     assert err(awq) < 0.9 * err(fmt.fake_quantize(w))
 
@@ -316,3 +388,16 @@ def test_smoothquant_refuses_4bit(tiny_llama_dir):
     name = loaded.adapter.linears(loaded.model)[0].name
     with pytest.raises(EdgecError, match="smoothquant cannot produce int4:g32"):
         compress(loaded, {name: LayerConfig(parse_format("int4:g32"), "smoothquant")}, CAL, progress=False)
+
+
+@pytest.mark.parametrize("k", [7, 256, 300, 700])
+def test_hessian_from_banded_upper_triangle_equals_the_full_product(k):
+    from edgec.calibration.stats import InputStats
+
+    stats = InputStats(k)
+    batches = [torch.randn(3, 20, k) for _ in range(3)]
+    for x in batches:
+        stats.add(x)
+    x = torch.cat(batches).reshape(-1, k).double()
+    torch.testing.assert_close(stats.hessian, x.t() @ x, rtol=1e-5, atol=1e-3)
+    assert stats.tokens == 180

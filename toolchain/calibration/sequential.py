@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgec.calibration.stats import InputStats
+from edgec.memory import release_freed_memory
 from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
 
 
@@ -81,13 +82,45 @@ def _shared_input_groups(adapter: Adapter, model: nn.Module, linears: list[Linea
     return leader
 
 
+def _collect_stats(block: nn.Module, leaders: list[LinearRef], stats: dict[str, InputStats],
+                   inputs: list[torch.Tensor], kwargs: list[dict]) -> None:
+    """Run the block over every batch, accumulating its linears' input statistics.
+
+    The first batch runs whole and counts the hook calls; later batches stop right after
+    the last of them, as nothing after the last linear's input is needed (in a LLaMA block
+    this skips down_proj's product, a quarter of the block's matmul work).
+    """
+    calls = [0]
+    needed: list[int | None] = [None]
+
+    def hook(module, args, s):
+        s.add(args[0])
+        calls[0] += 1
+        if calls[0] == needed[0]:
+            raise _StopForward
+
+    handles = [ref.module.register_forward_pre_hook(lambda m, args, s=stats[ref.name]: hook(m, args, s))
+               for ref in leaders]
+    try:
+        for hidden, kw in zip(inputs, kwargs):
+            calls[0] = 0
+            try:
+                _run_block(block, hidden, kw)
+            except _StopForward:
+                pass
+            needed[0] = needed[0] or calls[0]
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
 def run_sequential(
     model: nn.Module,
     adapter: Adapter,
     ids: torch.Tensor,
     compress_block: Callable[[BlockCalibration], None],
-    batch_size: int = 8,
+    batch_size: int = 2,
     hessian: bool = True,
     progress: bool = True,
 ) -> None:
@@ -101,15 +134,11 @@ def run_sequential(
         leader = _shared_input_groups(adapter, model, linears)
         stats = {name: InputStats(ref.shape[1], hessian) for ref in linears if (name := ref.name) == leader[name]}
         stats.update({name: stats[lead] for name, lead in leader.items()})
-        handles = [ref.module.register_forward_pre_hook(lambda m, args, s=stats[ref.name]: s.add(args[0]))
-                   for ref in linears if leader[ref.name] == ref.name]
-        try:
-            for hidden, kw in zip(inputs, kwargs):
-                _run_block(block, hidden, kw)
-        finally:
-            for h in handles:
-                h.remove()
+        _collect_stats(block, [ref for ref in linears if leader[ref.name] == ref.name], stats, inputs, kwargs)
         compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs, adapter.scale_groups(model, index)))
-        inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
+        del stats
+        if index + 1 < len(blocks):  # the last block's outputs feed nothing
+            inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
+        release_freed_memory()
         bar.update()
     bar.close()

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.passes.awq_math import clipped_params, search_scale
+from edgec.passes.awq_math import search_scale
+from edgec.passes.clip_math import clipped_params
 from edgec.passes.base import Compressed, LayerConfig, Pass, is_quantized
 from edgec.passes.input_scaling import input_groups
 from edgec.runtime.formats.grouping import to_groups
@@ -69,7 +70,7 @@ class AWQ(Pass):
         scale = self._explicit.get(layer)
         w = weight * scale.numpy()[None, :] if scale is not None else weight
         if self.options.clip:
-            params = clipped_params(w, self._hessian[layer], fmt)
+            params = clipped_params(w, self._hessian[layer].numpy(), fmt)
         else:
             params = fmt.fit(to_groups(w, fmt.group_size(w.shape[1])))
         encoded = fmt.encode_with(w, params)

@@ -10,9 +10,7 @@ searches need the Hessian proxy instead of stored activations.
   the search never does worse than RTN on calibration data. The error is measured on
   at most `SEARCH_ROWS` evenly spaced output rows of each linear, which ranks the
   candidates as the full matrix does at a fraction of the cost.
-* Clip search: per output row and group, shrink the range the group's parameters are
-  fitted to by r ∈ {1, 0.95, …, 0.55} and keep the r with the smallest output error of
-  that group's partial product, δ_g H_gg δ_gᵀ.
+* Clip search: `clip_math.clipped_params`, shared with GPTQ.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import numpy as np
 import torch
 
 from edgec.runtime.formats.base import GroupQuantizedFormat
-from edgec.runtime.formats.grouping import n_groups, to_groups
 
 
 SEARCH_ROWS = 256
@@ -63,30 +60,3 @@ def search_scale(weights: list[np.ndarray], hessian: torch.Tensor, act_mean: tor
         errors.append(total)
     best = int(np.argmin(errors))
     return candidates[best], float(alphas[best]), errors
-
-
-def clipped_params(w: np.ndarray, hessian: torch.Tensor, fmt: GroupQuantizedFormat,
-                   ratios: np.ndarray = 1 - np.arange(10) / 20) -> dict[str, np.ndarray]:
-    """Group parameters (each (N, groups)) with the per-row, per-group clip ratio of least output error."""
-    n, k = w.shape
-    g = fmt.group_size(k)
-    ng = n_groups(k, g)
-    groups = to_groups(w, g)  # (N, ng, G), last group padded by repetition
-    valid = (np.arange(ng * g) < k).reshape(ng, g)
-    h = np.zeros((ng * g, ng * g), dtype=np.float32)
-    h[:k, :k] = hessian.float().numpy()
-    blocks = np.stack([h[i * g : (i + 1) * g, i * g : (i + 1) * g] for i in range(ng)])  # (ng, G, G)
-    best_err = np.full((n, ng), np.inf)
-    best: dict[str, np.ndarray] = {}
-    for r in ratios:
-        lo, hi = groups.min(-1, keepdims=True), groups.max(-1, keepdims=True)
-        params = fmt.fit(np.clip(groups, lo * r, hi * r) if r < 1 else groups)
-        deq = fmt.scale(fmt.round(groups, {p: v[..., None] for p, v in params.items()}),
-                        {p: v[..., None] for p, v in params.items()})
-        delta = ((deq - groups) * valid[None]).transpose(1, 0, 2)  # (ng, N, G)
-        err = (np.matmul(delta, blocks) * delta).sum(-1).T  # (N, ng): δ_g H_gg δ_gᵀ per row and group
-        better = err < best_err
-        best_err = np.where(better, err, best_err)
-        for p, v in params.items():
-            best[p] = np.where(better, v, best[p]) if p in best else v
-    return best

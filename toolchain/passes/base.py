@@ -77,6 +77,15 @@ class Pass(ABC):
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:
         """Compress one weight (N, K)."""
 
+    def compress_shared(self, weights: list[np.ndarray], config: LayerConfig, cal: BlockCalibration,
+                        layers: list[str]) -> list[Compressed]:
+        """Compress linears that read one input (and so share its statistics) under one config.
+
+        One by one unless a method can do better with them together (GPTQ sweeps them as one
+        matrix: its rows are independent given the shared Hessian).
+        """
+        return [self.compress(w, config, cal, layer) for w, layer in zip(weights, layers)]
+
     def refuse(self, layer: str, config: LayerConfig, why: str) -> EdgecError:
         return EdgecError(f"layer {layer!r}: method {self.name} cannot produce {config.format} ({why})")
 

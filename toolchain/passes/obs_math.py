@@ -16,7 +16,8 @@ output error ‖(W − Ŵ) X‖² (Frantar & Alistarh, GPTQ 2022; SparseGPT 2023
 
 With `act_order`, columns are visited by decreasing H_jj and group parameters are
 fitted once from the original weights (static groups), so groups stay contiguous
-in storage order.
+in storage order. With `clip`, each group's parameters come from the clip search of
+`clip_math` (the range shrink of least δ_g H_gg δ_gᵀ per row) instead of min-max.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgec.passes.clip_math import clipped_params
 from edgec.passes.pruning_math import keep_nm
 from edgec.runtime.formats.base import GroupQuantizedFormat
 
@@ -54,13 +56,18 @@ class OBSResult:
 
 
 def inverse_hessian_factor(hessian: np.ndarray, damp: float) -> np.ndarray:
-    """Upper Cholesky factor of the damped inverse Hessian; dead inputs (H_jj = 0) get H_jj = 1."""
+    """Upper Cholesky factor U of the damped inverse Hessian (UᵀU = H⁻¹); dead inputs (H_jj = 0) get H_jj = 1.
+
+    Without forming H⁻¹: with J the order-reversing permutation and JHJ = MMᵀ (M lower),
+    H⁻¹ = (JM⁻ᵀJ)(JM⁻¹J), so U = JM⁻¹J — one Cholesky and one triangular inverse.
+    """
     h = torch.tensor(hessian, dtype=torch.float64)
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     h.diagonal().add_(damp * torch.diag(h).mean())
-    h_inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(h_inv, upper=True).numpy()
+    m = torch.linalg.cholesky(h.flip(0, 1))
+    m_inv = torch.linalg.solve_triangular(m, torch.eye(len(h), dtype=torch.float64), upper=False)
+    return m_inv.flip(0, 1).numpy()
 
 
 def obs_sweep(
@@ -71,63 +78,81 @@ def obs_sweep(
     block_size: int = 128,
     damp: float = 0.01,
     act_order: bool = False,
+    clip: bool = False,
 ) -> OBSResult:
     """Quantize (GPTQ), prune (SparseGPT) or both, with OBS error feedback.
 
     With pruning and quantization together, pruned weights are exactly zero and the
     quantizer's groups count kept weights only when `prune` is n:m (as the 2:4+F
-    formats store them); otherwise groups are over all columns.
+    formats store them); otherwise groups are over all columns. `clip` applies to
+    quantization without pruning.
     """
     if act_order and prune and prune.structured:
         raise ValueError("act_order cannot be combined with n:m pruning (groups of m must stay in column order)")
+    if clip and prune:
+        raise ValueError("clip search applies to quantization without pruning")
     h = np.asarray(hessian, dtype=np.float64)
     w = np.array(w, dtype=np.float32)
     n, k = w.shape
     w[:, np.diag(h) == 0] = 0  # inputs never seen in calibration carry no information
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
     w = w[:, perm]
-    u = inverse_hessian_factor(h[np.ix_(perm, perm)], damp).astype(np.float32)
+    h_perm = h[np.ix_(perm, perm)]
+    u = inverse_hessian_factor(h_perm, damp).astype(np.float32)
     group = _group_span(quantizer, prune, k)
     block = -(-max(block_size, group) // group) * group if group else block_size  # whole groups per block
-    keep = np.ones((n, k), dtype=bool)
-    codes = None
     params_by_group: dict[int, dict[str, np.ndarray]] = {}
     if quantizer and act_order:
-        params_by_group = _static_params(w[:, np.argsort(perm)], quantizer, prune, group)
-    out = np.zeros_like(w)
+        params_by_group = _static_params(w[:, np.argsort(perm)], h if clip else None, quantizer, prune, group)
+    # Transposed (K, N) so that a column is a contiguous row and each rank-1 update a
+    # contiguous slab. (torch's addr_ is faster in a tight loop but, called between numpy
+    # steps, pays its thread pool's wake-up on every column.)
+    wt = np.ascontiguousarray(w.T)
+    keep = np.ones((k, n), dtype=bool)
+    out = np.zeros_like(wt)
+    codes = None
+    update = np.empty((block, n), dtype=np.float32)
+    column_params: dict[int, dict[str, np.ndarray]] = {}  # params_by_group as (N, 1) columns
     for i1 in range(0, k, block):
         i2 = min(i1 + block, k)
-        w1 = w[:, i1:i2].copy()
+        w1 = wt[i1:i2]  # a view: these columns are final after this block
         err = np.zeros_like(w1)
         u1 = u[i1:i2, i1:i2]
         if prune and not prune.structured:
-            keep[:, i1:i2] = _unstructured_keep(w1, np.diag(u1), prune.sparsity)
+            keep[i1:i2] = _unstructured_keep(w1.T, np.diag(u1), prune.sparsity).T
         for j in range(i2 - i1):
             col = i1 + j
             if prune and prune.structured and col % prune.m == 0:
-                keep[:, col : col + prune.m] = _nm_keep(w1[:, j : j + prune.m], np.diag(u1)[j : j + prune.m], prune)
-            value = w1[:, j] * keep[:, col]
+                keep[col : col + prune.m] = _nm_keep(w1[j : j + prune.m].T, np.diag(u1)[j : j + prune.m], prune).T
+            value = w1[j] * keep[col] if prune else w1[j]
             if quantizer:
                 g = (perm[col] if act_order else col) // group
                 if g not in params_by_group:  # natural order: fit at the group's first column
-                    span = w1[:, j : j + group]
-                    params_by_group[g] = quantizer.fit(_kept_values(span, prune))
-                p = {name: v[:, None] for name, v in params_by_group[g].items()}
+                    span = w1[j : j + group].T
+                    h_span = h_perm[col : col + group, col : col + group] if clip else None
+                    params_by_group[g] = _fit(quantizer, _kept_values(span, prune), h_span)
+                if g not in column_params:
+                    column_params[g] = {name: v[:, None] for name, v in params_by_group[g].items()}
+                p = column_params[g]
                 q = quantizer.round(value[:, None], p)
                 if codes is None:
-                    codes = np.zeros((n, k), dtype=q.dtype)
-                codes[:, col] = q[:, 0]
-                value = quantizer.scale(q, p)[:, 0] * keep[:, col]
-            out[:, col] = value
-            e = (w1[:, j] - value) / u1[j, j]
-            w1[:, j:] -= np.outer(e, u1[j, j:])
-            err[:, j] = e
-        w[:, i2:] -= err @ u[i1:i2, i2:]
+                    codes = np.zeros((k, n), dtype=q.dtype)
+                codes[col] = q[:, 0]
+                value = quantizer.scale(q, p)[:, 0]
+                if prune:
+                    value *= keep[col]
+            out[col] = value
+            e = (w1[j] - value) / u1[j, j]
+            rest = np.multiply(u1[j, j:, None], e[None, :], out=update[: i2 - col])
+            w1[j:] -= rest
+            err[j] = e
+        if i2 < k:
+            wt[i2:] -= u[i1:i2, i2:].T @ err
     inv = np.argsort(perm)
-    out, keep = out[:, inv], keep[:, inv]
+    out, keep = out[inv].T, keep[inv].T
     params = None
     if quantizer:
-        codes = codes[:, inv]
+        codes = codes[inv].T
         params = {name: np.stack([params_by_group[g][name] for g in sorted(params_by_group)], axis=1)
                   for name in params_by_group[0]}
     return OBSResult(out, keep, codes, params)
@@ -151,9 +176,20 @@ def _kept_values(span: np.ndarray, prune: PruneSpec | None) -> np.ndarray:
     return whole[keep_nm(np.abs(whole), prune.n, prune.m)].reshape(span.shape[0], -1)
 
 
-def _static_params(w: np.ndarray, quantizer: GroupQuantizedFormat, prune: PruneSpec | None, group: int) -> dict:
-    return {g: quantizer.fit(_kept_values(w[:, s : s + group], prune))
-            for g, s in enumerate(range(0, w.shape[1], group))}
+def _fit(quantizer: GroupQuantizedFormat, span: np.ndarray, h_span: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Parameters of one group (N, G) -> each (N,): clip-searched on its Hessian block when given, else min-max."""
+    if h_span is None:
+        return quantizer.fit(span)
+    return {name: v[:, 0] for name, v in clipped_params(span, h_span, quantizer).items()}
+
+
+def _static_params(w: np.ndarray, h: np.ndarray | None, quantizer: GroupQuantizedFormat, prune: PruneSpec | None,
+                   group: int) -> dict:
+    """Every group's parameters fitted once on the original weights (natural column order)."""
+    if h is not None:  # clip search of all groups at once
+        params = clipped_params(w, h, quantizer)
+        return {g: {name: v[:, g] for name, v in params.items()} for g in range(next(iter(params.values())).shape[1])}
+    return {g: quantizer.fit(_kept_values(w[:, s : s + group], prune)) for g, s in enumerate(range(0, w.shape[1], group))}
 
 
 def _unstructured_keep(w1: np.ndarray, d: np.ndarray, sparsity: float) -> np.ndarray:

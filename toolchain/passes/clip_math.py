@@ -1,0 +1,47 @@
+"""Clip search for group-quantized formats (pure array math), used by AWQ and GPTQ.
+
+Min-max group parameters waste grid points on rare large weights. Per output row and
+group, the range the parameters are fitted to is shrunk by r ∈ {1, 0.95, …, 0.55} and the
+r with the smallest output error of that group's partial product is kept: with
+H = Σ x xᵀ over calibration inputs, the error of a change δ_g of the group's weights,
+other groups held fixed, is δ_g H_gg δ_gᵀ. r = 1 (the min-max fit) is a candidate, so
+the search never does worse than it on that measure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.runtime.formats.base import GroupQuantizedFormat
+from edgec.runtime.formats.grouping import n_groups, to_groups
+
+
+def clipped_params(w: np.ndarray, hessian: np.ndarray, fmt: GroupQuantizedFormat,
+                   ratios: np.ndarray = 1 - np.arange(10) / 20) -> dict[str, np.ndarray]:
+    """Group parameters (each (N, groups)) with the per-row, per-group clip ratio of least output error."""
+    n, k = w.shape
+    g = fmt.group_size(k)
+    ng = n_groups(k, g)
+    groups = to_groups(w, g)  # (N, ng, G), last group padded by repetition
+    valid = (np.arange(ng * g) < k).reshape(ng, g)
+    padded = not valid.all()
+    h = np.zeros((ng * g, ng * g), dtype=np.float32)
+    h[:k, :k] = hessian
+    blocks = np.stack([h[i * g : (i + 1) * g, i * g : (i + 1) * g] for i in range(ng)])  # (ng, G, G)
+    best_err = np.full((n, ng), np.inf)
+    best: dict[str, np.ndarray] = {}
+    extremes = np.stack([groups.min(-1), groups.max(-1)], axis=-1)  # (N, ng, 2): all a fit depends on
+    for r in ratios:
+        params = fmt.fit(extremes * r)  # = the fit of the groups clipped to [r·min, r·max]
+        deq = fmt.scale(fmt.round(groups, {p: v[..., None] for p, v in params.items()}),
+                        {p: v[..., None] for p, v in params.items()})
+        delta = deq - groups
+        if padded:
+            delta *= valid[None]
+        delta = delta.transpose(1, 0, 2)  # (ng, N, G)
+        err = (np.matmul(delta, blocks) * delta).sum(-1).T  # (N, ng): δ_g H_gg δ_gᵀ per row and group
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        for p, v in params.items():
+            best[p] = np.where(better, v, best[p]) if p in best else v
+    return best
