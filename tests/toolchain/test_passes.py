@@ -401,3 +401,15 @@ def test_hessian_from_banded_upper_triangle_equals_the_full_product(k):
     x = torch.cat(batches).reshape(-1, k).double()
     torch.testing.assert_close(stats.hessian, x.t() @ x, rtol=1e-5, atol=1e-3)
     assert stats.tokens == 180
+
+
+def test_no_clip_gives_gptq_min_max_group_ranges(tiny_llama_dir, tmp_path):
+    """--no-clip reaches GPTQ: every group's scale is then its min-max fit, which the clip search only ever shrinks."""
+    scales = {}
+    for name, extra in (("clip", []), ("minmax", ["--no-clip"])):
+        done = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "int3:g32", "--method", "gptq",
+                       "--samples", "4", "--seq-len", "32", "-o", str(tmp_path / name), *extra)
+        assert done.returncode == 0, done.stderr
+        packed = load_file(str(tmp_path / name / PACKED))
+        scales[name] = np.concatenate([v.ravel() for k, v in sorted(packed.items()) if k.endswith("::scale")])
+    assert (scales["clip"] <= scales["minmax"]).all() and (scales["clip"] < scales["minmax"]).mean() > 0.2

@@ -25,7 +25,8 @@ from edgec.commands.options import format_option, json_option, model_option, out
               help="GPTQ: visit columns by decreasing Hessian diagonal (with static groups).")
 @click.option("--damp", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
               help="GPTQ/SparseGPT: Hessian damping as a fraction of its mean diagonal.")
-@click.option("--no-clip", is_flag=True, help="AWQ: skip the weight-clipping search.")
+@click.option("--no-clip", is_flag=True,
+              help="AWQ and GPTQ: skip the clip search and fit each group's min-max range (GPTQ as originally published).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="SmoothQuant: migration strength from activations to weights.")
 @output_option
@@ -60,7 +61,7 @@ def compress_command(model, fmt, method, sparsity, include_head, samples, seq_le
     loaded = load_model(model)
     formats = uniform_assignment(loaded.model, loaded.adapter, fmt, include_head)
     request = {name: LayerConfig(f, method, sparsity or 0.0) for name, f in formats.items()}
-    passes = {"gptq": GPTQ(GPTQOptions(damp=damp, act_order=act_order)), "sparsegpt": SparseGPT(SparseGPTOptions(damp=damp)),
+    passes = {"gptq": GPTQ(GPTQOptions(damp=damp, act_order=act_order, clip=not no_clip)), "sparsegpt": SparseGPT(SparseGPTOptions(damp=damp)),
               "awq": AWQ(AWQOptions(clip=not no_clip)), "smoothquant": SmoothQuant(SmoothQuantOptions(alpha=alpha))}
     plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
     calibration = CalibrationSettings(samples=samples, seq_len=seq_len)
