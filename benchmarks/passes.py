@@ -1,6 +1,6 @@
 """Compression passes compared on both real models: quality, wall time and peak memory.
 
-    python benchmarks/passes.py --json passes.json > passes.md       # everything (about an hour on 2 cores)
+    python benchmarks/passes.py --json passes.json > passes.md       # everything (about half an hour on 2 cores)
     python benchmarks/passes.py --only smollm2:int4:g128:gptq           # one configuration
 
 Each configuration runs in its own subprocess (`--one`), so its peak RSS is its own:
