@@ -21,7 +21,7 @@ def release_freed_memory() -> None:
 
     Block-by-block calibration frees tens of MB of activations and statistics per block;
     glibc keeps such freed chunks in its arenas, so without a trim the resident size grows
-    block after block (by about 500 MB over SmolLM2's 30 blocks) although nothing is held.
+    block after block (by about 450 MB over SmolLM2's 30 blocks) although nothing is held.
     """
     trim = _malloc_trim()
     if trim is not None:
