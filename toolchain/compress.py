@@ -54,6 +54,10 @@ def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
             raise EdgecError(f"layer {name!r}: unknown method {config.method!r} (known: {', '.join(PASSES)})")
         passes.setdefault(config.method, PASSES[config.method]())
         passes[config.method].check(name, config)
+    head = loaded.adapter.head(loaded.model)
+    if head is not None and head.name in request and passes[request[head.name].method].calibrated:
+        raise EdgecError(f"layer {head.name!r}: the output head is compressed by rtn only (a calibrated method "
+                         f"would see its input but not the embedding tied to it)")
     for group in loaded.adapter.fused_groups(loaded.model):
         methods = {request[n].method for n in group if n in request}
         if "awq" in methods and len(methods) > 1:

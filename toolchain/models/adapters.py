@@ -97,6 +97,10 @@ class Adapter(ABC):
         """The output projection to the vocabulary, if the model has one."""
         return None
 
+    def final_norm(self, model: nn.Module) -> nn.Module | None:
+        """The norm between the last block and the head (None if the blocks' output is final)."""
+        return None
+
     def linears(self, model: nn.Module) -> list[LinearRef]:
         """Every quantizable linear of every block, in execution order (head excluded)."""
         names = {id(m): n for n, m in model.named_modules()}
@@ -168,6 +172,9 @@ class LlamaFamily(Adapter, model_types=("llama", "mistral", "qwen2", "qwen3")):
     def head(self, model: nn.Module) -> LinearRef | None:
         return _head_ref(model)
 
+    def final_norm(self, model: nn.Module) -> nn.Module | None:
+        return model.base_model.norm
+
 
 class GPT2Family(Adapter, model_types=("gpt2",)):
     """GPT-2: fused qkv projection (Conv1D, weights stored transposed)."""
@@ -188,6 +195,9 @@ class GPT2Family(Adapter, model_types=("gpt2",)):
 
     def head(self, model: nn.Module) -> LinearRef | None:
         return _head_ref(model)
+
+    def final_norm(self, model: nn.Module) -> nn.Module | None:
+        return model.base_model.ln_f
 
 
 class BertFamily(Adapter, model_types=("bert",)):

@@ -1,0 +1,212 @@
+"""Units, sensitivity, the plan and `edgec plan` / `edgec compress --plan` on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgec.calibration.windows import calibration_windows
+from edgec.errors import EdgecError
+from edgec.models.loading import load_model
+from edgec.planner.deployment import model_shape
+from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
+from edgec.planner.profiles import load_profile
+from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, measure_sensitivity, probe_candidate
+from edgec.planner.units import planning_units, unit_candidates
+from edgec.runtime.formats import parse_format
+from conftest import cli_json, run_cli
+
+FORMATS = [parse_format(f) for f in ("fp16", "int8", "int4:g32", "int3:g32", "2:4")]
+FAST = SensitivitySettings(samples=4, seq_len=128, loss_samples=2, loss_seq_len=64, loss_every=2)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    return load_model(tiny_llama_dir)
+
+
+@pytest.fixture(scope="module")
+def llama_table(llama, tmp_path_factory):
+    units = planning_units(llama)
+    candidates = {u.label: unit_candidates(u, FORMATS, "auto") for u in units}
+    cache = SensitivityCache(tmp_path_factory.mktemp("sens-cache"))
+    before = {n: p.detach().clone() for n, p in llama.model.named_parameters()}
+    table = measure_sensitivity(llama, units, candidates, FAST, cache, progress=False)
+    after = dict(llama.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before), "measuring sensitivity changed the model"
+    return units, candidates, table, cache
+
+
+def test_units_keep_fused_layers_together_and_the_head_last(llama):
+    units = planning_units(llama)
+    assert [len(u.layers) for u in units] == [3, 1, 2, 1, 3, 1, 2, 1, 1]
+    assert units[0].label == "model.layers.0.self_attn.{q_proj,k_proj,v_proj}" and units[-1].is_head
+    assert len(planning_units(llama, fuse=False, include_head=False)) == 14
+
+
+def test_head_takes_rtn_and_no_sparsity(llama):
+    head = planning_units(llama)[-1]
+    cands = unit_candidates(head, FORMATS, "auto")
+    assert {c.method for c in cands} == {"rtn"} and not any(c.format.is_sparse for c in cands)
+    block = unit_candidates(planning_units(llama)[0], FORMATS, "auto")
+    assert {c.key for c in block} == {"fp16@rtn", "int8@rtn", "int4:g32@gptq", "int3:g32@gptq", "2:4@sparsegpt"}
+
+
+def test_measured_loss_is_the_kl_of_the_model_with_that_unit_changed(llama, llama_table):
+    """Recompute one entry by a plain full forward of the changed model: the pipeline's shortcut must agree."""
+    units, candidates, table, _ = llama_table
+    unit = units[2]  # block 0's gate/up: the loss runs through block 1 from cached hidden states
+    cand = next(c for c in candidates[unit.label] if c.key == "int8@rtn")
+    assert table.get(unit, cand).measured  # unit index 2 is on the every-2nd sample
+    from edgec.passes import RTN, LayerConfig
+
+    ids, _ = calibration_windows(llama.tokenizer, FAST.loss_samples, FAST.loss_seq_len)
+    refs = {r.name: r for r in llama.adapter.linears(llama.model)}
+    with torch.no_grad():
+        ref_lp = torch.log_softmax(llama.model(input_ids=ids).logits.float(), -1)
+        saved = [refs[n].weight().clone() for n in unit.layers]
+        for n in unit.layers:
+            w = refs[n].weight().float().numpy()
+            refs[n].set_weight(torch.from_numpy(RTN().compress(w, LayerConfig(cand.format, "rtn"), None, n).weight))
+        lp = torch.log_softmax(llama.model(input_ids=ids).logits.float(), -1)
+        for n, w in zip(unit.layers, saved):
+            refs[n].set_weight(w)
+    direct = float((ref_lp.exp() * (ref_lp - lp)).sum(-1).mean())
+    assert table.get(unit, cand).loss == pytest.approx(direct, rel=1e-3)
+
+
+def test_sensitivity_orders_formats_and_marks_what_it_predicted(llama_table):
+    units, candidates, table, _ = llama_table
+    for unit in units[:-1]:
+        by = {c.key: table.get(unit, c) for c in candidates[unit.label]}
+        assert by["fp16@rtn"].loss == 0.0
+        assert by["int8@rtn"].output < by["int4:g32@gptq"].output < by["int3:g32@gptq"].output
+        assert by["int4:g32@gptq"].loss < by["int3:g32@gptq"].loss
+    assert table.probe == "int3:g32@gptq" == probe_candidate(candidates[units[0].label]).key
+    assert all(table.get(u, c).measured for u in units for c in candidates[u.label] if c.key == table.probe)
+    predicted = [table.get(u, c) for u in units for c in candidates[u.label]
+                 if not table.get(u, c).measured and c.key != "fp16@rtn"]
+    assert predicted and all(e.loss > 0 for e in predicted)
+    assert table.prediction_error is not None and np.isfinite(table.prediction_error)
+
+
+def test_second_measurement_reads_the_cache(llama, llama_table):
+    units, candidates, table, cache = llama_table
+    again = measure_sensitivity(llama, units, candidates, FAST, cache, progress=False)
+    assert again.measured == 0 and again.cached == len({c.key for cs in candidates.values() for c in cs})
+    assert again.errors == table.errors
+
+
+@pytest.fixture(scope="module")
+def llama_inputs(llama, llama_table, tmp_path_factory):
+    profile_yaml = tmp_path_factory.mktemp("prof") / "tiny-gpu.yaml"
+    profile_yaml.write_text(TINY_PROFILE)
+    profile = load_profile(profile_yaml)
+    units, _, _, cache = llama_table
+    settings = PlanSettings(sensitivity=FAST, context=64)
+    return profile, settings, prepare(llama, profile, settings, cache, progress=False)
+
+
+TINY_PROFILE = """
+name: tiny-gpu
+kind: gpu
+description: a test device
+memory_bytes: 1GB
+usable_memory_fraction: 0.5
+bandwidth_gbs: 100
+peak_tops: {fp16: 10, int8: 20}
+dispatch_us: 2
+sparse24_speedup: 2
+formats:
+  fp16: {compute: fp16, native: true}
+  int8: {compute: int8, native: true}
+  int4:g32: {compute: fp16, native: false}
+  int3:g32: {compute: fp16, native: false}
+  2:4: {compute: fp16, native: true}
+sources: {memory_bytes: t, bandwidth_gbs: t, peak_tops: t, dispatch_us: t, formats: t, sparse24_speedup: t}
+"""
+
+
+def test_plan_meets_a_memory_budget_with_least_loss(llama, llama_inputs):
+    profile, settings, inputs = llama_inputs
+    shape = model_shape(llama, inputs.units)
+    full = sum(u.nbytes(parse_format("fp16")) for u in inputs.units) + shape.fixed_bytes
+    budget = int(full * 0.45)
+    plan = make_plan(llama, profile, inputs, Constraints(memory_bytes=budget), settings)
+    assert plan["totals"]["weights_bytes"] <= budget
+    assert set(plan["layers"]) == {r.name for r in llama.adapter.linears(llama.model)} | {"lm_head"}
+    for unit in plan["units"]:  # fused layers share one format
+        assert len({plan["layers"][n]["format"] for n in unit["layers"]}) == 1
+    # no uniform format of at most this size predicts less loss
+    for key, point in plan["frontier"]["uniform"].items():
+        if point["bytes"] <= budget:
+            assert plan["totals"]["predicted_loss"] <= point["loss"] + 1e-12, key
+    assert make_plan(llama, profile, inputs, Constraints(memory_bytes=budget), settings) == plan  # reproducible
+
+
+def test_infeasible_memory_names_the_smallest_possible(llama, llama_inputs):
+    profile, settings, inputs = llama_inputs
+    with pytest.raises(EdgecError, match=r"--memory cannot be met: the smallest possible is [0-9.]+ kB"):
+        make_plan(llama, profile, inputs, Constraints(memory_bytes=1000), settings)
+
+
+def test_default_plan_is_the_fastest_under_the_loss_bound(llama, llama_inputs):
+    profile, settings, inputs = llama_inputs
+    plan = make_plan(llama, profile, inputs, Constraints(), settings)
+    assert plan["constraints"]["objective"] == "latency"
+    assert plan["totals"]["predicted_loss"] <= 0.05
+    tight = make_plan(llama, profile, inputs, Constraints(max_loss=plan["totals"]["predicted_loss"] / 4), settings)
+    assert tight["totals"]["predicted_loss"] <= plan["totals"]["predicted_loss"] / 4
+    assert tight["totals"]["decode_ms"] >= plan["totals"]["decode_ms"]
+
+
+def test_plan_cli_writes_plan_and_plot_and_compress_applies_it(tiny_llama_dir, tmp_path):
+    profile = tmp_path / "tiny-gpu.yaml"
+    profile.write_text(TINY_PROFILE)
+    plan_path = tmp_path / "plan.json"
+    env = {"EDGEC_CACHE_DIR": str(tmp_path / "cache")}
+    plan = cli_json("plan", "--device", str(profile), "--model", str(tiny_llama_dir), "--avg-bits", "5",
+                    "--samples", "4", "-o", str(plan_path), env=env)
+    assert json.loads(plan_path.read_text()) == plan
+    assert (tmp_path / "plan.png").stat().st_size > 10_000
+    assert plan["totals"]["avg_bits"] <= 5
+    out = tmp_path / "compressed"
+    done = run_cli("compress", "--model", str(tiny_llama_dir), "--plan", str(plan_path), "--samples", "4",
+                   "--seq-len", "128", "-o", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "edgec-compression.json").read_text())
+    got = {name: (layer["format"], layer["method"]) for name, layer in manifest["layers"].items()}
+    assert got == {name: (layer["format"], layer["method"]) for name, layer in plan["layers"].items()}
+
+
+def test_plan_cli_refusals(tiny_llama_dir, tiny_gpt2_dir, tmp_path):
+    env = {"EDGEC_CACHE_DIR": str(tmp_path / "cache")}
+    done = run_cli("plan", "--device", "no-such-device", "--model", str(tiny_llama_dir), "-o", str(tmp_path / "p.json"))
+    assert done.returncode == 2 and "no-such-device" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("plan", "--device", "raspberry-pi-5", "--model", str(tiny_llama_dir), "--memory", "10kB",
+                   "--samples", "4", "-o", str(tmp_path / "p.json"), env=env)
+    assert done.returncode == 2 and "smallest possible is" in done.stderr
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / "p.png").exists()
+    plan = tmp_path / "plan.json"
+    assert run_cli("plan", "--device", "raspberry-pi-5", "--model", str(tiny_llama_dir), "--samples", "4",
+                   "-o", str(plan), env=env).returncode == 0
+    done = run_cli("compress", "--model", str(tiny_gpt2_dir), "--plan", str(plan), "-o", str(tmp_path / "c"))
+    assert done.returncode == 2 and "was made for" in done.stderr and not (tmp_path / "c").exists()
+    plan.write_text("{not json")
+    done = run_cli("compress", "--model", str(tiny_llama_dir), "--plan", str(plan), "-o", str(tmp_path / "c"))
+    assert done.returncode == 2 and "not a plan file" in done.stderr
+
+
+def test_encoder_plans_on_cosine_distance(tiny_bert_dir, tmp_path):
+    bert = load_model(tiny_bert_dir)
+    units = planning_units(bert)
+    assert not any(u.is_head for u in units)
+    candidates = {u.label: unit_candidates(u, FORMATS, "auto") for u in units}
+    table = measure_sensitivity(bert, units, candidates, FAST, None, progress=False)
+    assert table.loss_name == "cosine distance"
+    u = units[0]
+    by = {c.key: table.get(u, c).loss for c in candidates[u.label]}
+    assert 0 < by["int8@rtn"] < by["int3:g32@gptq"] < 1

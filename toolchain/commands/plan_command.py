@@ -1,0 +1,92 @@
+"""`edgec plan`: choose each layer's format for a device, exactly, and show the frontier."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgec.commands.options import json_option, model_option
+
+
+@click.command("plan")
+@click.option("--device", "-d", required=True, metavar="DEVICE",
+              help="A shipped device profile (see `edgec devices`) or the path of a YAML profile.")
+@model_option
+@click.option("--memory", default=None, metavar="SIZE", help="Limit on the deployed weights, e.g. 80MB or 1.5GiB.")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Limit on the predicted decode time per token, in ms.")
+@click.option("--avg-bits", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Limit on stored bits per weight over the planned linears.")
+@click.option("--max-loss", "--max-kl", "max_loss", type=click.FloatRange(min=0), default=None,
+              help="Limit on the summed predicted loss (KL in nats/token for an LM, cosine distance for an encoder).")
+@click.option("--context", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Tokens the KV cache must hold (counts against the device's memory).")
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Prompt length for the predicted prefill time.")
+@click.option("--no-fuse", is_flag=True, help="Let q/k/v and gate/up take different formats (runtimes then cannot fuse them).")
+@click.option("--keep-head", is_flag=True, help="Keep the output head (and a tied embedding) in 16 bit.")
+@click.option("--methods", type=click.Choice(["auto", "rtn"]), default="auto", show_default=True,
+              help="auto: GPTQ for 2-4 bit, SparseGPT for 2:4, RTN for 8 bit; rtn: RTN everywhere (fast, worse).")
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Calibration windows of 512 tokens for the Hessians.")
+@click.option("--loss-samples", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Windows of 128 tokens on which each candidate's model-output loss is measured.")
+@click.option("--no-cache", is_flag=True, help="Measure sensitivity again instead of reading the cache.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="plan.json", show_default=True,
+              help="Where to write the plan (replaced if it exists).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Where to draw the frontier [default: the plan's path with .png].")
+@json_option
+def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context, prompt_tokens, no_fuse, keep_head,
+                 methods, samples, loss_samples, no_cache, output, plot, as_json) -> None:
+    """Choose every layer's format and method for DEVICE and write the plan and its frontier plot.
+
+    The plan minimises the summed measured sensitivity under the limits given. With no
+    --memory, --latency-ms or --avg-bits it is the fastest plan that fits the device's
+    usable memory (weights and the KV cache at --context tokens) and keeps the predicted
+    loss under --max-loss (default 0.05 nats/token for an LM). Apply it with
+    `edgec compress --plan PLAN`.
+    """
+    import json
+
+    from edgec.errors import EdgecError
+    from edgec.memory import current_rss_bytes
+    from edgec.models.loading import load_model
+    from edgec.planner.compress_memory import compress_peak_bytes
+    from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
+    from edgec.planner.profiles import load_profile
+    from edgec.planner.render import plan_table, plot_frontier
+    from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings
+    from edgec.planner.sizes import parse_size
+
+    out = Path(output)
+    png = Path(plot) if plot else out.with_suffix(".png")
+    for path in (out, png):
+        if not path.parent.is_dir():
+            raise EdgecError(f"{path}: the folder {path.parent} does not exist")
+    profile = load_profile(device)
+    constraints = Constraints(parse_size(memory, "--memory") if memory is not None else None, latency_ms, avg_bits, max_loss)
+    settings = PlanSettings(fuse=not no_fuse, include_head=not keep_head, methods=methods, context=context,
+                            prompt_tokens=prompt_tokens,
+                            sensitivity=SensitivitySettings(samples=samples, loss_samples=loss_samples))
+    loaded = load_model(model)
+    loaded_rss = current_rss_bytes()
+    progress = sys.stderr.isatty()
+    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress)
+    plan = make_plan(loaded, profile, inputs, constraints, settings)
+    plan["totals"]["compress_peak_bytes"] = compress_peak_bytes(loaded, plan, loaded_rss)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(plan, indent=1) + "\n")
+    tmp.replace(out)
+    plot_frontier(plan, png)
+    if as_json:
+        click.echo(json.dumps(plan, indent=1))
+        return
+    click.echo(plan_table(plan))
+    table = inputs.table
+    how = (f"sensitivity: {table.measured} candidate formats measured, {table.cached} read from the cache; "
+           f"loss on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens")
+    click.echo(how)
+    click.echo(f"wrote {out} and {png}")
