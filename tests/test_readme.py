@@ -15,7 +15,7 @@ def _quick_start_commands() -> list[str]:
 
 def test_quick_start_has_two_commands_and_ci_runs_the_test_one():
     install_and_run, install_and_test = _quick_start_commands()
-    assert install_and_run.startswith("pip install torch==2.13.0 ") and "edgec eval" in install_and_run
+    assert install_and_run.startswith("pip install torch==2.13.0 ") and install_and_run.endswith("edgec plan --device rtx4090")
     assert install_and_test.endswith("python -m pytest")
     ci_lines = ROOT.joinpath(".ci/run").read_text().splitlines()
     assert install_and_test in ci_lines
@@ -33,7 +33,7 @@ def test_version_and_help():
 def test_readme_documents_every_option_of_every_command():
     readme = ROOT.joinpath("README.md").read_text()
     commands = re.findall(r"^  (\w+) ", run_cli("--help").stdout.split("Commands:")[1], flags=re.M)
-    assert {"eval", "compress"} <= set(commands)
+    assert {"eval", "compress", "plan", "devices", "profile"} <= set(commands)
     for command in commands:
         assert f"edgec {command}" in readme, command
         for option in re.findall(r"(--[a-z-]+)", run_cli(command, "--help").stdout):

@@ -180,7 +180,7 @@ def frontier(inputs: PlanInputs, resource: str) -> list[dict]:
     hi = sum(max(getattr(o, resource) for o in opts) for opts in inputs.options)
     points, seen = [], set()
     for budget in np.linspace(lo, hi, FRONTIER_POINTS):
-        choice = solve(inputs.options, "loss", {resource: float(budget) * (1 + 1e-12)})
+        choice = solve(inputs.options, "loss", {resource: float(budget) * (1 + 1e-12)}, tie_break=False)
         if tuple(choice) not in seen:
             seen.add(tuple(choice))
             points.append(_point(inputs, choice))

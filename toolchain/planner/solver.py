@@ -13,6 +13,10 @@ the same inputs always give the same plan.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,8 +79,9 @@ def _solve_once(options: list[list[Option]], objective: Resource, limits: dict[s
         constraints.append(LinearConstraint(cost[None, :] / scale, -np.inf, limit / scale))
     c = _costs(options, objective)
     c = c / max(float(np.abs(c).max()), 1e-300)
-    result = milp(c, constraints=constraints, integrality=np.ones(n), bounds=Bounds(0, 1),
-                  options={"mip_rel_gap": 0.0, "presolve": True})
+    with _quiet_stdout():
+        result = milp(c, constraints=constraints, integrality=np.ones(n), bounds=Bounds(0, 1),
+                      options={"mip_rel_gap": 0.0, "presolve": True})
     if result.x is None:
         return None
     x = np.round(result.x).astype(int)
@@ -87,17 +92,37 @@ def _solve_once(options: list[list[Option]], objective: Resource, limits: dict[s
     return choice
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence file descriptor 1: HiGHS's C++ code prints solver diagnostics there even with disp off."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _meets(options: list[list[Option]], choice: list[int], limits: dict[str, float]) -> bool:
     got = totals(options, choice)
     return all(got[r] <= limit * (1 + 1e-12) + 1e-12 for r, limit in limits.items())
 
 
-def solve(options: list[list[Option]], objective: Resource = "loss", limits: dict[str, float] | None = None) -> list[int]:
-    """The optimal option index per unit; raises `Infeasible` naming the limit that cannot be met."""
+def solve(options: list[list[Option]], objective: Resource = "loss", limits: dict[str, float] | None = None,
+          tie_break: bool = True) -> list[int]:
+    """The optimal option index per unit; raises `Infeasible` naming the limit that cannot be met.
+
+    `tie_break=False` skips the lexicographic solves (a third of the time; for frontier sweeps).
+    """
     limits = {r: float(v) for r, v in (limits or {}).items() if v is not None}
     choice = _solve_once(options, objective, limits)
     if choice is None or not _meets(options, choice, limits):
         raise infeasibility(options, limits)
+    if not tie_break:
+        return choice
     for tie in (r for r in RESOURCES if r != objective):  # lexicographic: fix each optimum, then the next
         best = totals(options, choice)[objective]
         limits = {**limits, objective: best + abs(best) * _TIE_TOLERANCE}
