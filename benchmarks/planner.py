@@ -2,6 +2,9 @@
 
     python benchmarks/planner.py --json planner.json --plot docs/planner-frontier.png > planner.md
 
+`--state FILE` keeps every finished step (plan timings, base plans, each compressed model's
+figures) and skips it when run again: the whole benchmark takes about an hour on 2 cores.
+
 For `rtx4090` and `host`:
 
 1. `edgec plan` wall time, cold (empty sensitivity cache) and cached (rtx4090 first; host
@@ -59,7 +62,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--plot", help="draw predicted and real loss against bytes to this PNG")
+    parser.add_argument("--state", help="resume from / save finished steps to this JSON file")
     args = parser.parse_args()
+    state_path = Path(args.state) if args.state else None
+    state = json.loads(state_path.read_text()) if state_path and state_path.exists() else {}
+    state.setdefault("timing", {})
+    state.setdefault("plans", {})
+    state.setdefault("runs", {})
+
+    def save() -> None:
+        if state_path:
+            state_path.write_text(json.dumps(state, indent=1))
 
     from scipy.stats import spearmanr
 
@@ -73,17 +86,23 @@ def main() -> None:
     from edgec.planner.units import method_for
     from edgec.runtime.formats import parse_format
 
-    work = Path(tempfile.mkdtemp(prefix="edgec-planner-bench-"))
+    work = Path(state["work"]) if Path(state.get("work", "/nonexistent")).is_dir() else \
+        Path(tempfile.mkdtemp(prefix="edgec-planner-bench-"))
+    state["work"] = str(work)  # the sensitivity cache of the timed plans lives there
     env = {"EDGEC_CACHE_DIR": str(work / "cache")}
     gguf = Path(os.environ.get("EDGEC_CACHE_DIR", Path.home() / ".cache" / "edgec")) / "gguf"
-    if gguf.is_dir():  # keep the float checkpoint of the default model: its conversion is not planning
+    if gguf.is_dir() and not (work / "cache" / "gguf").exists():  # keep the float checkpoint of the default model: its conversion is not planning
         (work / "cache").mkdir()
         (work / "cache" / "gguf").symlink_to(gguf)
-    timing = {}
+    timing = state["timing"]
     for device in DEVICES:
         for run in ("first", "cached"):
-            _, seconds, rss = edgec("plan", "--device", device, "-o", str(work / f"{device}.json"), "--json", env=env)
+            if f"{device} {run}" in timing:
+                continue
+            done, seconds, rss = edgec("plan", "--device", device, "-o", str(work / f"{device}.json"), "--json", env=env)
             timing[f"{device} {run}"] = {"seconds": seconds, "peak_rss": rss}
+            state["plans"][device] = json.loads(done.stdout)
+            save()
             print(f"edgec plan --device {device} ({run}): {seconds:.1f} s", file=sys.stderr, flush=True)
 
     loaded = load_model(None)
@@ -91,14 +110,15 @@ def main() -> None:
     base = compare_causal_lm(loaded.model, None, windows, progress=False).perplexity_original
     settings = PlanSettings()
     os.environ["EDGEC_CACHE_DIR"] = env["EDGEC_CACHE_DIR"]
-    runs: dict[str, dict] = {}  # request signature -> compressed model's figures
+    runs: dict[str, dict] = state["runs"]  # request signature -> compressed model's figures
 
     def compressed(name: str, cli_args: list[str], signature: str, estimate: int | None) -> dict:
         if signature not in runs:
             out = work / f"model-{len(runs)}"
             _, seconds, rss = edgec("compress", *cli_args, "-o", str(out))
             runs[signature] = {**score(loaded.model, out, windows), "compress_seconds": seconds, "compress_peak_rss": rss,
-                               "compress_peak_estimate": estimate, "name": name}
+                               "compress_peak_estimate": estimate}
+            save()
             print(f"{name}: {json.dumps(runs[signature])}", file=sys.stderr, flush=True)
         return runs[signature]
 
@@ -106,7 +126,7 @@ def main() -> None:
     for device in DEVICES:
         profile = load_profile(device)
         inputs = prepare(loaded, profile, settings, SensitivityCache(), progress=False)
-        base_plan = json.loads((work / f"{device}.json").read_text())
+        base_plan = state["plans"][device]
         rows = []
         for key, point in base_plan["frontier"]["uniform"].items():
             fmt = parse_format(key.split("@")[0])
@@ -153,7 +173,9 @@ def render(report: dict) -> str:
     lines = [f"SmolLM2-135M-Instruct, original perplexity {report['original_perplexity']:.3f} "
              f"({EVAL_TOKENS:,} tokens of Pride and Prejudice).", ""]
     lines += ["| planner run | wall s | peak RSS MB |", "|---|---:|---:|"]
-    lines += [f"| `edgec plan --device {k}` | {v['seconds']:.1f} | {v['peak_rss'] / 1e6:.0f} |" for k, v in report["timing"].items()]
+    for run, v in report["timing"].items():
+        rss = "" if v["peak_rss"] is None else f"{v['peak_rss'] / 1e6:.0f}"
+        lines.append(f"| `edgec plan --device {run}` | {v['seconds']:.1f} | {rss} |")
     for device, res in report["devices"].items():
         rows = res["rows"]
         lines += ["", f"### {device}", "",

@@ -183,19 +183,30 @@ class _OutputLoss:
         return "kl" if self.causal else "cosine distance"
 
 
-def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray],
-                     hessian: torch.Tensor | None) -> tuple[float, float | None]:
-    """(tensor error, layer-output error) of a unit, relative to its weights' own norms (no H: no output error)."""
-    num_t = den_t = num_o = den_o = 0.0
+def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
+    """(sum of ||W||^2, sum of tr(W H W^T)) over a unit's weights (H float32): the denominators of its errors."""
+    plain = sum(float(np.square(w, dtype=np.float64).sum()) for w in weights)
+    if hessian is None:
+        return plain, None
+    return plain, sum(float(((torch.from_numpy(w) @ hessian) * torch.from_numpy(w)).double().sum()) for w in weights)
+
+
+def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: torch.Tensor | None,
+                     norms: tuple[float, float | None]) -> tuple[float, float | None]:
+    """(tensor error, layer-output error) of a unit relative to `norms` (no H: no output error).
+
+    The products run in float32 (sums in float64): the errors are ratios that planning
+    compares across formats, and a 16-bit format's ~1e-7 relative error is the only one
+    float32 rounding could blur, a baseline whose loss counts as 0 anyway.
+    """
+    num_t = num_o = 0.0
     for w, q in zip(weights, new):
-        d = torch.from_numpy(w - q).double()
-        wt = torch.from_numpy(w).double()
-        num_t += float((d * d).sum())
-        den_t += float((wt * wt).sum())
+        d = torch.from_numpy(w - q)
+        num_t += float(d.double().square().sum())
         if hessian is not None:
-            num_o += float(((d @ hessian) * d).sum())
-            den_o += float(((wt @ hessian) * wt).sum())
-    return num_t / max(den_t, 1e-30), (num_o / den_o if den_o > 0 else None)
+            num_o += float(((d @ hessian) * d).double().sum())
+    den_t, den_o = norms
+    return num_t / max(den_t, 1e-30), (num_o / den_o if den_o else None)
 
 
 def _apply(refs: list, weights: list[np.ndarray]) -> None:
@@ -274,11 +285,12 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     def measure(unit: Unit, cal: BlockCalibration | None, changed: Callable[[], float]) -> None:
         unit_refs = [refs[n] for n in unit.layers]
         weights = [ref.weight().float().numpy().copy() for ref in unit_refs]
-        hessian = cal.stats[unit.layers[0]].hessian if cal is not None else None
+        hessian = cal.stats[unit.layers[0]].hessian.float() if cal is not None else None  # (K, K)
+        norms = _squared_norms(weights, hessian)
         for cand in todo[unit.label]:
             done = passes[cand.method].compress_shared(weights, LayerConfig(cand.format, cand.method), cal, list(unit.layers))
             new = [d.weight for d in done]
-            tensor, output = _relative_errors(weights, new, hessian)
+            tensor, output = _relative_errors(weights, new, hessian, norms)
             value = None
             if required[(unit.label, cand.key)]:
                 _apply(unit_refs, new)
