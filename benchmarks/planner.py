@@ -10,10 +10,11 @@ For `rtx4090` and `host`:
 1. `edgec plan` wall time, cold (empty sensitivity cache) and cached (rtx4090 first; host
    then only measures the candidates rtx4090 lacked).
 2. Every uniform format the devices run, compressed by `edgec compress --format F --method M`
-   with the method the planner pairs with F (GPTQ 2-4 bit, SparseGPT 2:4, RTN 8 bit).
-3. Plans at the exact bytes of the uniform int3:g128, int4:g128, nf4:g64 and int8 models, and
-   one at the predicted decode time of uniform int4:g128 on each device, each compressed by
-   `edgec compress --plan`.
+   with the method the planner pairs with F (GPTQ 2-4 bit, SparseGPT 2:4, RTN 8 bit), with the
+   head (and the embedding tied to it) in 16 bit, and again with it in F too (`--include-head`).
+3. Plans at the exact bytes of the uniform int3:g128, int4:g128, nf4:g64 and int8 models and
+   of int4:g128 and int8 with the head, and one at the predicted decode time of uniform
+   int4:g128 on each device, each compressed by `edgec compress --plan`.
 
 Every compressed model is scored against the original on the first 16,384 tokens of Pride and
 Prejudice (perplexity and KL(original || compressed), as `edgec eval`); compression's peak RSS
@@ -34,6 +35,7 @@ from pathlib import Path
 
 DEVICES = ("rtx4090", "host")
 BUDGET_FORMATS = ("int3:g128", "int4:g128", "nf4:g64", "int8")
+HEAD_BUDGET_FORMATS = ("int4:g128", "int8")  # and at the bytes of these with the head (and tied embedding) in them
 LATENCY_FORMAT = "int4:g128"
 EVAL_TOKENS = 16384
 
@@ -80,7 +82,7 @@ def main() -> None:
     from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
     from edgec.models.loading import load_model
     from edgec.planner.compress_memory import compress_peak_bytes
-    from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
+    from edgec.planner.plan import Constraints, PlanSettings, make_plan, point, prepare, uniform_choices
     from edgec.planner.profiles import load_profile
     from edgec.planner.sensitivity import SensitivityCache
     from edgec.planner.units import method_for
@@ -128,22 +130,28 @@ def main() -> None:
         inputs = prepare(loaded, profile, settings, SensitivityCache(), progress=False)
         base_plan = state["plans"][device]
         rows = []
-        for key, point in base_plan["frontier"]["uniform"].items():
+        for key, choice in uniform_choices(inputs).items():
             fmt = parse_format(key.split("@")[0])
             if fmt.family in ("fp16", "bf16"):
                 continue
-            real = compressed(f"uniform {key}", ["--format", str(fmt), "--method", method_for(fmt, "auto", False)],
-                              f"uniform {key}", None)
-            rows.append({"kind": "uniform", "name": key, **point, **real})
+            cli = ["--format", str(fmt), "--method", method_for(fmt, "auto", False)]
+            cli += ["--include-head"] if key.endswith("+head") else []
+            real = compressed(f"uniform {key}", cli, f"uniform {key}", None)
+            rows.append({"kind": "uniform", "name": key, **point(inputs, choice), **real})
         uniform = {r["name"]: r for r in rows}
-        def uniform_of(text: str) -> dict:
-            return uniform[f"{text}@{method_for(parse_format(text), 'auto', False)}"]
 
-        budgets = [("bytes", f, Constraints(memory_bytes=uniform_of(f)["bytes"])) for f in BUDGET_FORMATS]
-        budgets.append(("decode_ms", LATENCY_FORMAT, Constraints(latency_ms=uniform_of(LATENCY_FORMAT)["decode_ms"])))
+        def uniform_of(text: str, head: str = "") -> tuple[str, dict]:
+            name = f"{text}@{method_for(parse_format(text), 'auto', False)}{head}"
+            return name, uniform[name]
+
+        budgets = [("bytes", *uniform_of(f)) for f in BUDGET_FORMATS]
+        budgets += [("bytes", *uniform_of(f, "+head")) for f in HEAD_BUDGET_FORMATS]
+        budgets.append(("decode_ms", *uniform_of(LATENCY_FORMAT)))
         # the CLI measured the loaded process's RSS for its estimate: recover it from the default plan's
         loaded_rss = base_plan["totals"]["compress_peak_bytes"] - compress_peak_bytes(loaded, base_plan, 0)
-        for resource, like, constraints in budgets:
+        for resource, like, target in budgets:
+            limit = target[resource]
+            constraints = Constraints(memory_bytes=limit) if resource == "bytes" else Constraints(latency_ms=limit)
             plan = make_plan(loaded, profile, inputs, constraints, settings)
             path = work / f"{device}-{len(rows)}.json"
             path.write_text(json.dumps(plan))
@@ -153,7 +161,7 @@ def main() -> None:
                               compress_peak_bytes(loaded, plan, loaded_rss))
             t = plan["totals"]
             rows.append({"kind": "plan", "name": f"{flag} = uniform {like}", "bytes": t["weights_bytes"],
-                         "loss": t["predicted_loss"], "decode_ms": t["decode_ms"], "budget": [resource, uniform_of(like)[resource]],
+                         "loss": t["predicted_loss"], "decode_ms": t["decode_ms"], "budget": [resource, limit],
                          "formats": sorted({u["format"] for u in plan["units"]}), **real})
         rho = spearmanr([r["loss"] for r in rows], [r["kl"] for r in rows]).statistic
         plans = [r for r in rows if r["kind"] == "plan"]

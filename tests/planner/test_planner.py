@@ -145,6 +145,9 @@ def test_plan_meets_a_memory_budget_with_least_loss(llama, llama_inputs):
         if point["bytes"] <= budget:
             assert plan["totals"]["predicted_loss"] <= point["loss"] + 1e-12, key
     assert make_plan(llama, profile, inputs, Constraints(memory_bytes=budget), settings) == plan  # reproducible
+    uniform = plan["frontier"]["uniform"]  # as `compress --format F` makes them, and with --include-head
+    assert {"int8@rtn", "int8@rtn+head", "2:4@sparsegpt"} <= set(uniform) and "2:4@sparsegpt+head" not in uniform
+    assert uniform["int8@rtn+head"]["bytes"] < uniform["int8@rtn"]["bytes"]
 
 
 def test_infeasible_memory_names_the_smallest_possible(llama, llama_inputs):

@@ -18,6 +18,7 @@ from edgec import __version__
 from edgec.errors import EdgecError
 from edgec.models.loading import LoadedModel
 from edgec.planner.latency import LatencyModel, latency_model
+from edgec.passes.base import is_dense_float
 from edgec.planner.deployment import ModelShape, fixed_seconds, model_shape, unit_seconds
 from edgec.planner.profiles import DeviceProfile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, SensitivityTable, measure_sensitivity
@@ -149,28 +150,35 @@ def _refusal(exc: Infeasible, origin: dict[str, str], inputs: PlanInputs, settin
                       f"{inputs.table.loss_name} is {exc.nearest:.4g}")
 
 
-def _point(inputs: PlanInputs, choice: list[int]) -> dict:
+def point(inputs: PlanInputs, choice: list[int]) -> dict:
+    """Predicted bytes (all weights), loss and decode ms of a choice."""
     got = totals(inputs.options, choice)
     return {"bytes": int(got["bytes"]) + inputs.shape.fixed_bytes, "loss": got["loss"],
             "decode_ms": (got["latency"] + inputs.fixed_decode) * 1e3}
 
 
 def uniform_choices(inputs: PlanInputs) -> dict[str, list[int]]:
-    """Per candidate format: every block unit in it, the head (if planned) in its 16-bit candidate —
-    what `edgec compress --format F` makes."""
+    """The uniform models `edgec compress --format F [--include-head]` makes, as choices.
+
+    Key `F@method`: every block unit in F, the head (if planned) in 16 bit; key
+    `F@method+head`: the head in F too (by RTN), where the head can take F.
+    """
     out = {}
-    block_keys = [{c.key for c in inputs.candidates[u.label]} for u in inputs.units if not u.is_head]
-    common = set.intersection(*block_keys) if block_keys else set()
-    for key in sorted(common):
-        choice = []
-        for unit in inputs.units:
-            keys = [c.key for c in inputs.candidates[unit.label]]
-            if unit.is_head:
-                dense = [i for i, c in enumerate(inputs.candidates[unit.label]) if c.format.family in ("fp16", "bf16")]
-                choice.append(dense[0] if dense else int(np.argmin([o.loss for o in inputs.options[-1]])))
-            else:
-                choice.append(keys.index(key))
-        out[key] = choice
+    block_keys = [[c.key for c in inputs.candidates[u.label]] for u in inputs.units if not u.is_head]
+    common = sorted(set.intersection(*map(set, block_keys))) if block_keys else []
+    head = next((i for i, u in enumerate(inputs.units) if u.is_head), None)
+    for key in common:
+        choice = [keys.index(key) for keys in block_keys]
+        if head is None:
+            out[key] = choice
+            continue
+        head_cands = inputs.candidates[inputs.units[head].label]
+        dense = [i for i, c in enumerate(head_cands) if c.format.family in ("fp16", "bf16")]
+        if dense:
+            out[key] = choice[:head] + [dense[0]] + choice[head:]
+        same = [i for i, c in enumerate(head_cands) if str(c.format) == key.split("@")[0]]
+        if same and not is_dense_float(head_cands[same[0]].format):
+            out[f"{key}+head"] = choice[:head] + [same[0]] + choice[head:]
     return out
 
 
@@ -183,7 +191,7 @@ def frontier(inputs: PlanInputs, resource: str) -> list[dict]:
         choice = solve(inputs.options, "loss", {resource: float(budget) * (1 + 1e-12)}, tie_break=False)
         if tuple(choice) not in seen:
             seen.add(tuple(choice))
-            points.append(_point(inputs, choice))
+            points.append(point(inputs, choice))
     return points
 
 
@@ -212,7 +220,7 @@ def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, c
     weights = int(got["bytes"]) + shape.fixed_bytes
     kv = shape.kv_cache_bytes(settings.context)
     prefill = sum(inputs.prefill[(u.label, c.key)] for u, c in zip(inputs.units, picked)) + inputs.fixed_prefill
-    uniform = {key: _point(inputs, c) for key, c in uniform_choices(inputs).items()}
+    uniform = {key: point(inputs, c) for key, c in uniform_choices(inputs).items()}
     return {
         "edgec_plan": PLAN_VERSION,
         "edgec_version": __version__,
