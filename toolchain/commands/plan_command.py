@@ -86,7 +86,9 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
         return
     click.echo(plan_table(plan))
     table = inputs.table
-    how = (f"sensitivity: {table.measured} candidate formats measured, {table.cached} read from the cache; "
-           f"loss on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens")
+    error = "" if table.prediction_error is None else f", the rest predicted (median error {100 * table.prediction_error:.0f} %)"
+    how = (f"sensitivity: {table.measured} candidates (format and method) measured now, {table.cached} read from the "
+           f"cache; model-output loss measured for {table.measured_losses} of {len(table.errors)} (unit, candidate) "
+           f"pairs on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens{error}")
     click.echo(how)
     click.echo(f"wrote {out} and {png}")

@@ -8,8 +8,8 @@ the sequential calibration adds on top when the plan uses a calibrated method: t
 calibration windows' hidden states (block inputs and outputs, float32), one block's
 input statistics (XᵀX kept in float32 and its float64 copy) and the largest unit's
 working copies in GPTQ/SparseGPT (about four float32 copies of its weights).
-It is an upper bound in spirit: on SmolLM2 it came out 13 % (RTN plan) to 21 % (GPTQ
-plans) above the peak measured by `benchmarks/planner.py`, which prints both.
+On SmolLM2 it came out 13 % to 22 % above the peak measured by `benchmarks/planner.py`
+(which prints both) for seven plans, and 7 % below it for an all-bf16 plan.
 """
 
 from __future__ import annotations

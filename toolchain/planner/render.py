@@ -28,7 +28,7 @@ def plan_table(plan: dict) -> str:
     memory_limit = [format_size(v + t["fixed_bytes"]) for k, v in applied.items() if k in ("--memory", "device memory")]
     lines += [
         "",
-        f"formats: {', '.join(f'{n} x {f}' for f, n in sorted(counts.items(), key=lambda x: -x[1]))}",
+        f"units per format: {', '.join(f'{n} x {f}' for f, n in sorted(counts.items(), key=lambda x: -x[1]))}",
         f"weights: {format_size(t['weights_bytes'])} ({t['avg_bits']:.2f} bits per planned weight; "
         f"{format_size(t['fixed_bytes'])} of it unplanned 16-bit parameters)"
         + (f" (limit {min(memory_limit)})" if "--memory" in applied else ""),
