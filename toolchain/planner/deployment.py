@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from edgec.models.loading import LoadedModel
 from edgec.planner.latency import LatencyModel
 from edgec.planner.profiles import DeviceProfile
@@ -45,7 +43,7 @@ def model_shape(loaded: LoadedModel, units: list[Unit]) -> ModelShape:
     """Measure the parts of `loaded` that no unit covers."""
     model = loaded.model
     planned = {name for unit in units for name in unit.layers}
-    covered = {id(m.weight) for n, m in model.named_modules() if n in planned and isinstance(m, nn.Module)}
+    covered = {id(m.weight) for n, m in model.named_modules() if n in planned}
     fixed = sum(p.numel() for p in model.parameters() if id(p) not in covered)  # parameters() yields tied ones once
     head = loaded.adapter.head(model)
     head_fixed = head.shape if head is not None and head.name not in planned else None

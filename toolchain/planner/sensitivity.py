@@ -41,7 +41,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,6 @@ class SensitivityTable:
     cached: int = 0
     probe: str | None = None  # the candidate measured on every unit
     prediction_error: float | None = None  # median |predicted / measured - 1| over the measured losses
-    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def measured_losses(self) -> int:
@@ -233,9 +232,6 @@ def measure_sensitivity(loaded: LoadedModel, units: list[Unit], candidates: dict
                         settings: SensitivitySettings = SensitivitySettings(), cache: SensitivityCache | None = None,
                         progress: bool = True, passes: dict[str, Pass] | None = None) -> SensitivityTable:
     """Errors of every unit under each of its candidates (`candidates[unit.label]`); see the module docstring."""
-    import time
-
-    start = time.perf_counter()
     all_cands = sorted({c.key: c for cs in candidates.values() for c in cs}.values(), key=lambda c: c.key)
     probe = probe_candidate(all_cands)
     required = {(u.label, c.key): _loss_required(i, u, c, candidates[u.label], probe, settings.loss_every)
@@ -261,7 +257,6 @@ def measure_sensitivity(loaded: LoadedModel, units: list[Unit], candidates: dict
                 cache.store(loaded, cand, units, settings, fresh[cand.key])
         table.measured = len(missing)
     _fill(table, units, candidates, raw, probe)
-    table.seconds["total"] = time.perf_counter() - start
     return table
 
 

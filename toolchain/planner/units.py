@@ -13,7 +13,7 @@ from typing import Literal
 
 from edgec.models.loading import LoadedModel
 from edgec.passes.base import is_dense_float
-from edgec.runtime.formats import Format, parse_format
+from edgec.runtime.formats import Format
 from edgec.runtime.formats.sparse24 import Sparse24
 
 MethodPolicy = Literal["auto", "rtn"]
@@ -30,11 +30,6 @@ class Candidate:
     @property
     def key(self) -> str:
         return f"{self.format}@{self.method}"
-
-    @classmethod
-    def from_key(cls, key: str) -> Candidate:
-        fmt, method = key.rsplit("@", 1)
-        return cls(parse_format(fmt), method)
 
 
 @dataclass(frozen=True)
