@@ -115,13 +115,6 @@ class MeasuredLatency:
             return self.fallback.seconds(fmt, n, k, tokens)
         return float(features(fmt, n, k, tokens, self.cache_bytes) @ coef)
 
-    def terms(self, fmt: Format, n: int, k: int, tokens: int) -> dict[str, float]:
-        """Seconds per term for one call (explains a prediction); {} for a roofline format."""
-        coef = self.coefficients.get(str(fmt))
-        if coef is None:
-            return {}
-        return dict(zip(FEATURES, (features(fmt, n, k, tokens, self.cache_bytes) * coef).tolist()))
-
 
 @dataclass(frozen=True)
 class PredictorFit:

@@ -177,10 +177,6 @@ class _OutputLoss:
         """Move the cached hidden states past block `index` (unchanged)."""
         self.hidden = _run_block(self.blocks[index], self.hidden, self.kwargs)
 
-    @property
-    def name(self) -> str:
-        return "kl" if self.causal else "cosine distance"
-
 
 def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
     """(sum of ||W||^2, sum of tr(W H W^T)) over a unit's weights (H float32): the denominators of its errors."""
