@@ -14,7 +14,7 @@
 
 Manifest: {"version": 1, "edgec_version", "source": {"name", "weights_sha256"},
 "calibration": {"text", "samples", "seq_len", "tokens"} or null,
-"layers": {name: {"format", "method", "sparsity"}}}.
+"layers": {name: {"format", "method", "sparsity"}}, "plan": the plan file followed, or null}.
 
 The folder is written under a temporary name beside OUT and renamed at the end, so
 a failed or interrupted run leaves no partial output.
@@ -48,8 +48,20 @@ def check_output_path(out: Path) -> None:
         raise EdgecError(f"output folder's parent {out.parent} does not exist")
 
 
+def calibration_record(result: CompressionResult, calibration: CalibrationSettings | None) -> dict | None:
+    """What calibration a compression used, as the manifest and the exporters record it (None if none)."""
+    if not result.calibration_tokens:
+        return None
+    return {
+        "text": CALIBRATION_NAME if calibration is None or calibration.text is None else "user text",
+        "samples": calibration.samples if calibration else None,
+        "seq_len": calibration.seq_len if calibration else None,
+        "tokens": result.calibration_tokens,
+    }
+
+
 def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
-                    calibration: CalibrationSettings | None) -> None:
+                    calibration: CalibrationSettings | None, plan: dict | None = None) -> None:
     """Write the compressed model folder atomically (see the module docstring)."""
     check_output_path(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -70,14 +82,10 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
             "version": MANIFEST_VERSION,
             "edgec_version": __version__,
             "source": {"name": loaded.name, "weights_sha256": loaded.weights_hash},
-            "calibration": None if not result.calibration_tokens else {
-                "text": CALIBRATION_NAME if calibration is None or calibration.text is None else "user text",
-                "samples": calibration.samples if calibration else None,
-                "seq_len": calibration.seq_len if calibration else None,
-                "tokens": result.calibration_tokens,
-            },
+            "calibration": calibration_record(result, calibration),
             "layers": {name: {"format": str(layer.config.format), "method": layer.config.method,
                               "sparsity": layer.config.sparsity} for name, layer in result.layers.items()},
+            "plan": plan,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         tmp.rename(out)

@@ -1,0 +1,119 @@
+"""The options that choose how a model is compressed, shared by `edgec compress` and `edgec export`.
+
+`compression_options` adds them to a command, which receives one `CompressionOptions`
+argument named `compression`; `run_compression` carries them out on a loaded model.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from edgec.commands.options import format_option
+
+METHODS = ["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"]
+
+
+@dataclass(frozen=True)
+class CompressionOptions:
+    """Everything the compression options say; `fmt` and `plan_path` are both None when nothing is asked."""
+
+    fmt: str | None
+    plan_path: str | None
+    method: str
+    sparsity: float | None
+    include_head: bool
+    samples: int
+    seq_len: int
+    act_order: bool
+    damp: float
+    no_clip: bool
+    alpha: float
+
+    @property
+    def requested(self) -> bool:
+        return self.fmt is not None or self.plan_path is not None
+
+
+_FIELDS = ("fmt", "plan_path", "method", "sparsity", "include_head", "samples", "seq_len", "act_order", "damp", "no_clip", "alpha")
+_OPTIONS = [
+    format_option,
+    click.option("--plan", "plan_path", default=None, type=click.Path(dir_okay=False), metavar="PLAN",
+                 help="A plan from `edgec plan`: each layer's format and method (instead of --format/--method)."),
+    click.option("--method", default="rtn", show_default=True, type=click.Choice(METHODS),
+                 help="Compression method for every layer."),
+    click.option("--sparsity", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                 help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5)."),
+    click.option("--include-head", is_flag=True,
+                 help="Also compress the output head (and the embedding tied to it); by RTN when --method is calibrated."),
+    click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, help="Calibration windows."),
+    click.option("--seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per calibration window."),
+    click.option("--act-order/--no-act-order", default=True, show_default=True,
+                 help="GPTQ: visit columns by decreasing Hessian diagonal (with static groups)."),
+    click.option("--damp", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+                 help="GPTQ/SparseGPT: Hessian damping as a fraction of its mean diagonal."),
+    click.option("--no-clip", is_flag=True,
+                 help="AWQ and GPTQ: skip the clip search and fit each group's min-max range (GPTQ as originally published)."),
+    click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                 help="SmoothQuant: migration strength from activations to weights."),
+]
+
+
+def compression_options(command: Callable) -> Callable:
+    """Add the compression options to a click command as one `compression` argument."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        kwargs["compression"] = CompressionOptions(**{field: kwargs.pop(field) for field in _FIELDS})
+        return command(**kwargs)
+
+    for option in reversed(_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+@dataclass
+class CompressionRun:
+    """What `run_compression` did: the result, the plan it followed and the calibration it used."""
+
+    result: object  # edgec.compress.CompressionResult
+    plan: dict | None
+    calibration: object  # edgec.compress.CalibrationSettings
+
+
+def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
+    """Compress `loaded` in place as the options say (a format for every layer, or a plan)."""
+    from edgec.assignment import uniform_assignment
+    from edgec.compress import CalibrationSettings, compress, plan_passes
+    from edgec.errors import EdgecError
+    from edgec.passes import (
+        PASSES, AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SmoothQuant, SmoothQuantOptions, SparseGPT, SparseGPTOptions,
+    )
+    from edgec.planner.plan_file import plan_request, read_plan
+    from edgec.runtime.formats import parse_format
+
+    if options.fmt is not None and options.plan_path is not None:
+        raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
+    plan = read_plan(Path(options.plan_path)) if options.plan_path is not None else None
+    if plan is not None:
+        request = plan_request(plan, loaded, Path(options.plan_path))
+    else:
+        fmt = parse_format(options.fmt)
+        formats = uniform_assignment(loaded.model, loaded.adapter, fmt, options.include_head)
+        head = loaded.adapter.head(loaded.model)
+        method = options.method
+        request = {name: LayerConfig(f, "rtn" if head is not None and name == head.name and PASSES[method].calibrated
+                                     else method, options.sparsity or 0.0) for name, f in formats.items()}
+    passes = {"gptq": GPTQ(GPTQOptions(damp=options.damp, act_order=options.act_order, clip=not options.no_clip)),
+              "sparsegpt": SparseGPT(SparseGPTOptions(damp=options.damp)),
+              "awq": AWQ(AWQOptions(clip=not options.no_clip)),
+              "smoothquant": SmoothQuant(SmoothQuantOptions(alpha=options.alpha))}
+    plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
+    calibration = CalibrationSettings(samples=options.samples, seq_len=options.seq_len)
+    result = compress(loaded, request, calibration, passes, progress=sys.stderr.isatty())
+    return CompressionRun(result, plan, calibration)
