@@ -5,6 +5,6 @@ The format codecs (`edgec.runtime.formats`) are the single source of truth
 for how every weight format is stored, packed and dequantized.
 """
 
-from edgec.runtime.errors import EdgecError, FormatError
+from edgec.runtime.errors import ContainerError, EdgecError, FormatError
 
-__all__ = ["EdgecError", "FormatError"]
+__all__ = ["ContainerError", "EdgecError", "FormatError"]

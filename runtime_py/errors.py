@@ -12,3 +12,7 @@ class EdgecError(Exception):
 
 class FormatError(EdgecError, ValueError):
     """A format string is unknown or malformed, or a tensor does not fit a format."""
+
+
+class ContainerError(EdgecError, ValueError):
+    """A `.edgec` file is missing, truncated, corrupt, hostile or of an unsupported version."""

@@ -23,12 +23,16 @@ def _register_commands() -> None:
     from edgec.commands.compress_command import compress_command
     from edgec.commands.devices_command import devices_command
     from edgec.commands.eval_command import eval_command
+    from edgec.commands.export_command import export_command
+    from edgec.commands.inspect_command import inspect_command
     from edgec.commands.plan_command import plan_command
     from edgec.commands.profile_command import profile_command
 
     cli.add_command(eval_command)
     cli.add_command(plan_command)
     cli.add_command(compress_command)
+    cli.add_command(export_command)
+    cli.add_command(inspect_command)
     cli.add_command(profile_command)
     cli.add_command(devices_command)
 

@@ -54,7 +54,12 @@ class DenseFloat(Format):
     def __str__(self) -> str:
         return self.family
 
-    def buffers(self, shape: tuple[int, int]) -> list[Buffer]:
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Dense values have any shape of rank 1 to 8 (norm weights and biases are 1-D)."""
+        if not 1 <= len(shape) <= 8 or min(shape) < 1:
+            raise FormatError(f"format {self}: shape must have 1 to 8 dimensions, each >= 1, got {tuple(shape)}")
+
+    def buffers(self, shape: tuple[int, ...]) -> list[Buffer]:
         self.check_shape(shape)
         return [Buffer("values", self.storage_dtype, tuple(shape))]
 

@@ -119,6 +119,8 @@ class Sparse24(Format, name="2:4"):
         n, k = shape
         nibbles = unpack_bits(packed["meta"], k // 4, 4)
         idx = np.stack([nibbles & 3, nibbles >> 2], axis=2).astype(np.uint8)
+        if (idx[:, :, 0] >= idx[:, :, 1]).any():
+            raise FormatError(f"format {self}: corrupt metadata, a group's kept positions are not two ascending indices")
         inner = self.inner.unpack(self._inner_part(packed), (n, k // 2))
         return {"indices": idx, **{_PREFIX + key: v for key, v in inner.items()}}
 

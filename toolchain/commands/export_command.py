@@ -1,0 +1,101 @@
+"""`edgec export`: write a (compressed) model as an `.edgec` file, an ONNX model, or both."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgec.commands.compression_options import CompressionOptions, compression_options
+from edgec.commands.options import json_option, model_option
+
+SUFFIXES = {"edgec": ".edgec", "onnx": ".onnx"}
+
+
+def output_paths(output: str, targets: tuple[str, ...]) -> dict[str, Path]:
+    """Target -> file: OUTPUT itself for one target; for both, OUTPUT's stem with each suffix."""
+    out = Path(output)
+    if len(targets) == 1:
+        return {targets[0]: out}
+    stem = out.with_suffix("") if out.suffix in SUFFIXES.values() else out
+    return {target: stem.with_name(stem.name + SUFFIXES[target]) for target in targets}
+
+
+@click.command("export")
+@model_option
+@click.option("--compressed", "compressed_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="A folder written by `edgec compress` (instead of --model with --format or --plan).")
+@compression_options
+@click.option("--to", "targets", multiple=True, required=True, type=click.Choice(list(SUFFIXES)),
+              help="What to write; repeat for both (--to edgec --to onnx).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="The file to write (must not exist). With two --to, FILE's stem gets .edgec and .onnx.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="ONNX: run the export in ONNX Runtime and compare its logits with edgec's reference model.")
+@json_option
+def export_command(model, compressed_dir, compression: CompressionOptions, targets, output, verify, as_json) -> None:
+    """Export a model for deployment: edgec's packed `.edgec` file and/or ONNX with ONNX Runtime's quantized ops.
+
+    The model is either a folder `edgec compress` wrote (--compressed), or --model compressed
+    on the way by --format/--method or --plan exactly as `edgec compress` would, or --model
+    as it is (every weight in 16 bit). `.edgec` keeps every layer's stored buffers bit for
+    bit; its layout is docs/FORMAT.md. The ONNX export is checked in ONNX Runtime unless
+    --no-verify. Nothing is written unless the whole export succeeds.
+    """
+    from edgec.errors import EdgecError
+    from edgec.exporters.source import source_from_folder, source_from_result
+
+    targets = tuple(dict.fromkeys(targets))
+    paths = output_paths(output, targets)
+    for path in paths.values():
+        if path.exists():
+            raise EdgecError(f"output {path} already exists; remove it or choose another path")
+        if not path.parent.is_dir():
+            raise EdgecError(f"output folder {path.parent} does not exist")
+    if compressed_dir is not None:
+        if model is not None or compression.requested:
+            raise EdgecError("--compressed is already compressed: give it without --model, --format or --plan")
+        source = source_from_folder(Path(compressed_dir))
+    else:
+        from edgec.compressed_io import calibration_record
+        from edgec.models.loading import load_model
+
+        loaded = load_model(model)
+        if compression.requested:
+            from edgec.commands.compression_options import run_compression
+
+            run = run_compression(loaded, compression)
+            source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
+        else:
+            source = source_from_result(loaded, None)
+    progress = sys.stderr.isatty()
+    summary: dict = {"model": source.loaded.name, "compressed_layers": len(source.layers), "outputs": {}}
+    lines = []
+    for target, path in paths.items():
+        summary["outputs"][target], text = _EXPORTERS[target](source, path, verify, progress)
+        lines.append(text)
+    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(lines))
+
+
+def _export_edgec(source, path: Path, verify: bool, progress: bool) -> tuple[dict, str]:
+    from edgec.exporters.edgec_export import export_edgec
+    from edgec.planner.sizes import format_size
+
+    report = export_edgec(source, path, progress=progress)
+    text = (f"wrote {path}: {format_size(report.file_bytes)}, {report.tensors} tensors "
+            f"({len(source.layers)} compressed linears); header {format_size(report.header_bytes)}, "
+            f"alignment padding {format_size(report.padding_bytes)}")
+    return {"path": str(path), "bytes": report.file_bytes, "header_bytes": report.header_bytes,
+            "padding_bytes": report.padding_bytes, "payload_bytes": report.payload_bytes, "tensors": report.tensors}, text
+
+
+def _export_onnx(source, path: Path, verify: bool, progress: bool) -> tuple[dict, str]:
+    from edgec.exporters.onnx_export import export_onnx
+
+    report = export_onnx(source, path, verify=verify, progress=progress)
+    return report.summary(), report.describe()
+
+
+_EXPORTERS = {"edgec": _export_edgec, "onnx": _export_onnx}
