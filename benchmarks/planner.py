@@ -27,28 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli_runner import edgec
 
 DEVICES = ("rtx4090", "host")
 BUDGET_FORMATS = ("int3:g128", "int4:g128", "nf4:g64", "int8")
 HEAD_BUDGET_FORMATS = ("int4:g128", "int8")  # and at the bytes of these with the head (and tied embedding) in them
 LATENCY_FORMAT = "int4:g128"
 EVAL_TOKENS = 16384
-
-
-def edgec(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, int]:
-    """Run the CLI; return the process, its wall seconds and its peak RSS in bytes."""
-    start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "edgec", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})})
-    seconds = time.perf_counter() - start
-    if done.returncode:
-        sys.exit(f"edgec {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done, seconds, int(done.stderr.strip().splitlines()[-1]) * 1024
 
 
 def score(original, folder: Path, windows) -> dict:

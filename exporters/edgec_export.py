@@ -124,13 +124,15 @@ def _float_producer(name: str, fmt: Format, values: Callable[[], torch.Tensor]) 
 
 
 def tokenizer_files(loaded) -> tuple[str, dict]:
-    """The tokenizer's `tokenizer.json` text and `tokenizer_config.json` object, as transformers saves them."""
+    """The tokenizer's `tokenizer.json` text (compact JSON) and `tokenizer_config.json` object, as transformers saves them."""
     with tempfile.TemporaryDirectory() as tmp:
         loaded.tokenizer.save_pretrained(tmp)
         folder = Path(tmp)
         if not (folder / "tokenizer.json").is_file():
             raise EdgecError(f"{loaded.name}: its tokenizer is not a fast (tokenizers) tokenizer, which .edgec stores")
-        return ((folder / "tokenizer.json").read_text(encoding="utf-8"),
+        compact = json.dumps(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")),
+                             separators=(",", ":"), ensure_ascii=False)
+        return (compact,
                 json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")))
 
 

@@ -63,7 +63,8 @@ class WriteReport:
 def write_container(path: Path, metadata: dict[str, Any], tensors: Sequence[TensorToWrite],
                     progress: bool = False) -> WriteReport:
     """Write an `.edgec` file atomically; `metadata` values are typed by their Python type (str -> STRING,
-    bool/int/float -> BOOL/INT/FLOAT, `Json(...)`, dict, list or None -> JSON)."""
+    bool/int/float -> BOOL/INT/FLOAT, `Json(...)`, dict, list or None -> JSON; STRING and JSON values
+    over 64 KiB are stored zlib-compressed)."""
     path = Path(path)
     metadata_bytes = _encode_metadata(metadata)
     plans = [_plan_tensor(t) for t in tensors]
@@ -107,8 +108,9 @@ def _encode_metadata(metadata: dict[str, Any]) -> bytes:
         if not L.KEY_PATTERN.fullmatch(key) or len(key) > L.MAX_KEY_LENGTH:
             raise EdgecError(f"metadata key {key!r} is not dotted lower-case [a-z0-9_.] of at most {L.MAX_KEY_LENGTH} bytes")
         kind, payload = _encode_value(value)
-        if key in L.REQUIRED_KEYS and kind != L.REQUIRED_KEYS[key]:
-            raise EdgecError(f"metadata {key!r} must be {L.VALUE_TYPES[L.REQUIRED_KEYS[key]]}, got {L.VALUE_TYPES[kind]}")
+        if key in L.REQUIRED_KEYS and L.COMPRESSED.get(kind, kind) != L.REQUIRED_KEYS[key]:
+            raise EdgecError(f"metadata {key!r} must be {L.VALUE_TYPES[L.REQUIRED_KEYS[key]]}, "
+                             f"got {L.VALUE_TYPES[L.COMPRESSED.get(kind, kind)]}")
         encoded_key = key.encode("ascii")
         parts.append(struct.pack("<H", len(encoded_key)) + encoded_key + struct.pack("<B", kind) + payload)
     return b"".join(parts)
@@ -130,6 +132,10 @@ def _encode_value(value: Any) -> tuple[int, bytes]:
     data = text.encode("utf-8")
     if len(data) > L.MAX_VALUE_LENGTH:
         raise EdgecError(f"a metadata value of {len(data)} bytes exceeds the limit of {L.MAX_VALUE_LENGTH}")
+    packed = zlib.compress(data, 9) if len(data) > L.COMPRESS_ABOVE else b""
+    if packed and len(data) <= L.MAX_INFLATION * len(packed):  # readers refuse higher ratios as bombs
+        compressed_kind = {v: k for k, v in L.COMPRESSED.items()}[kind]
+        return compressed_kind, struct.pack("<QQ", len(data), len(packed)) + packed
     return kind, struct.pack("<Q", len(data)) + data
 
 

@@ -37,8 +37,11 @@ MAX_ELEMENTS = 1 << 40
 
 KEY_PATTERN = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 
-BOOL, INT, FLOAT, STRING, JSON = 1, 2, 3, 4, 5
-VALUE_TYPES = {BOOL: "BOOL", INT: "INT", FLOAT: "FLOAT", STRING: "STRING", JSON: "JSON"}
+BOOL, INT, FLOAT, STRING, JSON, ZSTRING, ZJSON = 1, 2, 3, 4, 5, 6, 7
+VALUE_TYPES = {BOOL: "BOOL", INT: "INT", FLOAT: "FLOAT", STRING: "STRING", JSON: "JSON", ZSTRING: "ZSTRING", ZJSON: "ZJSON"}
+COMPRESSED = {ZSTRING: STRING, ZJSON: JSON}  # zlib-compressed encodings of STRING and JSON values
+COMPRESS_ABOVE = 64 << 10  # writers compress STRING and JSON values longer than this
+MAX_INFLATION = 64  # a compressed value may inflate to at most this many times its stored bytes
 
 DTYPES: dict[int, np.dtype] = {
     1: np.dtype("u1"), 2: np.dtype("i1"), 3: np.dtype("<u2"), 4: np.dtype("<i2"),

@@ -164,8 +164,8 @@ class EdgecFile:
             if key in values:
                 raise self._fail(f"metadata key {key!r} appears twice")
             kind = cursor.unpack("B", f"type of {key}")
-            types[key] = kind
             values[key] = self._parse_value(cursor, kind, key)
+            types[key] = L.COMPRESSED.get(kind, kind)
         if cursor.pos != end:
             raise self._fail(f"metadata_length says {end - L.PREAMBLE.size} bytes but the "
                              f"{count} keys take {cursor.pos - L.PREAMBLE.size}")
@@ -184,19 +184,36 @@ class EdgecFile:
             if not np.isfinite(value):
                 raise self._fail(f"metadata {key!r}: FLOAT value is not finite")
             return value
-        if kind in (L.STRING, L.JSON):
+        if kind in (L.STRING, L.JSON, L.ZSTRING, L.ZJSON):
+            inflated = cursor.unpack("Q", f"{key} inflated length") if kind in L.COMPRESSED else None
             n = cursor.unpack("Q", f"{key} length")
-            if n > L.MAX_VALUE_LENGTH:
-                raise self._fail(f"metadata {key!r}: value of {n} bytes exceeds the limit {L.MAX_VALUE_LENGTH}")
+            if max(n, inflated or 0) > L.MAX_VALUE_LENGTH:
+                raise self._fail(f"metadata {key!r}: value of {max(n, inflated or 0)} bytes exceeds the limit {L.MAX_VALUE_LENGTH}")
             data = bytes(cursor.raw(n, key))
+            if inflated is not None:
+                data = self._inflate(data, inflated, key)
             try:
                 text = data.decode("utf-8")
-                return text if kind == L.STRING else json.loads(text)
+                return text if L.COMPRESSED.get(kind, kind) == L.STRING else json.loads(text)
             except UnicodeDecodeError:
                 raise self._fail(f"metadata {key!r}: not valid UTF-8") from None
             except (ValueError, RecursionError):
                 raise self._fail(f"metadata {key!r}: not valid JSON") from None
         raise self._fail(f"metadata {key!r}: unknown value type {kind}")
+
+    def _inflate(self, data: bytes, inflated: int, key: str) -> bytes:
+        """Decompress a zlib value to exactly its declared length, never beyond MAX_INFLATION x its stored bytes."""
+        if inflated > L.MAX_INFLATION * len(data):
+            raise self._fail(f"metadata {key!r}: declared inflated length {inflated} is over {L.MAX_INFLATION} times "
+                             f"its {len(data)} stored bytes")
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(data, inflated + 1)
+        except zlib.error:
+            raise self._fail(f"metadata {key!r}: corrupt compressed value") from None
+        if len(out) != inflated or not inflater.eof or inflater.unused_data:
+            raise self._fail(f"metadata {key!r}: compressed value does not inflate to its declared {inflated} bytes")
+        return out
 
     def _parse_table(self, view: memoryview, count: int, start: int, end: int,
                      data_length: int) -> dict[str, TensorEntry]:

@@ -227,3 +227,68 @@ def test_fuzzed_files_raise_only_container_errors_and_allocate_little(data):
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     assert peak < 16 * len(GOLDEN_BYTES) + (1 << 20)
+
+
+BIG_TEXT = " ".join(str(i * 7919 % 100_003) for i in range(20_000))
+
+
+def large_value_file(tmp_path: Path) -> tuple[bytearray, int]:
+    """A file whose 'sample.big' STRING is large enough to be stored compressed, and where its value starts."""
+    out = tmp_path / "big.edgec"
+    write_container(out, {**METADATA, "sample.big": BIG_TEXT}, sample_tensors())
+    data = bytearray(out.read_bytes())
+    at = key_position("sample.big", bytes(data)) + 2 + len("sample.big")
+    assert data[at] == L.ZSTRING
+    return data, at + 1
+
+
+def test_large_values_are_stored_compressed_and_read_back(tmp_path):
+    data, at = large_value_file(tmp_path)
+    assert len(data) < len(GOLDEN_BYTES) + len(BIG_TEXT) // 2
+    with open_container(tmp_path / "big.edgec") as f:
+        assert f.metadata["sample.big"] == BIG_TEXT and f.value_types["sample.big"] == L.STRING
+
+
+def test_values_that_would_inflate_like_a_bomb_are_stored_plain(tmp_path):
+    out = tmp_path / "plain.edgec"
+    write_container(out, {**METADATA, "sample.big": "edgec " * 20_000}, sample_tensors())
+    data = out.read_bytes()
+    assert data[key_position("sample.big", data) + 2 + len("sample.big")] == L.STRING
+
+
+@pytest.mark.parametrize("inflated, match", [
+    (1 << 29, "exceeds the limit"),
+    (50_000_000, "over 64 times"),
+    (len(BIG_TEXT) + 1, f"does not inflate to its declared {len(BIG_TEXT) + 1} bytes"),
+    (len(BIG_TEXT) - 1, f"does not inflate to its declared {len(BIG_TEXT) - 1} bytes"),
+])
+def test_compressed_value_must_inflate_to_its_declared_length_within_bounds(inflated, match, tmp_path):
+    data, at = large_value_file(tmp_path)
+    struct.pack_into("<Q", data, at, inflated)
+    refused(refresh_crc(data), tmp_path, match)
+
+
+def test_corrupt_compressed_value_is_refused(tmp_path):
+    data, at = large_value_file(tmp_path)
+    data[at + 16 + 40] ^= 0xFF
+    refused(refresh_crc(data), tmp_path, "corrupt compressed value|does not inflate")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 600), st.integers(0, 255)), min_size=1, max_size=4))
+def test_fuzzed_compressed_values_raise_only_container_errors(tmp_path, flips):
+    data, at = large_value_file(tmp_path)
+    for offset, value in flips:
+        data[at + offset] = value  # the inflated and stored lengths, then the zlib stream
+    path = tmp_path / "fuzz.edgec"
+    path.write_bytes(bytes(refresh_crc(data)))
+    tracemalloc.start()
+    try:
+        with open_container(path) as f:
+            assert f.metadata["sample.big"] == BIG_TEXT
+    except ContainerError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 64 * len(data)
