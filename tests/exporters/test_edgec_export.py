@@ -163,3 +163,19 @@ def test_export_refuses_an_existing_output(tiny_llama_dir, tmp_path):
     done = run_cli("export", "-m", str(tiny_llama_dir), "--to", "edgec", "-o", str(out))
     assert done.returncode == 2 and "already exists" in done.stderr
     assert out.read_bytes() == b"keep me"
+
+
+def test_export_to_both_targets_at_once_and_inspect_the_onnx_file(compressed_int4, tmp_path):
+    stem = tmp_path / "tiny"
+    summary = cli_json("export", "--compressed", str(compressed_int4), "--to", "edgec", "--to", "onnx", "-o", str(stem))
+    edgec_file, onnx_file = tmp_path / "tiny.edgec", tmp_path / "tiny.onnx"
+    assert summary["outputs"]["edgec"]["path"] == str(edgec_file) and edgec_file.is_file()
+    validation = summary["outputs"]["onnx"]["validation"]
+    assert onnx_file.is_file() and validation["mean_kl"] < 1e-6
+    assert {layer["op"] for layer in summary["outputs"]["onnx"]["layers"].values()} == {"MatMulNBits(bits=4, block_size=32)"}
+    report = cli_json("inspect", str(onnx_file))
+    assert len(report["layers"]) == 15 and report["metadata"]["edgec.source_weights_sha256"]
+    text = run_cli("inspect", str(onnx_file)).stdout
+    assert "MatMulNBits" in text and "model.layers.1.mlp.down_proj" in text
+    done = run_cli("inspect", str(compressed_int4 / "edgec-compression.json"))
+    assert done.returncode == 2 and "not a readable ONNX file" in done.stderr

@@ -92,10 +92,24 @@ def _export_edgec(source, path: Path, verify: bool, progress: bool) -> tuple[dic
 
 
 def _export_onnx(source, path: Path, verify: bool, progress: bool) -> tuple[dict, str]:
+    from collections import Counter
+
     from edgec.exporters.onnx_export import export_onnx
+    from edgec.planner.sizes import format_size
 
     report = export_onnx(source, path, verify=verify, progress=progress)
-    return report.summary(), report.describe()
+    ops = Counter(layer["op"] for layer in report.layers.values())
+    text = (f"wrote {path}: {format_size(report.file_bytes)}, {len(report.layers)} linears as "
+            + ", ".join(f"{count} {op}" for op, count in ops.most_common()) + f"; embedding by {report.embedding_op}")
+    check = report.validation
+    if check is None:
+        text += "\n  not validated (--no-verify)"
+    else:
+        kl = f", mean KL {check.mean_kl:.2g} (max {check.max_kl:.2g})" if check.mean_kl is not None else ""
+        text += (f"\n  validated in ONNX Runtime ({', '.join(check.providers)}) on {check.prompts} prompts, "
+                 f"{check.positions} positions: max |difference| {check.max_abs_diff:.3g} "
+                 f"(largest reference value {check.reference_scale:.3g}){kl}")
+    return report.to_json(), text
 
 
 _EXPORTERS = {"edgec": _export_edgec, "onnx": _export_onnx}

@@ -85,7 +85,24 @@ def _inspect_edgec(path: Path, verify: bool) -> dict:
 
 
 def _inspect_onnx(path: Path) -> dict:
-    from edgec.exporters.onnx_export import describe_onnx_summary, read_onnx_summary
+    from edgec.exporters.onnx_summary import read_onnx_summary
+    from edgec.planner.sizes import format_size
 
     summary = read_onnx_summary(path)
-    return {"json": summary, "text": describe_onnx_summary(summary)}
+    meta = summary["metadata"]
+    lines = [f"{path}: ONNX exported by edgec {meta['edgec.version']}, {format_size(summary['file_bytes'])}, "
+             f"{len(summary['layers'])} linears, weights {format_size(summary['weight_bytes'])}"]
+    lines += [f"  {key}: {value}" for key, value in meta.items()
+              if key not in ("edgec.layers", "edgec.validation", "edgec.calibration")]
+    check = meta.get("edgec.validation")
+    if check:
+        kl = f", mean KL {check['mean_kl']:.2g}" if check.get("mean_kl") is not None else ""
+        lines.append(f"  validated: max |difference| {check['max_abs_diff']:.3g}{kl}")
+    width = max((len(row["layer"]) for row in summary["layers"] + [{"layer": r["name"]} for r in summary["other"]]), default=5)
+    op_width = max((len(row["op"]) for row in summary["layers"]), default=2)
+    lines.append(f"  {'layer / tensor':<{width}}  {'format':<14} {'op / shape':<{op_width}} {'bytes':>10}")
+    lines += [f"  {row['layer']:<{width}}  {row['format']:<14} {row['op']:<{op_width}} {row['bytes']:>10,}"
+              for row in summary["layers"]]
+    lines += [f"  {row['name']:<{width}}  {row['dtype']:<14} {'x'.join(map(str, row['shape'])):<{op_width}} {row['bytes']:>10,}"
+              for row in summary["other"]]
+    return {"json": summary, "text": "\n".join(lines)}

@@ -1,0 +1,74 @@
+"""Writing export files atomically: staged in a temporary folder beside the target, renamed on success.
+
+An ONNX export is one file, or a model file and its external-data file when the
+weights pass protobuf's 2 GB limit. Both are written under their final names inside
+a hidden temporary folder in the target's folder, then moved into place (data
+first), so the model never points at data that is missing, and a failure or
+interruption leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from edgec.errors import EdgecError
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a model is written before it is moved to `out`."""
+
+    model: Path  # <temporary folder>/<out's name>
+    data: str | None  # external-data file name, beside the model, or None for one file
+
+    def files(self) -> list[Path]:
+        return [self.model.with_name(self.data), self.model] if self.data else [self.model]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def staged(out: Path, external_data: bool = False) -> Iterator[Stage]:
+    """Yield a Stage for `out`; move its files into place if the block succeeds, remove them either way."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise EdgecError(f"output folder {out.parent} does not exist")
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent))
+    stage = Stage(folder / out.name, out.name + ".data" if external_data else None)
+    try:
+        yield stage
+        for path in stage.files():
+            os.chmod(path, 0o666 & ~_umask())  # what open(out, "w") would give; mkdtemp's folder is private
+            os.replace(path, out.with_name(path.name))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save(model: onnx.ModelProto, stage: Stage) -> None:
+    """Write the model (and its external data) to the stage."""
+    if stage.data is None:
+        stage.model.write_bytes(model.SerializeToString())
+    else:
+        onnx.save_model(model, str(stage.model), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=stage.data, size_threshold=1024)
+
+
+def set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace a written model's metadata_props in place, leaving its weights (and external data) as they are."""
+    model = onnx.load(str(path), load_external_data=False)
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
