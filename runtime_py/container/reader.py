@@ -19,6 +19,7 @@ import mmap
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
@@ -48,6 +49,40 @@ class TensorEntry:
     def nbytes(self) -> int:
         """Stored bytes of all its buffers (padding excluded)."""
         return sum(b.length for b in self.buffers)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """Where a STRING or JSON metadata value lies; decoded on first access."""
+
+    kind: int
+    start: int
+    length: int
+    inflated: int | None
+
+
+class Metadata(Mapping):
+    """The file's metadata, key -> value. STRING and JSON values are read on first access and then kept,
+    so opening a file does not pay for a large tokenizer or plan it may never read; a value that turns
+    out corrupt raises ContainerError then."""
+
+    def __init__(self, values: dict[str, Any], decode: Callable[[str, _Deferred], Any]) -> None:
+        self._values, self._decode = values, decode
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[key]
+        if isinstance(value, _Deferred):
+            value = self._values[key] = self._decode(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class _Cursor:
@@ -153,7 +188,7 @@ class EdgecFile:
             what = "truncated" if self.data_offset + data_length > size else "trailing bytes"
             raise self._fail(f"{what}: header says {self.data_offset + data_length} bytes, the file has {size}")
 
-    def _parse_metadata(self, view: memoryview, count: int, end: int) -> tuple[dict[str, Any], dict[str, int]]:
+    def _parse_metadata(self, view: memoryview, count: int, end: int) -> tuple[Metadata, dict[str, int]]:
         cursor = _Cursor(view, L.PREAMBLE.size, end, f"{self.path}: metadata")
         values: dict[str, Any] = {}
         types: dict[str, int] = {}
@@ -169,7 +204,7 @@ class EdgecFile:
         if cursor.pos != end:
             raise self._fail(f"metadata_length says {end - L.PREAMBLE.size} bytes but the "
                              f"{count} keys take {cursor.pos - L.PREAMBLE.size}")
-        return values, types
+        return Metadata(values, self._decode), types
 
     def _parse_value(self, cursor: _Cursor, kind: int, key: str) -> Any:
         if kind == L.BOOL:
@@ -189,23 +224,32 @@ class EdgecFile:
             n = cursor.unpack("Q", f"{key} length")
             if max(n, inflated or 0) > L.MAX_VALUE_LENGTH:
                 raise self._fail(f"metadata {key!r}: value of {max(n, inflated or 0)} bytes exceeds the limit {L.MAX_VALUE_LENGTH}")
-            data = bytes(cursor.raw(n, key))
-            if inflated is not None:
-                data = self._inflate(data, inflated, key)
-            try:
-                text = data.decode("utf-8")
-                return text if L.COMPRESSED.get(kind, kind) == L.STRING else json.loads(text)
-            except UnicodeDecodeError:
-                raise self._fail(f"metadata {key!r}: not valid UTF-8") from None
-            except (ValueError, RecursionError):
-                raise self._fail(f"metadata {key!r}: not valid JSON") from None
+            if inflated is not None and inflated > L.MAX_INFLATION * n:
+                raise self._fail(f"metadata {key!r}: declared inflated length {inflated} is over {L.MAX_INFLATION} times "
+                                 f"its {n} stored bytes")
+            start = cursor.pos
+            cursor.raw(n, key)
+            return _Deferred(kind, start, n, inflated)
         raise self._fail(f"metadata {key!r}: unknown value type {kind}")
 
+    def _decode(self, key: str, value: _Deferred) -> Any:
+        """A STRING or JSON value's content, read (and inflated, and parsed) on first access."""
+        try:
+            data = bytes(memoryview(self._mm)[value.start:value.start + value.length])
+        except ValueError:
+            raise self._fail(f"metadata {key!r}: the file is closed") from None
+        if value.inflated is not None:
+            data = self._inflate(data, value.inflated, key)
+        try:
+            text = data.decode("utf-8")
+            return text if L.COMPRESSED.get(value.kind, value.kind) == L.STRING else json.loads(text)
+        except UnicodeDecodeError:
+            raise self._fail(f"metadata {key!r}: not valid UTF-8") from None
+        except (ValueError, RecursionError):
+            raise self._fail(f"metadata {key!r}: not valid JSON") from None
+
     def _inflate(self, data: bytes, inflated: int, key: str) -> bytes:
-        """Decompress a zlib value to exactly its declared length, never beyond MAX_INFLATION x its stored bytes."""
-        if inflated > L.MAX_INFLATION * len(data):
-            raise self._fail(f"metadata {key!r}: declared inflated length {inflated} is over {L.MAX_INFLATION} times "
-                             f"its {len(data)} stored bytes")
+        """Decompress a zlib value to exactly its declared length (at most MAX_INFLATION x its stored bytes)."""
         inflater = zlib.decompressobj()
         try:
             out = inflater.decompress(data, inflated + 1)

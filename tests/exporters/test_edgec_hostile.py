@@ -76,6 +76,7 @@ def refused(data: bytes, tmp_path: Path, match: str) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(ContainerError, match=match):
         with open_container(path) as f:
+            dict(f.metadata)
             for name in f.tensors:
                 f.dequantize(name)
 
@@ -111,7 +112,7 @@ DOWN = "model.layers.0.mlp.down_proj.weight"
     (lambda: patched(key_position("sample.flag") + 14, "B", 7), "BOOL value 7"),
     (lambda: patched(key_position("model.config") + 23, "B", ord("]")), "'model.config': not valid JSON"),
     (lambda: patched(key_position("general.name") + 23, "B", 0xFF), "'general.name': not valid UTF-8"),
-    (lambda: patched(key_position("general.name") + 14, "B", L.JSON), "not valid JSON"),
+    (lambda: patched(key_position("general.name") + 14, "B", L.JSON), "'general.name' is JSON, should be STRING"),
     (lambda: patched(entry_fields(Q_PROJ)["format"] + 2, "8s", b"int9:g32"), r"q_proj.weight'.*unknown format 'int9:g32'"),
     (lambda: patched(entry_fields(Q_PROJ)["format"] + 2, "8s", b"INT4:g32"), "not canonical"),
     (lambda: patched(entry_fields(Q_PROJ)["rank"], "B", 9), "rank 9"),
@@ -219,6 +220,7 @@ def test_fuzzed_files_raise_only_container_errors_and_allocate_little(data):
         tracemalloc.start()
         try:
             with open_container(path) as f:
+                dict(f.metadata)
                 for name in list(f.tensors) + list(f.metadata["edgec.aliases"]):
                     f.dequantize(name)
         except ContainerError:
@@ -292,3 +294,13 @@ def test_fuzzed_compressed_values_raise_only_container_errors(tmp_path, flips):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak < 64 * len(data)
+
+
+def test_a_corrupt_value_is_refused_when_read_and_does_not_block_the_weights(tmp_path):
+    path = tmp_path / "m.edgec"
+    path.write_bytes(bytes(patched(key_position("model.config") + 23, "B", ord("]"))))
+    with open_container(path) as f:
+        f.dequantize(Q_PROJ)
+        assert f.metadata["general.name"] == "tiny-synthetic"
+        with pytest.raises(ContainerError, match="'model.config': not valid JSON"):
+            f.metadata["model.config"]
