@@ -4,9 +4,10 @@
     python benchmarks/onnx_decode.py --quick              # one short run of everything: checks the script works
     python benchmarks/onnx_decode.py --json onnx.json --keep exports/
 
-Three exports of the default model (`load_model()`, SmolLM2-135M-Instruct):
+Four exports of the default model (`load_model()`, SmolLM2-135M-Instruct):
 
 * edgec int4:g128 by RTN, exported by `edgec.exporters.onnx_export.export_onnx` (MatMulNBits, symmetric);
+* edgec int4:g128 by GPTQ (calibrated on the shipped Sense and Sensibility), exported the same way;
 * the fp32 export quantized by ONNX Runtime's `MatMulNBitsQuantizer` (int4, block 128, symmetric);
 * the fp32 export itself, for reference.
 
@@ -15,7 +16,7 @@ Each runs in ONNX Runtime (CPUExecutionProvider, intra_op threads 2 by default):
 steps feeding the present KV back as past; one warm-up run, then the median (and best)
 of N runs of decode tokens per second. Quality: mean KL of each export's next-token
 distribution from the fp32 torch model's, and top-1 agreement, over a few 128-token
-windows of the same text. The head stays fp32 in all three (both quantizers leave it).
+windows of the same text. The head stays fp32 in all four (both quantizers leave it).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def quality(sess, reference: list[np.ndarray], windows: list[np.ndarray], kv: tu
 
 
 def export_all(folder: Path) -> dict[str, Path]:
-    """The three ONNX files of the default model (see the module docstring)."""
+    """The four ONNX files of the default model (see the module docstring)."""
     from edgec.assignment import uniform_assignment
     from edgec.compress import compress
     from edgec.exporters.onnx_baseline import ort_int4_baseline
@@ -84,23 +85,25 @@ def export_all(folder: Path) -> dict[str, Path]:
     from edgec.runtime.formats import parse_format
 
     paths = {"fp32": folder / "smollm2-fp32.onnx", "ort int4 (MatMulNBitsQuantizer)": folder / "smollm2-ort-int4-b128.onnx",
-             "edgec int4:g128 rtn": folder / "smollm2-edgec-int4-g128.onnx"}
+             "edgec int4:g128 rtn": folder / "smollm2-edgec-int4-g128.onnx",
+             "edgec int4:g128 gptq": folder / "smollm2-edgec-int4-g128-gptq.onnx"}
     print("exporting fp32 ...", file=sys.stderr)
     export_onnx(source_from_result(load_model(), None), paths["fp32"], progress=True)
     print("quantizing the fp32 export with MatMulNBitsQuantizer ...", file=sys.stderr)
     ort_int4_baseline(paths["fp32"], paths["ort int4 (MatMulNBitsQuantizer)"], block_size=128, symmetric=True)
-    print("compressing int4:g128 by RTN and exporting ...", file=sys.stderr)
-    loaded = load_model()
-    request = {n: LayerConfig(f, "rtn") for n, f in
-               uniform_assignment(loaded.model, loaded.adapter, parse_format("int4:g128")).items()}
-    result = compress(loaded, request, progress=False)
-    export_onnx(source_from_result(loaded, result), paths["edgec int4:g128 rtn"], progress=True)
+    for method in ("rtn", "gptq"):
+        print(f"compressing int4:g128 by {method} and exporting ...", file=sys.stderr)
+        loaded = load_model()
+        request = {n: LayerConfig(f, method) for n, f in
+                   uniform_assignment(loaded.model, loaded.adapter, parse_format("int4:g128")).items()}
+        result = compress(loaded, request, progress=False)
+        export_onnx(source_from_result(loaded, result), paths[f"edgec int4:g128 {method}"], progress=True)
     return paths
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per export (after one warm-up)")
+    parser.add_argument("--runs", type=int, default=11, help="timed runs per export, interleaved (after one warm-up)")
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
@@ -132,17 +135,24 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         paths = export_all(folder)
-        rows = {}
-        for name, path in paths.items():
-            sess = session(str(path), threads=args.threads, spin=True)  # ONNX Runtime's default threading
+        sessions = {name: session(str(path), threads=args.threads, spin=True)  # ONNX Runtime's default threading
+                    for name, path in paths.items()}
+        for sess in sessions.values():
             decode_run(sess, prompt, args.new_tokens, kv)  # warm-up
-            runs = [decode_run(sess, prompt, args.new_tokens, kv) for _ in range(args.runs)]
-            rates = [(args.new_tokens - 1) / r[2] for r in runs]
+        runs: dict[str, list] = {name: [] for name in sessions}
+        for _ in range(args.runs):  # interleaved, so that drift in the machine's speed hits every export alike
+            for name, sess in sessions.items():
+                time.sleep(0.05)  # let the previous session's spinning threads go idle
+                runs[name].append(decode_run(sess, prompt, args.new_tokens, kv))
+        rows = {}
+        for name, sess in sessions.items():
+            rates = [(args.new_tokens - 1) / r[2] for r in runs[name]]
             kl, top1 = quality(sess, reference, windows, kv)
-            rows[name] = {"file_mb": path.stat().st_size / 1e6, "decode_tok_s_median": statistics.median(rates),
-                          "decode_tok_s_best": max(rates), "prefill_ms": 1e3 * statistics.median(r[1] for r in runs),
-                          "kl_vs_fp32": kl, "top1_vs_fp32": top1, "tokens": runs[0][0][:8]}
-            del sess
+            rows[name] = {"file_mb": paths[name].stat().st_size / 1e6, "decode_tok_s_median": statistics.median(rates),
+                          "decode_tok_s_best": max(rates),
+                          "prefill_ms": 1e3 * statistics.median(r[1] for r in runs[name]),
+                          "kl_vs_fp32": kl, "top1_vs_fp32": top1, "tokens": runs[name][0][0][:8]}
+        del sessions
 
     ours, theirs = rows["edgec int4:g128 rtn"], rows["ort int4 (MatMulNBitsQuantizer)"]
     ratio = ours["decode_tok_s_median"] / theirs["decode_tok_s_median"]
