@@ -6,5 +6,6 @@ for how every weight format is stored, packed and dequantized.
 """
 
 from edgec.runtime.errors import ContainerError, EdgecError, FormatError
+from edgec.runtime.model import RuntimeModel, load
 
-__all__ = ["ContainerError", "EdgecError", "FormatError"]
+__all__ = ["ContainerError", "EdgecError", "FormatError", "RuntimeModel", "load"]

@@ -20,6 +20,7 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from edgec.commands.bench_command import bench_command
     from edgec.commands.compress_command import compress_command
     from edgec.commands.devices_command import devices_command
     from edgec.commands.eval_command import eval_command
@@ -27,6 +28,7 @@ def _register_commands() -> None:
     from edgec.commands.inspect_command import inspect_command
     from edgec.commands.plan_command import plan_command
     from edgec.commands.profile_command import profile_command
+    from edgec.commands.run_command import run_command
 
     cli.add_command(eval_command)
     cli.add_command(plan_command)
@@ -35,6 +37,8 @@ def _register_commands() -> None:
     cli.add_command(inspect_command)
     cli.add_command(profile_command)
     cli.add_command(devices_command)
+    cli.add_command(run_command)
+    cli.add_command(bench_command)
 
 
 _register_commands()

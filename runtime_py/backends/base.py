@@ -1,0 +1,74 @@
+"""The backend interface: how a model's linear layers and embedding lookups are computed.
+
+An executor asks its backend for one `Linear` per weight at load time (the backend may
+convert the stored buffers for its kernels then, never to a float copy unless it is
+the reference) and calls it per forward. Everything else an executor does (norms,
+rotary embeddings, attention) is plain numpy, shared by every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from edgec.runtime.formats import Format
+from edgec.runtime.formats.fp8 import FP8, e4m3fn_to_float32, float32_to_e4m3fn
+
+Kernel = Callable[[np.ndarray], np.ndarray]  # (T, K) float32 -> (T, N) float32
+
+
+class Linear:
+    """y = f(x) @ W^T (+ bias) for one stored weight; f divides by an input scale and/or quantizes to 8 bits."""
+
+    def __init__(self, kernel: Kernel, nbytes: int, input_scale: np.ndarray | None = None,
+                 act_scale: float | None = None, act_format: Format | None = None, bias: np.ndarray | None = None) -> None:
+        self.kernel, self.nbytes = kernel, nbytes
+        self.input_scale, self.act_scale, self.act_format, self.bias = input_scale, act_scale, act_format, bias
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.input_scale is not None:
+            x = x / self.input_scale
+        if self.act_scale is not None:
+            x = quantize_activation(x, self.act_scale, self.act_format)
+        y = self.kernel(np.ascontiguousarray(x, dtype=np.float32))
+        return y + self.bias if self.bias is not None else y
+
+
+def quantize_activation(x: np.ndarray, scale: float, fmt: Format) -> np.ndarray:
+    """x rounded to the 8-bit grid of the layer's format (int8, or fp8 e4m3fn) under a static per-tensor scale."""
+    if isinstance(fmt, FP8):
+        return e4m3fn_to_float32(float32_to_e4m3fn(np.clip(x / scale, -448, 448))) * np.float32(scale)
+    return np.clip(np.rint(x / scale), -127, 127).astype(np.float32) * np.float32(scale)
+
+
+def format_buffers(fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Only the buffers the format itself stores (without the input_scale/act_scale extras)."""
+    return {b.name: buffers[b.name] for b in fmt.buffers(shape)}
+
+
+def embedding_rows(fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int], ids: np.ndarray) -> np.ndarray:
+    """Rows `ids` of a stored (vocab, dim) matrix as float32, dequantizing those rows only.
+
+    Exact for every format, because every stored buffer of a weight is laid out row by row.
+    """
+    rows = {name: array[ids] for name, array in format_buffers(fmt, buffers, shape).items()}
+    return fmt.dequantize(rows, (len(ids), shape[1]))
+
+
+class Backend(ABC):
+    """Computes linear layers; `name` is what `load(..., backend=)` and `edgec bench` call it."""
+
+    name: str
+
+    @abstractmethod
+    def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
+        """A kernel for y = x @ W^T with W the weight stored in `buffers`, and the bytes it keeps in memory."""
+
+    def linear(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int],
+               bias: np.ndarray | None = None) -> Linear:
+        """A `Linear` for a stored weight, honouring its extra buffers (input_scale, act_scale)."""
+        kernel, nbytes = self.kernel(fmt, format_buffers(fmt, buffers, shape), shape)
+        act = buffers.get("act_scale")
+        return Linear(kernel, nbytes, buffers.get("input_scale"), None if act is None else float(act[0]), fmt, bias)

@@ -1,0 +1,1 @@
+"""Model executors: one module per architecture family, numpy code over a backend's linears."""

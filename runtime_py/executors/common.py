@@ -1,0 +1,107 @@
+"""Pieces every executor shares: reading weights through a backend, norms, activations, attention."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.runtime.backends.base import Backend, Linear, embedding_rows
+from edgec.runtime.container import EdgecFile
+from edgec.runtime.errors import ContainerError
+
+
+class Weights:
+    """A model file's tensors, as the executors ask for them: linears through the backend, small vectors as float32."""
+
+    def __init__(self, file: EdgecFile, backend: Backend) -> None:
+        self.file, self.backend = file, backend
+        self.nbytes = 0  # bytes the prepared linears keep in memory (beyond the mapped file)
+
+    def _entry(self, name: str):
+        try:
+            return self.file.resolve(name)
+        except KeyError:
+            raise ContainerError(f"{self.file.path}: tensor {name!r} is missing") from None
+
+    def linear(self, name: str, bias: str | None = None) -> Linear:
+        """The linear layer whose weight (N, K) is `name` (with a bias vector, if named and stored)."""
+        entry = self._entry(name)
+        if len(entry.shape) != 2:
+            raise ContainerError(f"{self.file.path}: tensor {name!r} has shape {entry.shape}, a linear weight is 2-D")
+        b = self.vector(bias) if bias is not None and bias in self.file.tensors else None
+        layer = self.backend.linear(entry.format, self.file.buffers(name), entry.shape, b)
+        self.nbytes += layer.nbytes
+        return layer
+
+    def vector(self, name: str) -> np.ndarray:
+        """A small tensor (norm weight, bias) as float32."""
+        return self.file.dequantize(name)
+
+    def embedding(self, name: str) -> Embedding:
+        """Row lookups in the stored (vocab, dim) matrix `name`, dequantizing only the rows asked for."""
+        entry = self._entry(name)
+        return Embedding(entry.format, self.file.buffers(name), entry.shape)
+
+
+class Embedding:
+    """An embedding table kept in its stored format."""
+
+    def __init__(self, fmt, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> None:
+        self.fmt, self.buffers, self.shape = fmt, buffers, shape
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        return embedding_rows(self.fmt, self.buffers, self.shape, np.asarray(ids, dtype=np.int64))
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """x / rms(x) * weight over the last axis, in float32."""
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps)) * weight
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """(x - mean) / std * weight + bias over the last axis, in float32."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(np.mean(centred * centred, axis=-1, keepdims=True) + np.float32(eps)) * weight + bias
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return x / (1 + np.exp(-x))
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU."""
+    from math import erf, sqrt
+
+    return x * 0.5 * (1 + np.vectorize(erf, otypes=[np.float32])(x / np.float32(sqrt(2))))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GPT-2's tanh approximation of GELU."""
+    return 0.5 * x * (1 + np.tanh(np.float32(0.7978845608028654) * (x + np.float32(0.044715) * x * x * x)))
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int, causal: bool = True,
+              window: int | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    """Scaled dot-product attention of T new queries over S keys, grouped-query aware.
+
+    q: (T, H, hd) at positions start..start+T-1; k, v: (S, KVH, hd) at positions 0..S-1; H a
+    multiple of KVH. `mask` (S,) bool drops keys (padding). Returns (T, H * hd).
+    """
+    t, heads, hd = q.shape
+    s, kv_heads, _ = k.shape
+    group = heads // kv_heads
+    qg = q.reshape(t, kv_heads, group, hd).transpose(1, 2, 0, 3)  # (KVH, G, T, hd)
+    scores = qg @ k.transpose(1, 2, 0)[:, None] * np.float32(1 / np.sqrt(hd))  # (KVH, G, T, S)
+    allowed = np.ones((t, s), bool) if mask is None else np.broadcast_to(mask[None, :], (t, s)).copy()
+    if causal:
+        query_pos = np.arange(start, start + t)[:, None]
+        key_pos = np.arange(s)[None, :]
+        allowed &= key_pos <= query_pos
+        if window is not None:
+            allowed &= key_pos > query_pos - window
+    scores = np.where(allowed, scores, np.float32(-np.inf))
+    scores -= scores.max(axis=-1, keepdims=True)
+    probs = np.exp(scores)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    out = probs @ v.transpose(1, 0, 2)[:, None]  # (KVH, G, T, hd)
+    return out.transpose(2, 0, 1, 3).reshape(t, heads * hd)

@@ -1,0 +1,85 @@
+"""The LLaMA family (LLaMA, SmolLM2, Mistral, Qwen2/3): RMSNorm, rotary positions, grouped-query attention, SwiGLU.
+
+One sequence at a time; keys and values go to a preallocated `KVCache`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgec.runtime.executors.common import Embedding, Weights, attention, rms_norm, silu
+from edgec.runtime.kv_cache import KVCache
+from edgec.runtime.model_config import ModelConfig
+from edgec.runtime.rope import Rotary
+
+
+@dataclass
+class LlamaBlock:
+    """One decoder block's weights."""
+
+    attn_norm: np.ndarray
+    q: object
+    k: object
+    v: object
+    o: object
+    mlp_norm: np.ndarray
+    gate: object
+    up: object
+    down: object
+    q_norm: np.ndarray | None = None  # Qwen3 normalises queries and keys per head
+    k_norm: np.ndarray | None = None
+
+
+class LlamaExecutor:
+    """forward(ids, cache) -> logits for a LLaMA-family decoder stored in an `.edgec` file."""
+
+    def __init__(self, config: ModelConfig, weights: Weights, context: int) -> None:
+        self.config = config
+        tensors = weights.file.tensors
+        self.embed: Embedding = weights.embedding("model.embed_tokens.weight")
+        self.blocks = []
+        for i in range(config.layers):
+            p = f"model.layers.{i}."
+            attn, mlp = p + "self_attn.", p + "mlp."
+            self.blocks.append(LlamaBlock(
+                weights.vector(p + "input_layernorm.weight"),
+                weights.linear(attn + "q_proj.weight", attn + "q_proj.bias"),
+                weights.linear(attn + "k_proj.weight", attn + "k_proj.bias"),
+                weights.linear(attn + "v_proj.weight", attn + "v_proj.bias"),
+                weights.linear(attn + "o_proj.weight", attn + "o_proj.bias"),
+                weights.vector(p + "post_attention_layernorm.weight"),
+                weights.linear(mlp + "gate_proj.weight"), weights.linear(mlp + "up_proj.weight"),
+                weights.linear(mlp + "down_proj.weight"),
+                weights.vector(attn + "q_norm.weight") if attn + "q_norm.weight" in tensors else None,
+                weights.vector(attn + "k_norm.weight") if attn + "k_norm.weight" in tensors else None))
+        self.norm = weights.vector("model.norm.weight")
+        self.head = weights.linear("lm_head.weight")
+        self.rotary = Rotary(config, context)
+
+    def new_cache(self, context: int) -> KVCache:
+        return KVCache(self.config.layers, context, self.config.kv_heads, self.config.head_dim)
+
+    def forward(self, ids: np.ndarray, cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Logits (T, vocab) of the new tokens `ids` (T,) after those in `cache` (last position only unless
+        `all_logits`); the new tokens' keys and values are added to the cache."""
+        c = self.config
+        t = len(ids)
+        positions = cache.reserve(t)
+        x = self.embed(ids)  # (T, D)
+        for layer, block in enumerate(self.blocks):
+            h = rms_norm(x, block.attn_norm, c.norm_eps)
+            q = block.q(h).reshape(t, c.heads, c.head_dim)  # (T, H, hd)
+            k = block.k(h).reshape(t, c.kv_heads, c.head_dim)  # (T, KVH, hd)
+            v = block.v(h).reshape(t, c.kv_heads, c.head_dim)
+            if block.q_norm is not None:
+                q, k = rms_norm(q, block.q_norm, c.norm_eps), rms_norm(k, block.k_norm, c.norm_eps)
+            q, k = self.rotary.apply(q, positions), self.rotary.apply(k, positions)
+            keys, values = cache.store(layer, positions, k, v)  # (S, KVH, hd)
+            x = x + block.o(attention(q, keys, values, positions.start, window=c.sliding_window))
+            h = rms_norm(x, block.mlp_norm, c.norm_eps)
+            x = x + block.down(silu(block.gate(h)) * block.up(h))
+        cache.advance(t)
+        x = rms_norm(x if all_logits else x[-1:], self.norm, c.norm_eps)
+        return self.head(x)

@@ -1,0 +1,47 @@
+"""A preallocated key/value cache: one array per layer for keys and for values, filled as tokens arrive.
+
+The arrays are allocated once, at the model's context length, with `np.zeros`, whose pages the
+operating system maps lazily: resident memory grows with the tokens actually cached, and no
+token ever reallocates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.runtime.errors import EdgecError
+
+
+class KVCache:
+    """Keys and values of `layers` layers, (context, kv_heads, head_dim) each, float32."""
+
+    def __init__(self, layers: int, context: int, kv_heads: int, head_dim: int) -> None:
+        self.context = context
+        self.keys = [np.zeros((context, kv_heads, head_dim), np.float32) for _ in range(layers)]
+        self.values = [np.zeros((context, kv_heads, head_dim), np.float32) for _ in range(layers)]
+        self.length = 0  # tokens cached
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cache holds when full."""
+        return 2 * sum(k.nbytes for k in self.keys)
+
+    def reserve(self, tokens: int) -> slice:
+        """Positions for `tokens` new tokens; refuses to pass the context length."""
+        if self.length + tokens > self.context:
+            raise EdgecError(f"context full: {self.length} cached + {tokens} new tokens exceed the context of {self.context}")
+        return slice(self.length, self.length + tokens)
+
+    def store(self, layer: int, positions: slice, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Write a layer's new keys and values; return views of all of them so far."""
+        self.keys[layer][positions] = k
+        self.values[layer][positions] = v
+        return self.keys[layer][: positions.stop], self.values[layer][: positions.stop]
+
+    def advance(self, tokens: int) -> None:
+        """Mark `tokens` more tokens as cached (after every layer stored them)."""
+        self.length += tokens
+
+    def reset(self) -> None:
+        """Forget every cached token (the arrays are kept)."""
+        self.length = 0

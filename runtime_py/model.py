@@ -1,0 +1,120 @@
+"""`load` and `RuntimeModel`: what an app embeds to run an `.edgec` file.
+
+    from edgec.runtime import load
+    model = load("smollm2.edgec")                 # backend="auto"
+    for piece in model.generate("Once upon a time", max_new_tokens=32):
+        print(piece, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from edgec.runtime.backends import make_backend
+from edgec.runtime.container import EdgecFile, open_container
+from edgec.runtime.errors import EdgecError
+from edgec.runtime.executors.common import Weights
+from edgec.runtime.executors.llama import LlamaExecutor
+from edgec.runtime.kv_cache import KVCache
+from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
+from edgec.runtime.sampling import SamplingSettings, next_token
+from edgec.runtime.tokenizer import Tokenizer
+
+DEFAULT_CONTEXT = 4096
+
+
+class RuntimeModel:
+    """A loaded `.edgec` model: `forward` for logits, `generate` for text, `tokenizer` for ids."""
+
+    def __init__(self, file: EdgecFile, backend: str = "auto", context: int | None = None) -> None:
+        self.file = file
+        self.backend = make_backend(backend)
+        meta = file.metadata
+        self.config: ModelConfig = model_config(meta["general.architecture"], meta["model.config"])
+        if self.config.architecture not in LLAMA_FAMILY:
+            raise EdgecError(f"{file.path}: the runtime does not run {self.config.architecture} models yet")
+        self.context = min(context or DEFAULT_CONTEXT, self.config.max_positions)
+        self.weights = Weights(file, self.backend)
+        self.executor = LlamaExecutor(self.config, self.weights, self.context)
+        self._tokenizer: Tokenizer | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The file's tokenizer (built on first use)."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.file.metadata["tokenizer.json"], self.file.metadata["tokenizer.config"])
+        return self._tokenizer
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache at the model's context length."""
+        return self.executor.new_cache(self.context)
+
+    def forward(self, ids: Sequence[int] | np.ndarray, cache: KVCache | None = None, all_logits: bool = True) -> np.ndarray:
+        """Logits (T, vocab) of `ids` following what `cache` holds (a fresh cache if None); the cache takes the ids."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise EdgecError("forward needs at least one token id")
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise EdgecError(f"token ids must lie in 0..{self.config.vocab_size - 1}")
+        return self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
+
+    def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
+                     top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                     stop_ids: Sequence[int] = ()) -> Iterator[int]:
+        """Token ids continuing `prompt_ids`, one at a time, until `max_new_tokens`, a stop id or the context is full.
+
+        Each call starts from an empty cache, so a generation the caller abandons leaves nothing behind.
+        """
+        settings = SamplingSettings(temperature, top_k, top_p)
+        rng = np.random.default_rng(seed)
+        cache = self.new_cache()
+        prompt = list(prompt_ids)
+        if len(prompt) + 1 > self.context:
+            raise EdgecError(f"the prompt's {len(prompt)} tokens leave no room in the context of {self.context}")
+        logits = self.forward(prompt, cache, all_logits=False)[-1]
+        for _ in range(min(max_new_tokens, self.context - len(prompt))):
+            token = next_token(logits, settings, rng)
+            yield token
+            if token in stop_ids or cache.length >= self.context:
+                return
+            logits = self.forward([token], cache, all_logits=False)[-1]
+
+    def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Iterator[str]:
+        """Text continuing `prompt` (a string or token ids), streamed piece by piece.
+
+        Stops at the end-of-sequence token, at any string of `stop` (not yielded), or after `max_new_tokens`.
+        """
+        tok = self.tokenizer
+        ids = tok.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        generated: list[int] = []
+        shown = ""
+        eos = [tok.eos_id] if tok.eos_id is not None else []
+        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed, eos):
+            if token in eos:
+                break
+            generated.append(token)
+            text = tok.decode(generated)
+            if text.endswith("\ufffd"):  # a multi-byte character not complete yet
+                continue
+            cut = min((i for i in (text.find(s, max(len(shown) - len(s), 0)) for s in stop) if i >= 0), default=-1)
+            if cut >= 0:
+                if cut > len(shown):
+                    yield text[len(shown):cut]
+                return
+            yield text[len(shown):]
+            shown = text
+
+    def close(self) -> None:
+        """Release the file (views of it that are still referenced keep it mapped)."""
+        self.file.close()
+
+
+def load(path: str | os.PathLike[str], backend: str = "auto", context: int | None = None,
+         verify: bool = True) -> RuntimeModel:
+    """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens."""
+    return RuntimeModel(open_container(path, verify=verify), backend, context)

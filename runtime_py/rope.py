@@ -1,0 +1,47 @@
+"""Rotary position embeddings: inverse frequencies for the rope types the runtime supports, and their application."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgec.runtime.errors import ContainerError
+from edgec.runtime.model_config import ModelConfig
+
+
+def inverse_frequencies(config: ModelConfig) -> np.ndarray:
+    """(head_dim/2,) float64 inverse frequencies, as transformers computes them for `default`, `linear`, `llama3`."""
+    rope = config.rope or {}
+    dim = config.head_dim
+    inv = 1.0 / rope.get("rope_theta", 10000.0) ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    kind = rope.get("rope_type", "default")
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        return inv / rope["factor"]
+    if kind == "llama3":
+        factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+        old = rope["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        smooth = (old / wavelen - low) / (high - low)
+        scaled = np.where(wavelen > old / low, inv / factor, inv)
+        middle = (wavelen <= old / low) & (wavelen >= old / high)
+        return np.where(middle, (1 - smooth) * inv / factor + smooth * inv, scaled)
+    raise ContainerError(f"rope type {kind!r} is not supported by the runtime (default, linear, llama3)")
+
+
+class Rotary:
+    """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim)."""
+
+    def __init__(self, config: ModelConfig, max_positions: int) -> None:
+        angles = np.outer(np.arange(max_positions, dtype=np.float64), inverse_frequencies(config))  # (P, hd/2)
+        self.cos = np.cos(angles).astype(np.float32)
+        self.sin = np.sin(angles).astype(np.float32)
+
+    def apply(self, x: np.ndarray, positions: slice) -> np.ndarray:
+        """Rotate the two halves of each head (the HF `rotate_half` convention); x is (T, heads, hd)."""
+        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]  # (T, 1, hd/2)
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]
+        return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)

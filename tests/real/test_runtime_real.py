@@ -1,0 +1,22 @@
+"""The runtime's reference backend on the default model against transformers. Slow."""
+
+import numpy as np
+import pytest
+import torch
+from edgec.runtime import load
+from runtime_helpers import PROMPT, export, transformers_twin
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("fmt", [None, "int8"])
+def test_default_model_greedy_32_tokens_match_transformers(fmt, tmp_path):
+    path = export(None, tmp_path / "smollm2.edgec", fmt, include_head=fmt is not None)
+    twin = transformers_twin(None, path)
+    model = load(path, backend="reference")
+    ids = model.tokenizer.encode(PROMPT)
+    with torch.no_grad():
+        expected = twin(torch.tensor([ids])).logits[0].numpy()
+        reference = twin.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False)[0, len(ids):].tolist()
+    np.testing.assert_allclose(model.forward(ids), expected, atol=1e-4 * np.abs(expected).max())
+    assert list(model.generate_ids(ids, 32)) == reference

@@ -1,0 +1,85 @@
+"""The runtime's reference backend against transformers, on tiny LLaMA models exported to `.edgec`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from edgec.errors import EdgecError
+from edgec.runtime import load
+from runtime_helpers import PROMPT, export, transformers_twin
+
+
+@pytest.fixture(scope="module", params=[None, "int8", "int4:g32", "nf4:g32", "2:4+int4:g32"])
+def exported(request, tiny_llama_dir, tmp_path_factory):
+    path = export(tiny_llama_dir, tmp_path_factory.mktemp("rt") / "m.edgec", request.param, include_head=True)
+    return path, transformers_twin(tiny_llama_dir, path)
+
+
+def test_reference_logits_match_transformers(exported):
+    path, twin = exported
+    model = load(path, backend="reference")
+    ids = model.tokenizer.encode(PROMPT)
+    with torch.no_grad():
+        expected = twin(torch.tensor([ids])).logits[0].numpy()
+    got = model.forward(ids)
+    np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max(), rtol=1e-4)
+
+
+def test_cached_decoding_equals_one_full_forward(exported):
+    path, _ = exported
+    model = load(path, backend="reference")
+    ids = model.tokenizer.encode(PROMPT)
+    full = model.forward(ids)
+    cache = model.new_cache()
+    pieces = [model.forward(ids[:7], cache)] + [model.forward([i], cache) for i in ids[7:]]
+    np.testing.assert_allclose(np.concatenate(pieces), full, atol=1e-5 * np.abs(full).max(), rtol=1e-5)
+    assert cache.length == len(ids)
+
+
+def test_greedy_generation_matches_transformers(exported):
+    path, twin = exported
+    model = load(path, backend="reference")
+    ids = model.tokenizer.encode(PROMPT)
+    got = list(model.generate_ids(ids, max_new_tokens=16))
+    with torch.no_grad():
+        out = twin.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert got == out[0, len(ids):].tolist()
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny_llama_dir, tmp_path):
+    model = load(export(tiny_llama_dir, tmp_path / "m.edgec", None), backend="reference")
+    ids = model.tokenizer.encode(PROMPT)
+    greedy = list(model.generate_ids(ids, 10))
+    assert list(model.generate_ids(ids, 10, temperature=0.8, top_k=1, seed=3)) == greedy
+    a = list(model.generate_ids(ids, 10, temperature=1.5, top_p=0.9, seed=7))
+    assert a == list(model.generate_ids(ids, 10, temperature=1.5, top_p=0.9, seed=7))
+    assert any(list(model.generate_ids(ids, 10, temperature=1.5, seed=s)) != a for s in range(5))
+
+
+def test_text_generation_streams_and_stops(tiny_llama_dir, tmp_path):
+    model = load(export(tiny_llama_dir, tmp_path / "m.edgec", None), backend="reference")
+    pieces = list(model.generate(PROMPT, max_new_tokens=12))
+    text = "".join(pieces)
+    assert text == model.tokenizer.decode(list(model.generate_ids(model.tokenizer.encode(PROMPT), 12)))
+    if len(text) > 3:
+        stopped = "".join(model.generate(PROMPT, max_new_tokens=12, stop=[text[2:4]]))
+        assert stopped == text[:text.find(text[2:4])]
+    abandoned = model.generate(PROMPT, max_new_tokens=12)
+    next(abandoned)
+    abandoned.close()
+    assert "".join(model.generate(PROMPT, max_new_tokens=12)) == text  # the model is still usable
+
+
+def test_runtime_refusals(tiny_llama_dir, tmp_path):
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", None)
+    with pytest.raises(EdgecError, match="unknown backend 'gpu'"):
+        load(path, backend="gpu")
+    model = load(path, backend="reference", context=16)
+    with pytest.raises(EdgecError, match="token ids must lie in"):
+        model.forward([10**6])
+    with pytest.raises(EdgecError, match="context full"):
+        model.forward(list(range(17)))
+    assert len(list(model.generate_ids(list(range(10)), max_new_tokens=50))) == 6
+    with pytest.raises(EdgecError, match="bad sampling settings"):
+        list(model.generate_ids([1, 2], temperature=-1))

@@ -1,0 +1,82 @@
+"""`edgec bench`'s measurements: open time, time to first token, prefill and decode speed, and memory.
+
+Everything is measured in this process on the runtime (no torch involved). Memory is the
+process's resident set: its peak, and the parts that make it up — the weights as the
+backend keeps them (mapped file pages, plus any converted copies), the KV cache at the
+tokens used, and the rest (scratch, the interpreter and libraries).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgec.memory import current_rss_bytes
+
+
+@dataclass
+class BenchResult:
+    """One `edgec bench` run; seconds and bytes, rates in tokens per second."""
+
+    backend: str
+    prompt_tokens: int
+    generated_tokens: int
+    open_s: float  # open the file and prepare every weight on the backend
+    first_token_s: float  # open + prefill + the first token
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    peak_rss: int
+    baseline_rss: int  # before the file was opened
+    weights_file_bytes: int  # the stored tensors, mapped from the file
+    weights_prepared_bytes: int  # what the backend converted and holds besides the mapping
+    kv_cache_bytes: int  # at prompt + generated tokens
+    plan: dict | None = None  # the file's plan figures beside the measured ones
+
+    @property
+    def other_bytes(self) -> int:
+        """Peak RSS not explained by the baseline, the weights and the KV cache."""
+        return self.peak_rss - self.baseline_rss - self.weights_file_bytes - self.weights_prepared_bytes - self.kv_cache_bytes
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "other_bytes": self.other_bytes}
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far."""
+    scale = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "auto",
+              context: int | None = None) -> BenchResult:
+    """Open `path`, prefill `prompt_ids`, then decode `generate` tokens greedily, timing each part."""
+    from edgec.runtime import load
+
+    baseline = current_rss_bytes()
+    start = time.perf_counter()
+    model = load(path, backend=backend, context=context)
+    opened = time.perf_counter()
+    cache = model.new_cache()
+    logits = model.forward(prompt_ids, cache, all_logits=False)[-1]
+    token = int(np.argmax(logits))
+    prefilled = time.perf_counter()
+    for _ in range(generate - 1):
+        token = int(np.argmax(model.forward([token], cache, all_logits=False)[-1]))
+    done = time.perf_counter()
+    c = model.config
+    kv = 2 * c.layers * cache.length * c.kv_dim * 4
+    result = BenchResult(
+        model.backend.name, len(prompt_ids), generate, opened - start, prefilled - start,
+        len(prompt_ids) / (prefilled - opened), (generate - 1) / (done - prefilled) if generate > 1 else 0.0,
+        peak_rss_bytes(), baseline, sum(e.nbytes for e in model.file.tensors.values()), model.weights.nbytes, kv)
+    plan = model.file.metadata["edgec.plan"]
+    if plan:
+        totals = plan["totals"]
+        result.plan = {"device": plan["device"]["name"], "weights_bytes": totals["weights_bytes"],
+                       "decode_tokens_per_s": 1e3 / totals["decode_ms"],
+                       "prefill_tokens_per_s": plan["settings"]["prompt_tokens"] / (totals["prefill_ms"] / 1e3)}
+    return result
