@@ -1,4 +1,4 @@
-"""`load` and `RuntimeModel`: what an app embeds to run an `.edgec` file.
+"""`load` and `RuntimeModel`: what an app embeds to run an `.edgec` file (a decoder, or an encoder's `embed`).
 
     from edgec.runtime import load
     model = load("smollm2.edgec")                 # backend="auto"
@@ -16,6 +16,7 @@ import numpy as np
 from edgec.runtime.backends import make_backend
 from edgec.runtime.container import EdgecFile, open_container
 from edgec.runtime.errors import EdgecError
+from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.runtime.kv_cache import KVCache
@@ -34,12 +35,37 @@ class RuntimeModel:
         self.backend = make_backend(backend)
         meta = file.metadata
         self.config: ModelConfig = model_config(meta["general.architecture"], meta["model.config"])
-        if self.config.architecture not in LLAMA_FAMILY:
-            raise EdgecError(f"{file.path}: the runtime does not run {self.config.architecture} models yet")
         self.context = min(context or DEFAULT_CONTEXT, self.config.max_positions)
         self.weights = Weights(file, self.backend)
-        self.executor = LlamaExecutor(self.config, self.weights, self.context)
+        if self.config.architecture in LLAMA_FAMILY:
+            self.executor = LlamaExecutor(self.config, self.weights, self.context)
+        elif self.config.architecture == "bert":
+            self.executor = BertExecutor(self.config, self.weights)
+        else:
+            raise EdgecError(f"{file.path}: the runtime does not run {self.config.architecture} models yet")
         self._tokenizer: Tokenizer | None = None
+
+    @property
+    def is_encoder(self) -> bool:
+        return isinstance(self.executor, BertExecutor)
+
+    def _need(self, encoder: bool, what: str) -> None:
+        if self.is_encoder != encoder:
+            kind = "an encoder" if self.is_encoder else "a decoder"
+            raise EdgecError(f"{self.file.path} holds {kind} ({self.config.architecture}); {what} needs "
+                             f"{'an encoder' if encoder else 'a decoder'}")
+
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Sentence embeddings (n, hidden) of an encoder: the mean of the last hidden states, L2-normalised
+        (sentence-transformers' pooling for all-MiniLM-L6-v2)."""
+        self._need(True, "embed")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = np.empty((len(texts), self.config.hidden_size), np.float32)
+        for i, text in enumerate(texts):
+            ids = np.asarray(self.tokenizer.encode(text)[: self.config.max_positions], dtype=np.int64)
+            pooled = self.executor.hidden_states(ids).mean(axis=0)
+            out[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        return out
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -49,11 +75,13 @@ class RuntimeModel:
         return self._tokenizer
 
     def new_cache(self) -> KVCache:
-        """An empty KV cache at the model's context length."""
+        """An empty KV cache at the model's context length (decoders)."""
+        self._need(False, "a KV cache")
         return self.executor.new_cache(self.context)
 
     def forward(self, ids: Sequence[int] | np.ndarray, cache: KVCache | None = None, all_logits: bool = True) -> np.ndarray:
         """Logits (T, vocab) of `ids` following what `cache` holds (a fresh cache if None); the cache takes the ids."""
+        self._need(False, "forward")
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
             raise EdgecError("forward needs at least one token id")
@@ -68,6 +96,7 @@ class RuntimeModel:
 
         Each call starts from an empty cache, so a generation the caller abandons leaves nothing behind.
         """
+        self._need(False, "generation")
         settings = SamplingSettings(temperature, top_k, top_p)
         rng = np.random.default_rng(seed)
         cache = self.new_cache()

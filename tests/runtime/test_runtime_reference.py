@@ -83,3 +83,18 @@ def test_runtime_refusals(tiny_llama_dir, tmp_path):
     assert len(list(model.generate_ids(list(range(10)), max_new_tokens=50))) == 6
     with pytest.raises(EdgecError, match="bad sampling settings"):
         list(model.generate_ids([1, 2], temperature=-1))
+
+
+def test_encoder_embeddings_match_transformers(tiny_bert_dir, tmp_path):
+    path = export(tiny_bert_dir, tmp_path / "bert.edgec", "int8")
+    model = load(path, backend="reference")
+    twin = transformers_twin(tiny_bert_dir, path)
+    texts = [PROMPT, "Mr. Darcy danced only twice."]
+    got = model.embed(texts)
+    for text, row in zip(texts, got):
+        ids = torch.tensor([model.tokenizer.encode(text)])
+        with torch.no_grad():
+            pooled = twin(ids).last_hidden_state[0].mean(0)
+        np.testing.assert_allclose(row, (pooled / pooled.norm()).numpy(), atol=1e-5)
+    with pytest.raises(EdgecError, match="holds an encoder"):
+        model.forward([1, 2])
