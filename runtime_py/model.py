@@ -18,6 +18,7 @@ from edgec.runtime.container import EdgecFile, open_container
 from edgec.runtime.errors import EdgecError
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
+from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
@@ -39,6 +40,8 @@ class RuntimeModel:
         self.weights = Weights(file, self.backend)
         if self.config.architecture in LLAMA_FAMILY:
             self.executor = LlamaExecutor(self.config, self.weights, self.context)
+        elif self.config.architecture == "gpt2":
+            self.executor = GPT2Executor(self.config, self.weights)
         elif self.config.architecture == "bert":
             self.executor = BertExecutor(self.config, self.weights)
         else:

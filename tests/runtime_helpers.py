@@ -24,9 +24,14 @@ def export(model_dir, out, fmt: str | None, include_head: bool = False):
 
 def transformers_twin(model_spec, path):
     """The HF model with exactly the weights stored in the file (dequantized), to compare logits with."""
-    model = load_model(model_spec).model
+    loaded = load_model(model_spec)
+    model = loaded.model
+    transposed = {f"{ref.name}.weight" for ref in loaded.adapter.linears(model) if ref.transposed}  # GPT-2's Conv1D
+    state = model.state_dict()
     with open_container(path) as f:
-        state = {name: torch.from_numpy(f.dequantize(name).reshape(tensor.shape))
-                 for name, tensor in model.state_dict().items()}
+        for name, tensor in state.items():
+            if tensor.is_floating_point():
+                value = f.dequantize(name)
+                state[name] = torch.from_numpy(value.T.copy() if name in transposed else value.reshape(tensor.shape))
     model.load_state_dict(state)
     return model

@@ -1,4 +1,4 @@
-"""The runtime's reference backend against transformers, on tiny LLaMA models exported to `.edgec`."""
+"""The runtime's reference backend against transformers, on tiny LLaMA, GPT-2 and BERT models exported to `.edgec`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from edgec.runtime import load
 from runtime_helpers import PROMPT, export, transformers_twin
 
 
-@pytest.fixture(scope="module", params=[None, "int8", "int4:g32", "nf4:g32", "2:4+int4:g32"])
-def exported(request, tiny_llama_dir, tmp_path_factory):
-    path = export(tiny_llama_dir, tmp_path_factory.mktemp("rt") / "m.edgec", request.param, include_head=True)
-    return path, transformers_twin(tiny_llama_dir, path)
+@pytest.fixture(scope="module", params=[("llama", None), ("llama", "int8"), ("llama", "int4:g32"), ("llama", "nf4:g32"),
+                                        ("llama", "2:4+int4:g32"), ("gpt2", None), ("gpt2", "int4:g32:asym")])
+def exported(request, tiny_llama_dir, tiny_gpt2_dir, tmp_path_factory):
+    model_dir = tiny_llama_dir if request.param[0] == "llama" else tiny_gpt2_dir
+    path = export(model_dir, tmp_path_factory.mktemp("rt") / "m.edgec", request.param[1], include_head=True)
+    return path, transformers_twin(model_dir, path)
 
 
 def test_reference_logits_match_transformers(exported):
