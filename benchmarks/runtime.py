@@ -1,0 +1,170 @@
+"""The runtime against transformers, ONNX Runtime and llama.cpp on the default model, in one run.
+
+    python benchmarks/runtime.py [--json runtime.json] [--work DIR] [--threads 2]
+
+Every configuration runs in its own process (so peak RSS is its own), on the same prompt:
+the first `--prompt-len` tokens of Pride and Prejudice, then `--gen` greedy tokens.
+
+* edgec: `edgec bench` of `.edgec` exports of SmolLM2-135M (int4:g128 with the tied
+  embedding/head in fp16, int4:g128 and int8 with it too), on every runtime backend present.
+* transformers fp32 (the float checkpoint), with its KV cache.
+* ONNX Runtime: edgec's ONNX export of the same int4:g128 model (MatMulNBits, accuracy level 0).
+* llama.cpp through llama-cpp-python, if installed, on the model's own Q4_1 GGUF.
+
+Prints prefill and decode tokens/s, time to first token, peak RSS, and each edgec row's decode
+speed as a ratio to every other engine's, plus the fraction of the memory-bandwidth limit
+(weights bytes per token against `--bandwidth-gbs`, measured once on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cli_runner import edgec
+
+SETTINGS = {"prompt_len": 64, "gen": 128}
+
+
+def child(kind: str, path: str, prompt_len: int, gen: int, threads: int) -> dict:
+    """Measure one engine in this process (run as `--child KIND PATH`)."""
+    import resource
+
+    import numpy as np
+
+    from edgec.data import evaluation_text
+
+    text = evaluation_text()[:20 * prompt_len]
+    start = time.perf_counter()
+    if kind == "transformers":
+        import torch
+
+        from edgec.models.loading import load_model
+
+        torch.set_num_threads(threads)
+        loaded = load_model()
+        ids = loaded.tokenizer(text, return_tensors="pt").input_ids[:, :prompt_len]
+        with torch.no_grad():
+            opened = time.perf_counter()
+            out = loaded.model(ids, use_cache=True)
+            token = out.logits[:, -1:].argmax(-1)
+            past = out.past_key_values
+            prefilled = time.perf_counter()
+            for _ in range(gen - 1):
+                out = loaded.model(token, past_key_values=past, use_cache=True)
+                token, past = out.logits[:, -1:].argmax(-1), out.past_key_values
+    elif kind == "onnxruntime":
+        from edgec.exporters.onnx_validate import session
+        from edgec.runtime.container import open_container
+        from edgec.runtime.tokenizer import Tokenizer
+
+        sess = session(path, threads=threads, spin=True)
+        with open_container(Path(path).with_suffix(".edgec")) as f:
+            tok = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
+            config = f.metadata["model.config"]
+        ids = np.array([tok.encode(text)[:prompt_len]], np.int64)
+        layers, heads, hd = config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"]
+        past = {f"past_key_values.{i}.{p}": np.zeros((1, heads, 0, hd), np.float32)
+                for i in range(layers) for p in ("key", "value")}
+        names = [o.name for o in sess.get_outputs()]
+        opened = time.perf_counter()
+        feed, total = ids, ids.shape[1]
+        for step in range(gen):
+            t = feed.shape[1]
+            outs = sess.run(None, {"input_ids": feed, "attention_mask": np.ones((1, total), np.int64),
+                                   "position_ids": np.arange(total - t, total, dtype=np.int64)[None], **past})
+            result = dict(zip(names, outs))
+            past = {k.replace("present", "past_key_values"): v for k, v in result.items() if k.startswith("present")}
+            feed = result["logits"][:, -1:].argmax(-1).astype(np.int64)
+            total += 1
+            if step == 0:
+                prefilled = time.perf_counter()
+    elif kind == "llama.cpp":
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=path, n_threads=threads, n_ctx=prompt_len + gen + 8, verbose=False)
+        ids = llm.tokenize(text.encode())[:prompt_len]
+        opened = time.perf_counter()
+        llm.eval(ids)
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        prefilled = time.perf_counter()
+        for _ in range(gen - 1):
+            llm.eval([token])
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    else:
+        raise SystemExit(f"unknown engine {kind}")
+    done = time.perf_counter()
+    return {"engine": kind, "open_s": opened - start, "first_token_s": prefilled - start,
+            "prefill_tokens_per_s": prompt_len / (prefilled - opened), "decode_tokens_per_s": (gen - 1) / (done - prefilled),
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def run_child(kind: str, path: Path | str, args) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(path), "--prompt-len", str(args.prompt_len),
+                           "--gen", str(args.gen), "--threads", str(args.threads)], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt-len", type=int, default=SETTINGS["prompt_len"])
+    parser.add_argument("--gen", type=int, default=SETTINGS["gen"])
+    parser.add_argument("--bandwidth-gbs", type=float, default=46.0, help="this machine's memory bandwidth")
+    parser.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.prompt_len, args.gen, args.threads)))
+        return
+    from edgec.models.embedded import EMBEDDED
+    from edgec.runtime.backends import backend_names
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="edgec-runtime-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    exports = {  # model -> (file, export arguments)
+        "int4:g128": (work / "int4.edgec", ["--format", "int4:g128", "--to", "edgec", "--to", "onnx", "-o", str(work / "int4")]),
+        "int4:g128, head too": (work / "int4-head.edgec", ["--format", "int4:g128", "--include-head", "--to", "edgec"]),
+        "int8, head too": (work / "int8-head.edgec", ["--format", "int8", "--include-head", "--to", "edgec"]),
+    }
+    rows = []
+    for name, (path, export_args) in exports.items():
+        if not path.exists():
+            edgec("export", *export_args, *([] if "-o" in export_args else ["-o", str(path)]))
+        for backend in backend_names()[1:]:
+            done, _, _ = edgec("bench", str(path), "--backend", backend, "--prompt-len", str(args.prompt_len),
+                               "--gen", str(args.gen), "--json")
+            r = json.loads(done.stdout)
+            rows.append({"engine": f"edgec {backend}", "model": name, **r, "weights_bytes": r["weights_file_bytes"]})
+    rows.append({**run_child("transformers", "-", args), "model": "fp32", "weights_bytes": 538_060_000})
+    rows.append({**run_child("onnxruntime", work / "int4.onnx", args), "model": "int4:g128 (ONNX)",
+                 "weights_bytes": (work / "int4.onnx").stat().st_size})
+    try:
+        import llama_cpp  # noqa: F401
+
+        gguf = EMBEDDED["smollm2"].path()
+        rows.append({**run_child("llama.cpp", gguf, args), "model": "Q4_1 GGUF", "weights_bytes": gguf.stat().st_size})
+    except ImportError:
+        print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python builds it from source)")
+    print(f"SmolLM2-135M, {args.threads} threads, {args.prompt_len}-token prompt, {args.gen} greedy tokens\n")
+    print(f"{'engine':<18}{'model':<24}{'prefill tok/s':>14}{'decode tok/s':>14}{'1st token ms':>14}"
+          f"{'peak RSS MB':>13}{'of BW limit':>12}")
+    for r in rows:
+        limit = args.bandwidth_gbs * 1e9 / r["weights_bytes"]
+        print(f"{r['engine']:<18}{r['model']:<24}{r['prefill_tokens_per_s']:>14.1f}{r['decode_tokens_per_s']:>14.1f}"
+              f"{1e3 * r['first_token_s']:>14.1f}{r['peak_rss'] / 1e6:>13.1f}{r['decode_tokens_per_s'] / limit:>12.1%}")
+    if args.json:
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json), "work": str(work)},
+                                         "rows": rows}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
