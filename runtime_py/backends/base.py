@@ -64,7 +64,8 @@ class Backend(ABC):
 
     @abstractmethod
     def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
-        """A kernel for y = x @ W^T with W the weight stored in `buffers`, and the bytes it keeps in memory."""
+        """A kernel for y = x @ W^T with W the weight stored in `buffers`, and the bytes it keeps in memory
+        beyond those buffers (which are views of the mapped file)."""
 
     def linear(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int],
                bias: np.ndarray | None = None) -> Linear:

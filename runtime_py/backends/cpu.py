@@ -1,0 +1,55 @@
+"""The `cpu` backend: weights stay packed; the compiled kernels of `edgec.kernels.cpu` compute from them.
+
+Each weight is prepared once (a kernel-friendly view or repack of its stored buffers,
+never a float copy) and every call writes into a buffer the backend reuses, so a decode
+step allocates nothing per layer. `accuracy="int8"` lets int4 and int8 layers quantize
+the activation row to int8 for integer dot products during decode (faster, not exact);
+the default is exact: the format's dequantized weight with float32 accumulation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.runtime.backends.base import Backend, Kernel
+from edgec.runtime.errors import EdgecError
+from edgec.runtime.formats import Format
+
+
+def cpu_kernels_reason() -> str | None:
+    """None if the compiled CPU kernels can run here, else why not."""
+    from edgec.kernels import cpu
+
+    return None if cpu.available() else cpu.unavailable_reason()
+
+
+class CpuBackend(Backend):
+    """Per-format SIMD kernels over the packed weights (see docs/kernels.md)."""
+
+    name = "cpu"
+
+    def __init__(self, threads: int | None = None, accuracy: str = "exact") -> None:
+        reason = cpu_kernels_reason()
+        if reason is not None:
+            raise EdgecError(f"the cpu backend is not available: {reason}")
+        from edgec.kernels import cpu
+
+        self._cpu = cpu
+        self.accuracy = accuracy
+        if threads is not None:
+            cpu.set_threads(threads)
+
+    def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
+        prepared = self._cpu.prepare(fmt, buffers, shape)
+        linear, accuracy = self._cpu.linear, self.accuracy
+        scratch: dict[int, np.ndarray] = {}  # rows -> output buffer, reused call after call
+
+        def run(x: np.ndarray) -> np.ndarray:
+            out = scratch.get(len(x))
+            if out is None:
+                out = scratch[len(x)] = np.empty((len(x), shape[0]), np.float32)
+            return linear(prepared, x, out, accuracy)
+
+        views = list(buffers.values())
+        owned = sum(a.nbytes for a in prepared.arrays.values() if not any(np.shares_memory(a, v) for v in views))
+        return run, owned
