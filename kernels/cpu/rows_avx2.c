@@ -238,17 +238,7 @@ INLINE void rows_avx2(const Weight *w, int kind, int64_t n, const float *x, int6
         rows_avx2(w, KIND, n, x, ldx, out, 4);                                                        \
     }
 
-ROW_KERNELS(KIND_F16, f16)
-ROW_KERNELS(KIND_BF16, bf16)
-ROW_KERNELS(KIND_FP8, fp8)
-ROW_KERNELS(KIND_INT8, int8)
-ROW_KERNELS(KIND_INT2, int2)
-ROW_KERNELS(KIND_INT3, int3)
-ROW_KERNELS(KIND_INT4, int4)
-ROW_KERNELS(KIND_INT2_ASYM, int2_asym)
-ROW_KERNELS(KIND_INT3_ASYM, int3_asym)
-ROW_KERNELS(KIND_INT4_ASYM, int4_asym)
-ROW_KERNELS(KIND_NF4, nf4)
+EDGEC_FOR_EACH_KIND(ROW_KERNELS)
 
 /* 2:4 dot product, sixteen inputs (four groups, eight kept values) per step:
  *   idx = (broadcast(meta16) >> [0, 2, .., 14]) & 3  +  [0, 0, 4, 4, 0, 0, 4, 4]

@@ -106,17 +106,7 @@ static inline void rows_scalar(const Weight *w, int kind, int64_t n, const float
         rows_scalar(w, KIND, n, x, ldx, 4, out);                                               \
     }
 
-ROW_KERNELS(KIND_F16, f16)
-ROW_KERNELS(KIND_BF16, bf16)
-ROW_KERNELS(KIND_FP8, fp8)
-ROW_KERNELS(KIND_INT8, int8)
-ROW_KERNELS(KIND_INT2, int2)
-ROW_KERNELS(KIND_INT3, int3)
-ROW_KERNELS(KIND_INT4, int4)
-ROW_KERNELS(KIND_INT2_ASYM, int2_asym)
-ROW_KERNELS(KIND_INT3_ASYM, int3_asym)
-ROW_KERNELS(KIND_INT4_ASYM, int4_asym)
-ROW_KERNELS(KIND_NF4, nf4)
+EDGEC_FOR_EACH_KIND(ROW_KERNELS)
 
 static float sparse_dot_scalar(const float *kept, const uint8_t *meta, const float *x, int64_t k0, int64_t k1)
 {

@@ -176,15 +176,14 @@ typedef struct {
     MicroFn micro;
 } Level;
 
-/* Every kind's kernels of one level, for its `kinds` field: each level's source file defines
- * static functions of these same names, so the table is written once here. */
-#define EDGEC_KIND_KERNELS(KIND, k) [KIND_##KIND] = {decode_##k, dot_##k, {dot2_##k, dot3_##k, dot4_##k}}
-#define EDGEC_ALL_KIND_KERNELS {                                                                      \
-    EDGEC_KIND_KERNELS(F16, f16), EDGEC_KIND_KERNELS(BF16, bf16), EDGEC_KIND_KERNELS(FP8, fp8),       \
-    EDGEC_KIND_KERNELS(INT8, int8), EDGEC_KIND_KERNELS(INT2, int2), EDGEC_KIND_KERNELS(INT3, int3),   \
-    EDGEC_KIND_KERNELS(INT4, int4), EDGEC_KIND_KERNELS(INT2_ASYM, int2_asym),                         \
-    EDGEC_KIND_KERNELS(INT3_ASYM, int3_asym), EDGEC_KIND_KERNELS(INT4_ASYM, int4_asym),               \
-    EDGEC_KIND_KERNELS(NF4, nf4) }
+/* Every kind, and the kernel table of one level for its `kinds` field: each level's source file
+ * instantiates its row kernels with EDGEC_FOR_EACH_KIND, naming them alike, so both lists live here. */
+#define EDGEC_FOR_EACH_KIND(X)                                                            \
+    X(KIND_F16, f16) X(KIND_BF16, bf16) X(KIND_FP8, fp8) X(KIND_INT8, int8) X(KIND_INT2, int2) \
+    X(KIND_INT3, int3) X(KIND_INT4, int4) X(KIND_INT2_ASYM, int2_asym)                        \
+    X(KIND_INT3_ASYM, int3_asym) X(KIND_INT4_ASYM, int4_asym) X(KIND_NF4, nf4)
+#define EDGEC_KIND_KERNELS(KIND, k) [KIND] = {decode_##k, dot_##k, {dot2_##k, dot3_##k, dot4_##k}},
+#define EDGEC_ALL_KIND_KERNELS {EDGEC_FOR_EACH_KIND(EDGEC_KIND_KERNELS)}
 
 extern const Level EDGEC_LEVEL_SCALAR;
 
