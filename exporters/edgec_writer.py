@@ -27,13 +27,6 @@ from edgec.runtime.container import layout as L
 from edgec.runtime.formats import Format
 
 
-@dataclass(frozen=True)
-class Json:
-    """Marks a metadata value to be stored as JSON even where it is a plain string."""
-
-    value: Any
-
-
 @dataclass
 class TensorToWrite:
     """A tensor to write: `produce()` returns its buffers (the format's, then `extras`) when its turn comes."""
@@ -63,7 +56,7 @@ class WriteReport:
 def write_container(path: Path, metadata: dict[str, Any], tensors: Sequence[TensorToWrite],
                     progress: bool = False) -> WriteReport:
     """Write an `.edgec` file atomically; `metadata` values are typed by their Python type (str -> STRING,
-    bool/int/float -> BOOL/INT/FLOAT, `Json(...)`, dict, list or None -> JSON; STRING and JSON values
+    bool/int/float -> BOOL/INT/FLOAT, dict, list or None -> JSON; STRING and JSON values
     over 64 KiB are stored zlib-compressed)."""
     path = Path(path)
     metadata_bytes = _encode_metadata(metadata)
@@ -127,8 +120,7 @@ def _encode_value(value: Any) -> tuple[int, bytes]:
         kind, text = L.STRING, value
     else:
         kind = L.JSON
-        text = json.dumps(value.value if isinstance(value, Json) else value, separators=(",", ":"),
-                          ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     data = text.encode("utf-8")
     if len(data) > L.MAX_VALUE_LENGTH:
         raise EdgecError(f"a metadata value of {len(data)} bytes exceeds the limit of {L.MAX_VALUE_LENGTH}")

@@ -21,9 +21,9 @@ from edgec.compress import CompressionResult
 from edgec.compressed_manifest import PACKED, read_manifest
 from edgec.errors import EdgecError
 from edgec.models.loading import LoadedModel, load_model
+from edgec.runtime.container.layout import EXTRA_BUFFERS  # optional per-layer buffers besides the format's own
 from edgec.runtime.formats import Format, parse_format
 
-EXTRA_BUFFERS = ("input_scale", "act_scale")  # optional per-layer buffers besides the format's own
 
 
 @dataclass

@@ -21,11 +21,6 @@ class KVCache:
         self.values = [np.zeros((context, kv_heads, head_dim), np.float32) for _ in range(layers)]
         self.length = 0  # tokens cached
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes the cache holds when full."""
-        return 2 * sum(k.nbytes for k in self.keys)
-
     def reserve(self, tokens: int) -> slice:
         """Positions for `tokens` new tokens; refuses to pass the context length."""
         if self.length + tokens > self.context:
@@ -41,7 +36,3 @@ class KVCache:
     def advance(self, tokens: int) -> None:
         """Mark `tokens` more tokens as cached (after every layer stored them)."""
         self.length += tokens
-
-    def reset(self) -> None:
-        """Forget every cached token (the arrays are kept)."""
-        self.length = 0

@@ -28,15 +28,26 @@ class ModelConfig:
     rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta and the type's own keys
     activation: str = "silu"
     sliding_window: int | None = None
-    type_vocab_size: int = 0  # BERT
 
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
 
+# The activation each family's executor computes; a config naming another is refused.
+ACTIVATIONS = {**{family: "silu" for family in LLAMA_FAMILY}, "gpt2": "gelu_new", "bert": "gelu"}
+
+
 def model_config(architecture: str, config: dict[str, Any]) -> ModelConfig:
-    """The ModelConfig of a Hugging Face config dict; refuses families the runtime does not run."""
+    """The ModelConfig of a Hugging Face config dict; refuses families and activations the runtime does not run."""
+    parsed = _parse(architecture, config)
+    if parsed.activation != ACTIVATIONS[architecture]:
+        raise ContainerError(f"a {architecture} model with activation {parsed.activation!r}: the runtime computes "
+                             f"{ACTIVATIONS[architecture]!r} for this family")
+    return parsed
+
+
+def _parse(architecture: str, config: dict[str, Any]) -> ModelConfig:
     try:
         if architecture in LLAMA_FAMILY:
             heads = config["num_attention_heads"]
@@ -62,7 +73,7 @@ def model_config(architecture: str, config: dict[str, Any]) -> ModelConfig:
             return ModelConfig(architecture, config["vocab_size"], config["hidden_size"], config["num_hidden_layers"],
                                heads, heads, config["hidden_size"] // heads, config["intermediate_size"],
                                config["layer_norm_eps"], config["max_position_embeddings"],
-                               activation=config.get("hidden_act", "gelu"), type_vocab_size=config.get("type_vocab_size", 2))
+                               activation=config.get("hidden_act", "gelu"))
     except (KeyError, TypeError) as exc:
         raise ContainerError(f"model.config of a {architecture} model lacks or garbles {exc}") from None
     raise ContainerError(f"architecture {architecture!r} is not one the runtime runs "

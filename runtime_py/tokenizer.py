@@ -20,7 +20,6 @@ class Tokenizer:
             raise ContainerError(f"the stored tokenizer cannot be read: {exc}") from None
         self.config = config
         self.eos_id = self._special_id("eos_token")
-        self.bos_id = self._special_id("bos_token")
 
     def _special_id(self, key: str) -> int | None:
         token = self.config.get(key)

@@ -100,3 +100,18 @@ def test_encoder_embeddings_match_transformers(tiny_bert_dir, tmp_path):
         np.testing.assert_allclose(row, (pooled / pooled.norm()).numpy(), atol=1e-5)
     with pytest.raises(EdgecError, match="holds an encoder"):
         model.forward([1, 2])
+
+
+def test_configs_the_runtime_cannot_compute_are_refused():
+    from edgec.runtime.errors import ContainerError
+    from edgec.runtime.model_config import model_config
+
+    llama = {"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 16, "rms_norm_eps": 1e-5}
+    assert model_config("llama", llama).head_dim == 4
+    with pytest.raises(ContainerError, match="activation 'gelu'"):
+        model_config("llama", {**llama, "hidden_act": "gelu"})
+    with pytest.raises(ContainerError, match="lacks or garbles 'rms_norm_eps'"):
+        model_config("llama", {k: v for k, v in llama.items() if k != "rms_norm_eps"})
+    with pytest.raises(ContainerError, match="'t5' is not one the runtime runs"):
+        model_config("t5", {})
