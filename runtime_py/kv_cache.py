@@ -1,8 +1,9 @@
-"""A preallocated key/value cache: one array per layer for keys and for values, filled as tokens arrive.
+"""A preallocated key/value cache: one array for keys and one for values, filled as tokens arrive.
 
 The arrays are allocated once, at the model's context length, with `np.zeros`, whose pages the
 operating system maps lazily: resident memory grows with the tokens actually cached, and no
-token ever reallocates.
+token ever reallocates. Each is (layers, context, kv_heads, head_dim), so a compiled decoder
+takes the whole cache as two buffers; `keys[layer]` and `values[layer]` are views of a layer.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ class KVCache:
 
     def __init__(self, layers: int, context: int, kv_heads: int, head_dim: int) -> None:
         self.context = context
-        self.keys = [np.zeros((context, kv_heads, head_dim), np.float32) for _ in range(layers)]
-        self.values = [np.zeros((context, kv_heads, head_dim), np.float32) for _ in range(layers)]
+        self.key_array = np.zeros((layers, context, kv_heads, head_dim), np.float32)
+        self.value_array = np.zeros((layers, context, kv_heads, head_dim), np.float32)
+        self.keys, self.values = list(self.key_array), list(self.value_array)
         self.length = 0  # tokens cached
 
     def reserve(self, tokens: int) -> slice:

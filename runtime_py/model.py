@@ -31,9 +31,10 @@ DEFAULT_CONTEXT = 4096
 class RuntimeModel:
     """A loaded `.edgec` model: `forward` for logits, `generate` for text, `tokenizer` for ids."""
 
-    def __init__(self, file: EdgecFile, backend: str = "auto", context: int | None = None) -> None:
+    def __init__(self, file: EdgecFile, backend: str = "auto", context: int | None = None,
+                 accuracy: str = "exact") -> None:
         self.file = file
-        self.backend = make_backend(backend)
+        self.backend = make_backend(backend, accuracy)
         meta = file.metadata
         self.config: ModelConfig = model_config(meta["general.architecture"], meta["model.config"])
         self.context = min(context or DEFAULT_CONTEXT, self.config.max_positions)
@@ -147,6 +148,15 @@ class RuntimeModel:
 
 
 def load(path: str | os.PathLike[str], backend: str = "auto", context: int | None = None,
-         verify: bool = True) -> RuntimeModel:
-    """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens."""
-    return RuntimeModel(open_container(path, verify=verify), backend, context)
+         verify: bool = True, accuracy: str = "exact") -> RuntimeModel:
+    """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens.
+
+    accuracy="int8" quantizes activations to int8 for int4/int8 layers during decode on the
+    cpu backend (faster, not exact; see docs/runtime.md); the default computes exactly.
+    """
+    file = open_container(path, verify=verify)
+    try:
+        return RuntimeModel(file, backend, context, accuracy)
+    except BaseException:
+        file.close()
+        raise

@@ -23,6 +23,7 @@ class BenchResult:
     """One `edgec bench` run; seconds and bytes, rates in tokens per second."""
 
     backend: str
+    accuracy: str  # exact, or int8 activations
     prompt_tokens: int
     generated_tokens: int
     open_s: float  # open the file and prepare every weight on the backend
@@ -52,13 +53,13 @@ def peak_rss_bytes() -> int:
 
 
 def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "auto",
-              context: int | None = None) -> BenchResult:
+              context: int | None = None, accuracy: str = "exact") -> BenchResult:
     """Open `path`, prefill `prompt_ids`, then decode `generate` tokens greedily, timing each part."""
     from edgec.runtime import load
 
     baseline = current_rss_bytes()
     start = time.perf_counter()
-    model = load(path, backend=backend, context=context)
+    model = load(path, backend=backend, context=context, accuracy=accuracy)
     opened = time.perf_counter()
     cache = model.new_cache()
     logits = model.forward(prompt_ids, cache, all_logits=False)[-1]
@@ -70,7 +71,7 @@ def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "a
     c = model.config
     kv = 2 * c.layers * cache.length * c.kv_dim * 4
     result = BenchResult(
-        model.backend.name, len(prompt_ids), generate, opened - start, prefilled - start,
+        model.backend.name, accuracy, len(prompt_ids), generate, opened - start, prefilled - start,
         len(prompt_ids) / (prefilled - opened), (generate - 1) / (done - prefilled) if generate > 1 else 0.0,
         peak_rss_bytes(), baseline, sum(e.nbytes for e in model.file.tensors.values()), model.weights.nbytes, kv)
     plan = model.file.metadata["edgec.plan"]

@@ -2,6 +2,11 @@
  *
  *   Weight(kind, n, k, group, q, scale, minv, meta)  a prepared weight holding its buffers
  *   linear(weight, x, out, mode)                     out[:] = x @ W^T (mode 0 exact, 1 int8 activations)
+ *   Decoder(sizes, eps, blocks, final_norm, head, cos, sin)   sizes: (dim, heads, kv_heads,
+ *                                                    head_dim, ffn, window, positions)
+ *                                                    a LLaMA-family decoder over prepared weights
+ *   Decoder.forward(x, keys, values, start, logits, all_logits, mode)
+ *                                                    one pass over new tokens (see decoder.h)
  *   set_threads(n) / get_threads()                   threads that split output rows
  *   simd() / set_simd(name) / simd_levels()          the kernel family in use
  *
@@ -11,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "decoder.h"
 #include "linear.h"
 #include "pool.h"
 #include "q8.h"
@@ -228,6 +234,281 @@ static PyObject *cpu_linear(PyObject *module, PyObject *const *args, Py_ssize_t 
     return result;
 }
 
+/* ---- Decoder object ---------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Decoder d;
+    DecoderBlock *blocks;
+    PyObject *weights;      /* list: the Weight objects the decoder points into */
+    Py_buffer *views;       /* the float vectors it points into */
+    int n_views, cap_views;
+    float *scratch;
+    int64_t scratch_floats;
+    int busy;               /* a forward is running (it releases the GIL) */
+} DecoderObject;
+
+static void Decoder_dealloc(DecoderObject *self)
+{
+    for (int i = 0; i < self->n_views; i++)
+        PyBuffer_Release(&self->views[i]);
+    PyMem_Free(self->views);
+    PyMem_Free(self->blocks);
+    free(self->scratch);
+    Py_XDECREF(self->weights);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* "block i: " for a block's tensors, "" for the decoder's own (block < 0). */
+static const char *where(long block, char buf[32])
+{
+    if (block < 0)
+        return "";
+    snprintf(buf, 32, "block %ld: ", block);
+    return buf;
+}
+
+/* A C-contiguous float32 vector of n values (NULL with no error set for None when optional). */
+static const float *take_vector(DecoderObject *self, PyObject *obj, int64_t n, const char *what, long block, int optional)
+{
+    char buf[32];
+    if (obj == Py_None) {
+        if (!optional)
+            PyErr_Format(PyExc_ValueError, "%s%s is required", where(block, buf), what);
+        return NULL;
+    }
+    if (self->n_views == self->cap_views) {
+        const int cap = self->cap_views ? 2 * self->cap_views : 64;
+        Py_buffer *grown = PyMem_Realloc(self->views, (size_t)cap * sizeof(Py_buffer));
+        if (!grown) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->views = grown;
+        self->cap_views = cap;
+    }
+    Py_buffer *view = &self->views[self->n_views];
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    self->n_views++;
+    if (!is_float32(view)) {
+        PyErr_Format(PyExc_TypeError, "%s%s must be float32, got %s", where(block, buf), what, dtype_name(view));
+        return NULL;
+    }
+    if (view->len != (Py_ssize_t)(n * 4)) {
+        PyErr_Format(PyExc_ValueError, "%s%s has %zd values, expected %lld", where(block, buf), what, view->len / 4, (long long)n);
+        return NULL;
+    }
+    return (const float *)view->buf;
+}
+
+/* A prepared weight of shape (n, k), with an optional bias of n values. */
+static int take_proj(DecoderObject *self, Proj *p, PyObject *weight, PyObject *bias, int64_t n, int64_t k,
+                     const char *what, long block)
+{
+    char buf[32];
+    if (!PyObject_TypeCheck(weight, &WeightType)) {
+        PyErr_Format(PyExc_TypeError, "%s%s must be a prepared Weight, got %s", where(block, buf), what, Py_TYPE(weight)->tp_name);
+        return -1;
+    }
+    p->w = &((WeightObject *)weight)->w;
+    if (p->w->n != n || p->w->k != k) {
+        PyErr_Format(PyExc_ValueError, "%s%s has shape (%lld, %lld), expected (%lld, %lld)", where(block, buf), what,
+                     (long long)p->w->n, (long long)p->w->k, (long long)n, (long long)k);
+        return -1;
+    }
+    if (PyList_Append(self->weights, weight) < 0)
+        return -1;
+    p->bias = take_vector(self, bias, n, what, block, 1);
+    return p->bias || !PyErr_Occurred() ? 0 : -1;
+}
+
+static int take_block(DecoderObject *self, DecoderBlock *b, PyObject *item, long i)
+{
+    const Decoder *d = &self->d;
+    PyObject *attn_norm, *q, *qb, *k, *kb, *v, *vb, *o, *ob, *mlp_norm, *gate, *up, *down, *q_norm, *k_norm;
+    if (!PyArg_ParseTuple(item, "OOOOOOOOOOOOOOO:block", &attn_norm, &q, &qb, &k, &kb, &v, &vb, &o, &ob, &mlp_norm,
+                          &gate, &up, &down, &q_norm, &k_norm))
+        return -1;
+    const int64_t qw = d->heads * d->head_dim, kvw = d->kv_heads * d->head_dim;
+    if (!(b->attn_norm = take_vector(self, attn_norm, d->dim, "attn_norm", i, 0))
+        || !(b->mlp_norm = take_vector(self, mlp_norm, d->dim, "mlp_norm", i, 0)))
+        return -1;
+    if (take_proj(self, &b->q, q, qb, qw, d->dim, "q", i) || take_proj(self, &b->k, k, kb, kvw, d->dim, "k", i)
+        || take_proj(self, &b->v, v, vb, kvw, d->dim, "v", i) || take_proj(self, &b->o, o, ob, d->dim, qw, "o", i)
+        || take_proj(self, &b->gate, gate, Py_None, d->ffn, d->dim, "gate", i)
+        || take_proj(self, &b->up, up, Py_None, d->ffn, d->dim, "up", i)
+        || take_proj(self, &b->down, down, Py_None, d->dim, d->ffn, "down", i))
+        return -1;
+    if ((q_norm == Py_None) != (k_norm == Py_None)) {
+        PyErr_Format(PyExc_ValueError, "block %ld: q_norm and k_norm come together", i);
+        return -1;
+    }
+    b->q_norm = take_vector(self, q_norm, d->head_dim, "q_norm", i, 1);
+    b->k_norm = take_vector(self, k_norm, d->head_dim, "k_norm", i, 1);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    long long dim, heads, kv_heads, head_dim, ffn, window, positions;
+    double eps;
+    PyObject *blocks, *final_norm, *head, *cos, *sin;
+    static char *kwlist[] = {"sizes", "eps", "blocks", "final_norm", "head", "cos", "sin", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(LLLLLLL)dO!OOOO:Decoder", kwlist, &dim, &heads, &kv_heads,
+                                     &head_dim, &ffn, &window, &positions, &eps, &PyList_Type, &blocks, &final_norm, &head, &cos, &sin))
+        return NULL;
+    if (dim < 1 || heads < 1 || kv_heads < 1 || heads % kv_heads || head_dim < 2 || head_dim % 2 || ffn < 1 || window < 0
+        || positions < 1)
+        return PyErr_Format(PyExc_ValueError, "bad decoder sizes (dim %lld, heads %lld, kv_heads %lld, head_dim %lld, "
+                            "ffn %lld, window %lld, positions %lld)", dim, heads, kv_heads, head_dim, ffn, window, positions);
+    const Py_ssize_t layers = PyList_GET_SIZE(blocks);
+    if (layers < 1)
+        return PyErr_Format(PyExc_ValueError, "a decoder needs at least one block");
+    if (!PyObject_TypeCheck(head, &WeightType))
+        return PyErr_Format(PyExc_TypeError, "head must be a prepared Weight, got %s", Py_TYPE(head)->tp_name);
+
+    DecoderObject *self = (DecoderObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Decoder *d = &self->d;
+    d->layers = layers;
+    d->dim = dim;
+    d->heads = heads;
+    d->kv_heads = kv_heads;
+    d->head_dim = head_dim;
+    d->ffn = ffn;
+    d->window = window;
+    d->positions = positions;
+    d->eps = (float)eps;
+    d->vocab = ((WeightObject *)head)->w.n;
+    self->weights = PyList_New(0);
+    self->blocks = PyMem_Calloc((size_t)layers, sizeof(DecoderBlock));
+    if (!self->weights || !self->blocks) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    d->blocks = self->blocks;
+    for (Py_ssize_t i = 0; i < layers; i++)
+        if (take_block(self, &self->blocks[i], PyList_GET_ITEM(blocks, i), (long)i) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    const int64_t half = head_dim / 2;
+    if (!(d->final_norm = take_vector(self, final_norm, dim, "final_norm", -1, 0))
+        || take_proj(self, &d->head, head, Py_None, d->vocab, dim, "head", -1)
+        || !(d->cos = take_vector(self, cos, positions * half, "cos", -1, 0))
+        || !(d->sin = take_vector(self, sin, positions * half, "sin", -1, 0))) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* A writable C-contiguous float32 array of the given shape (-1: any extent >= 1). */
+static int get_array(PyObject *obj, Py_buffer *view, const char *name, int ndim, const int64_t *shape)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE | PyBUF_ND) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a writable C-contiguous float32 array", name);
+        return -1;
+    }
+    int ok = is_float32(view) && view->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = shape[i] < 0 ? view->shape[i] >= 1 : view->shape[i] == shape[i];
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%s has the wrong dtype or shape (%s, ndim %d)", name, dtype_name(view), view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* forward(x, keys, values, start, logits, all_logits, mode) */
+static PyObject *Decoder_forward(DecoderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7)
+        return PyErr_Format(PyExc_TypeError, "forward() takes 7 arguments (x, keys, values, start, logits, all_logits, mode), got %zd", nargs);
+    const Decoder *d = &self->d;
+    const long long start = PyLong_AsLongLong(args[3]);
+    const int all_logits = PyObject_IsTrue(args[5]);
+    const long mode = PyLong_AsLong(args[6]);
+    if (PyErr_Occurred() || all_logits < 0)
+        return NULL;
+    if (mode != 0 && mode != 1)
+        return PyErr_Format(PyExc_ValueError, "mode must be 0 (exact) or 1 (int8 activations), got %ld", mode);
+    Py_buffer xv, kv, vv, lv;
+    const int64_t x_shape[2] = {-1, d->dim};
+    if (get_array(args[0], &xv, "x", 2, x_shape) < 0)
+        return NULL;
+    const int64_t t = xv.shape[0];
+    const int64_t cache_shape[4] = {d->layers, -1, d->kv_heads, d->head_dim};
+    const int64_t logits_shape[2] = {all_logits ? t : 1, d->vocab};
+    PyObject *result = NULL;
+    if (get_array(args[1], &kv, "keys", 4, cache_shape) < 0)
+        goto x_done;
+    if (get_array(args[2], &vv, "values", 4, cache_shape) < 0)
+        goto keys_done;
+    if (get_array(args[4], &lv, "logits", 2, logits_shape) < 0)
+        goto values_done;
+    const int64_t context = kv.shape[1];
+    if (vv.shape[1] != context) {
+        PyErr_SetString(PyExc_ValueError, "keys and values have different context lengths");
+    } else if (start < 0 || start + t > context || start + t > d->positions) {
+        PyErr_Format(PyExc_ValueError, "positions %lld..%lld are outside the cache (%lld) or the rotary tables (%lld)",
+                     start, start + t - 1, (long long)context, (long long)d->positions);
+    } else if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "this decoder is running a forward in another thread");
+    } else {
+        const int64_t need = decoder_scratch_floats(d, t, start);
+        if (need > self->scratch_floats) {
+            float *grown = realloc(self->scratch, (size_t)need * sizeof(float));
+            if (!grown) {
+                PyErr_NoMemory();
+                goto all_done;
+            }
+            self->scratch = grown;
+            self->scratch_floats = need;
+        }
+        int rc;
+        self->busy = 1;
+        Py_BEGIN_ALLOW_THREADS
+        rc = decoder_forward(d, g_level, (int)mode, g_threads, (float *)xv.buf, t, start, (float *)kv.buf,
+                             (float *)vv.buf, context, (float *)lv.buf, all_logits, self->scratch);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+        if (rc != 0)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+all_done:
+    PyBuffer_Release(&lv);
+values_done:
+    PyBuffer_Release(&vv);
+keys_done:
+    PyBuffer_Release(&kv);
+x_done:
+    PyBuffer_Release(&xv);
+    return result;
+}
+
+static PyMethodDef Decoder_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))Decoder_forward, METH_FASTCALL,
+     "forward(x, keys, values, start, logits, all_logits, mode): one pass over the tokens whose embeddings are x."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject DecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgec.kernels._cpu.Decoder",
+    .tp_basicsize = sizeof(DecoderObject),
+    .tp_dealloc = (destructor)Decoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A LLaMA-family decoder over prepared weights (see kernels/cpu/decoder.h).",
+    .tp_new = Decoder_new,
+    .tp_methods = Decoder_methods,
+};
+
 /* ---- settings ---------------------------------------------------------------------- */
 
 static PyObject *cpu_set_threads(PyObject *module, PyObject *arg)
@@ -324,7 +605,7 @@ PyMODINIT_FUNC PyInit__cpu(void)
 {
     edgec_tables_init();
     g_level = levels(0);
-    if (PyType_Ready(&WeightType) < 0)
+    if (PyType_Ready(&WeightType) < 0 || PyType_Ready(&DecoderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&cpu_module);
     if (!m)
@@ -338,7 +619,8 @@ PyMODINIT_FUNC PyInit__cpu(void)
     }
     const int failed = !kinds || PyModule_AddObjectRef(m, "KINDS", kinds) < 0
                        || PyModule_AddIntConstant(m, "TILE_K", TILE_K) < 0
-                       || PyModule_AddObjectRef(m, "Weight", (PyObject *)&WeightType) < 0;
+                       || PyModule_AddObjectRef(m, "Weight", (PyObject *)&WeightType) < 0
+                       || PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0;
     Py_XDECREF(kinds);
     if (failed) {
         Py_DECREF(m);

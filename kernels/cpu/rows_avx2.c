@@ -339,6 +339,33 @@ TARGET static void micro_avx2(const float *x, int64_t ldx, int mr, const float *
 }
 #undef STEP
 
-const Level EDGEC_LEVEL_AVX2 = {"avx2+fma", EDGEC_ALL_KIND_KERNELS, sparse_dot_avx2, micro_avx2};
+TARGET static float vdot_avx2(const float *a, const float *b, int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    float tail = 0.0f;
+    for (; i < n; i++)
+        tail += a[i] * b[i];
+    return hsum(_mm256_add_ps(a0, a1)) + tail;
+}
+
+TARGET static void vaxpy_avx2(float *y, float alpha, const float *x, int64_t n)
+{
+    const __m256 va = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+const Level EDGEC_LEVEL_AVX2 = {"avx2+fma", EDGEC_ALL_KIND_KERNELS, sparse_dot_avx2, micro_avx2,
+                                vdot_avx2, vaxpy_avx2};
 
 #endif

@@ -135,4 +135,19 @@ static void micro_scalar(const float *x, int64_t ldx, int mr, const float *tile,
     }
 }
 
-const Level EDGEC_LEVEL_SCALAR = {"generic", EDGEC_ALL_KIND_KERNELS, sparse_dot_scalar, micro_scalar};
+static float vdot_scalar(const float *a, const float *b, int64_t n)
+{
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        acc += a[i] * b[i];
+    return acc;
+}
+
+static void vaxpy_scalar(float *y, float alpha, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+const Level EDGEC_LEVEL_SCALAR = {"generic", EDGEC_ALL_KIND_KERNELS, sparse_dot_scalar, micro_scalar,
+                                  vdot_scalar, vaxpy_scalar};

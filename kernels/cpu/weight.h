@@ -169,11 +169,17 @@ typedef float (*SparseDotFn)(const float *kept, const uint8_t *meta, const float
 typedef void (*MicroFn)(const float *x, int64_t ldx, int mr, const float *tile, int64_t kc,
                         float *y, int64_t ldy, int nr, int accumulate);
 
+/* Plain float vectors (attention): sum a[i] * b[i], and y[i] += alpha * x[i], for i < n. */
+typedef float (*VecDotFn)(const float *a, const float *b, int64_t n);
+typedef void (*VecAxpyFn)(float *y, float alpha, const float *x, int64_t n);
+
 typedef struct {
     const char *name;
     KindKernels kinds[KIND_COUNT];
     SparseDotFn sparse_dot;
     MicroFn micro;
+    VecDotFn vdot;
+    VecAxpyFn vaxpy;
 } Level;
 
 /* Every kind, and the kernel table of one level for its `kinds` field: each level's source file

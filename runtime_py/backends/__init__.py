@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edgec.runtime.backends.base import Backend, Linear
-from edgec.runtime.backends.cpu import CpuBackend, cpu_kernels_reason
+from edgec.runtime.backends.cpu import ACCURACIES, CpuBackend, cpu_kernels_reason
 from edgec.runtime.backends.reference import ReferenceBackend
 from edgec.runtime.errors import EdgecError
 
@@ -26,13 +26,24 @@ def available_backends() -> dict[str, str | None]:
     return {name: reason() for name, (_, reason) in _BACKENDS.items()}
 
 
-def make_backend(name: str = "auto") -> Backend:
-    """The backend called `name`; 'auto' is the fastest one available here."""
+def make_backend(name: str = "auto", accuracy: str = "exact") -> Backend:
+    """The backend called `name`; 'auto' is the fastest one available here.
+
+    accuracy="exact" computes every layer from its format's exact dequantized weights;
+    "int8" lets the cpu backend quantize activations to int8 for int4/int8 layers during
+    decode, as llama.cpp does (only the cpu backend has it).
+    """
+    if accuracy not in ACCURACIES:
+        raise EdgecError(f"unknown accuracy {accuracy!r}; choose one of {', '.join(ACCURACIES)}")
     if name == "auto":
         name = next(n for n, why in available_backends().items() if why is None)
     if name not in _BACKENDS:
         raise EdgecError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
+    if name == "cpu":
+        return CpuBackend(accuracy=accuracy)
+    if accuracy != "exact":
+        raise EdgecError(f"accuracy {accuracy!r} needs the cpu backend; the {name} backend computes exactly")
     return _BACKENDS[name][0]()
 
 
-__all__ = ["Backend", "Linear", "available_backends", "backend_names", "make_backend"]
+__all__ = ["ACCURACIES", "Backend", "Linear", "available_backends", "backend_names", "make_backend"]

@@ -67,6 +67,11 @@ class Backend(ABC):
         """A kernel for y = x @ W^T with W the weight stored in `buffers`, and the bytes it keeps in memory
         beyond those buffers (which are views of the mapped file)."""
 
+    def fused_llama(self, config, blocks, norm: np.ndarray, head: Linear, rotary):
+        """A callable running a whole LLaMA-family pass `(x, cache, start, all_logits) -> logits`, or None
+        when the backend has none for these layers (the executor then runs its own steps)."""
+        return None
+
     def linear(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int],
                bias: np.ndarray | None = None) -> Linear:
         """A `Linear` for a stored weight, honouring its extra buffers (input_scale, act_scale)."""

@@ -15,6 +15,8 @@ from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.errors import EdgecError
 from edgec.runtime.formats import Format
 
+ACCURACIES = ("exact", "int8")
+
 
 def cpu_kernels_reason() -> str | None:
     """None if the compiled CPU kernels can run here, else why not."""
@@ -29,6 +31,8 @@ class CpuBackend(Backend):
     name = "cpu"
 
     def __init__(self, threads: int | None = None, accuracy: str = "exact") -> None:
+        if accuracy not in ACCURACIES:
+            raise EdgecError(f"unknown accuracy {accuracy!r}; choose one of {', '.join(ACCURACIES)}")
         reason = cpu_kernels_reason()
         if reason is not None:
             raise EdgecError(f"the cpu backend is not available: {reason}")
@@ -40,16 +44,28 @@ class CpuBackend(Backend):
             cpu.set_threads(threads)
 
     def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
-        prepared = self._cpu.prepare(fmt, buffers, shape)
-        linear, accuracy = self._cpu.linear, self.accuracy
-        scratch: dict[int, np.ndarray] = {}  # rows -> output buffer, reused call after call
-
-        def run(x: np.ndarray) -> np.ndarray:
-            out = scratch.get(len(x))
-            if out is None:
-                out = scratch[len(x)] = np.empty((len(x), shape[0]), np.float32)
-            return linear(prepared, x, out, accuracy)
-
+        kernel = CpuKernel(self._cpu.prepare(fmt, buffers, shape), self.accuracy)
         views = list(buffers.values())
-        owned = sum(a.nbytes for a in prepared.arrays.values() if not any(np.shares_memory(a, v) for v in views))
-        return run, owned
+        owned = sum(a.nbytes for a in kernel.prepared.arrays.values() if not any(np.shares_memory(a, v) for v in views))
+        return kernel, owned
+
+    def fused_llama(self, config, blocks, norm, head, rotary):
+        from edgec.runtime.backends.cpu_decoder import FusedLlama
+
+        return FusedLlama.build(config, blocks, norm, head, rotary, self.accuracy)
+
+
+class CpuKernel:
+    """y = x @ W^T for one prepared weight, written into an output buffer reused call after call."""
+
+    def __init__(self, prepared, accuracy: str) -> None:
+        from edgec.kernels import cpu
+
+        self.prepared, self._accuracy, self._linear = prepared, accuracy, cpu.linear
+        self._out: dict[int, np.ndarray] = {}  # rows -> output buffer
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = self._out.get(len(x))
+        if out is None:
+            out = self._out[len(x)] = np.empty((len(x), self.prepared.shape[0]), np.float32)
+        return self._linear(self.prepared, x, out, self._accuracy)

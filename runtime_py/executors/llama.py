@@ -57,6 +57,8 @@ class LlamaExecutor:
         self.norm = weights.vector("model.norm.weight")
         self.head = weights.linear("lm_head.weight")
         self.rotary = Rotary(config, context)
+        # the backend's own whole-pass implementation, if it has one for these layers
+        self.fused = weights.backend.fused_llama(config, self.blocks, self.norm, self.head, self.rotary)
 
     def new_cache(self, context: int) -> KVCache:
         return KVCache(self.config.layers, context, self.config.kv_heads, self.config.head_dim)
@@ -68,6 +70,10 @@ class LlamaExecutor:
         t = len(ids)
         positions = cache.reserve(t)
         x = self.embed(ids)  # (T, D)
+        if self.fused is not None:
+            logits = self.fused(x, cache, positions.start, all_logits)
+            cache.advance(t)
+            return logits
         for layer, block in enumerate(self.blocks):
             h = rms_norm(x, block.attn_norm, c.norm_eps)
             q = block.q(h).reshape(t, c.heads, c.head_dim)  # (T, H, hd)

@@ -17,7 +17,7 @@ from edgec.commands.runtime_options import runtime_options
 @click.option("--gen", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens to decode greedily.")
 @runtime_options
 @json_option
-def bench_command(file, prompt_len, gen, backend, context, as_json) -> None:
+def bench_command(file, prompt_len, gen, backend, accuracy, context, as_json) -> None:
     """Measure FILE on this machine: open time, time to first token, prefill and decode tokens/s, peak memory.
 
     When the file carries a plan, its predictions are printed beside the measurements
@@ -32,7 +32,7 @@ def bench_command(file, prompt_len, gen, backend, context, as_json) -> None:
     with open_container(file, verify=False) as f:
         tokenizer = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
     prompt = tokenizer.encode(evaluation_text()[:20 * prompt_len])[:prompt_len]
-    r = run_bench(file, prompt, gen, backend, context)
+    r = run_bench(file, prompt, gen, backend, context, accuracy)
     if as_json:
         click.echo(json.dumps(r.to_json(), indent=2))
         return
@@ -43,7 +43,7 @@ def bench_command(file, prompt_len, gen, backend, context, as_json) -> None:
             return ""
         return f"   plan ({plan['device']}): {plan[key]:,.1f}, measured/plan x{measured / plan[key]:.2f}"
 
-    click.echo(f"{file} on the {r.backend} backend: {r.prompt_tokens}-token prompt, {r.generated_tokens} greedy tokens")
+    click.echo(f"{file} on the {r.backend} backend ({r.accuracy}): {r.prompt_tokens}-token prompt, {r.generated_tokens} greedy tokens")
     click.echo(f"open + prepare      {1e3 * r.open_s:10.1f} ms")
     click.echo(f"first token         {1e3 * r.first_token_s:10.1f} ms (from opening the file)")
     click.echo(f"prefill             {r.prefill_tokens_per_s:10.1f} tokens/s{beside(r.prefill_tokens_per_s, 'prefill_tokens_per_s')}")
