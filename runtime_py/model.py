@@ -16,6 +16,7 @@ import numpy as np
 from edgec.runtime.backends import make_backend
 from edgec.runtime.container import EdgecFile, open_container
 from edgec.runtime.errors import EdgecError
+from edgec.runtime.heap import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor
@@ -156,7 +157,9 @@ def load(path: str | os.PathLike[str], backend: str = "auto", context: int | Non
     """
     file = open_container(path, verify=verify)
     try:
-        return RuntimeModel(file, backend, context, accuracy)
+        model = RuntimeModel(file, backend, context, accuracy)
     except BaseException:
         file.close()
         raise
+    release_free_memory()  # temporaries of preparing the weights
+    return model

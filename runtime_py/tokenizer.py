@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgec.runtime.errors import ContainerError, EdgecError
+from edgec.runtime.heap import release_free_memory
 
 
 class Tokenizer:
@@ -18,6 +19,7 @@ class Tokenizer:
             self._tok = HFTokenizer.from_str(tokenizer_json)
         except Exception as exc:  # the tokenizers library raises its own untyped exceptions
             raise ContainerError(f"the stored tokenizer cannot be read: {exc}") from None
+        release_free_memory()  # what parsing the JSON allocated and freed
         self.config = config
         self.eos_id = self._special_id("eos_token")
 

@@ -18,6 +18,10 @@
 #include "q8.h"
 
 #define SILU_FLUSH (-60.0f)        /* as runtime_py/executors/common.py: silu below it is 0 */
+/* Attention weights below exp(-60) of the largest are 0: their products with the values
+ * would be subnormal floats, which cost the CPU up to 100x as much per operation, for a
+ * contribution below 1e-26 of the output. Such keys are skipped. */
+#define PROB_FLUSH (-60.0f)
 #define MIN_THREADED_ATTENTION 32768  /* multiply-adds below which attention stays on one thread */
 
 typedef struct {
@@ -122,13 +126,15 @@ static void attention_head(void *ctx, int c, int n_chunks)
         }
         float sum = 0.0f;
         for (int64_t s = lo; s <= p; s++) {
-            scores[s] = expf(scores[s] - top);
+            const float e = scores[s] - top;
+            scores[s] = e < PROB_FLUSH ? 0.0f : expf(e);
             sum += scores[s];
         }
         float *out = job->out + (i * d->heads + c) * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int64_t s = lo; s <= p; s++)
-            job->lv->vaxpy(out, scores[s] / sum, job->values + s * kv_row + g * hd, hd);
+            if (scores[s] != 0.0f)
+                job->lv->vaxpy(out, scores[s] / sum, job->values + s * kv_row + g * hd, hd);
     }
 }
 
