@@ -6,14 +6,20 @@ Every configuration runs in its own process (so peak RSS is its own), on the sam
 the first `--prompt-len` tokens of Pride and Prejudice, then `--gen` greedy tokens.
 
 * edgec: `edgec bench` of `.edgec` exports of SmolLM2-135M (int4:g128 with the tied
-  embedding/head in fp16, int4:g128 and int8 with it too), on every runtime backend present.
+  embedding/head in fp16, int4:g128 and int8 with it too), on every runtime backend present,
+  the cpu backend both exact and with int8 activations (`--accuracy int8`).
 * transformers fp32 (the float checkpoint), with its KV cache.
-* ONNX Runtime: edgec's ONNX export of the same int4:g128 model (MatMulNBits, accuracy level 0).
-* llama.cpp through llama-cpp-python, if installed, on the model's own Q4_1 GGUF.
+* ONNX Runtime: edgec's ONNX export of the same int4:g128 model (MatMulNBits, accuracy level 0),
+  and ONNX Runtime's own int4 quantizer (block 128, symmetric) over edgec's fp32 ONNX export
+  with accuracy level 4 (int8 activations).
+* llama.cpp through llama-cpp-python, if installed: the model's own Q4_1 GGUF (its token
+  embedding/head is Q8_0), and a Q8_0 GGUF made from it by llama.cpp's quantizer
+  (`llama_model_quantize`).
 
-Prints prefill and decode tokens/s, time to first token, peak RSS, and each edgec row's decode
-speed as a ratio to every other engine's, plus the fraction of the memory-bandwidth limit
-(weights bytes per token against `--bandwidth-gbs`, measured once on this machine).
+Prints prefill and decode tokens/s, time to first token, peak RSS and the fraction of the
+memory-bandwidth limit (weights bytes per token against `--bandwidth-gbs`, measured once on
+this machine), then each edgec cpu row's decode speed against llama.cpp's (Q4_1 for the int4
+exports, Q8_0 for int8) and its prefill speed against the faster ONNX Runtime int4 row.
 """
 
 from __future__ import annotations
@@ -58,13 +64,14 @@ def child(kind: str, path: str, prompt_len: int, gen: int, threads: int) -> dict
             for _ in range(gen - 1):
                 out = loaded.model(token, past_key_values=past, use_cache=True)
                 token, past = out.logits[:, -1:].argmax(-1), out.past_key_values
-    elif kind == "onnxruntime":
+    elif kind == "onnxruntime":  # path: "MODEL.onnx:FILE.edgec", the tokenizer and config from the latter
         from edgec.exporters.onnx_validate import session
         from edgec.runtime.container import open_container
         from edgec.runtime.tokenizer import Tokenizer
 
-        sess = session(path, threads=threads, spin=True)
-        with open_container(Path(path).with_suffix(".edgec")) as f:
+        onnx_path, edgec_path = path.split(":")
+        sess = session(onnx_path, threads=threads, spin=True)
+        with open_container(edgec_path) as f:
             tok = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
             config = f.metadata["model.config"]
         ids = np.array([tok.encode(text)[:prompt_len]], np.int64)
@@ -84,6 +91,17 @@ def child(kind: str, path: str, prompt_len: int, gen: int, threads: int) -> dict
             total += 1
             if step == 0:
                 prefilled = time.perf_counter()
+    elif kind == "llama.cpp-quantize":  # path: "SOURCE:DEST", quantized to Q8_0
+        import ctypes
+
+        import llama_cpp
+
+        source, dest = path.split(":")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True, threads
+        if llama_cpp.llama_model_quantize(source.encode(), dest.encode(), ctypes.byref(params)):
+            raise SystemExit(f"llama.cpp could not quantize {source}")
+        return {}
     elif kind == "llama.cpp":
         from llama_cpp import Llama
 
@@ -112,6 +130,25 @@ def run_child(kind: str, path: Path | str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def print_ratios(rows: list[dict]) -> None:
+    """Each edgec cpu row's decode against llama.cpp at its bits, and prefill against the faster ORT int4."""
+    by_model = {r["model"]: r for r in rows if r["engine"] in ("llama.cpp", "onnxruntime")}
+    ort = [by_model[m] for m in ("int4:g128 (ONNX)", "ORT int4, level 4") if m in by_model]
+    best_ort = max(ort, key=lambda r: r["prefill_tokens_per_s"]) if ort else None
+    print()
+    for r in rows:
+        if not r["engine"].startswith("edgec cpu"):
+            continue
+        line = f"{r['engine']:<18}{r['model']:<24}"
+        llama = by_model.get("Q8_0 GGUF" if r["model"].startswith("int8") else "Q4_1 GGUF")
+        if llama:
+            line += f" decode x{r['decode_tokens_per_s'] / llama['decode_tokens_per_s']:.2f} llama.cpp {llama['model']}"
+            line += f", first token x{r['first_token_s'] / llama['first_token_s']:.2f}"
+        if best_ort:
+            line += f"; prefill x{r['prefill_tokens_per_s'] / best_ort['prefill_tokens_per_s']:.2f} ORT {best_ort['model']}"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path)
@@ -132,6 +169,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     exports = {  # model -> (file, export arguments)
         "int4:g128": (work / "int4.edgec", ["--format", "int4:g128", "--to", "edgec", "--to", "onnx", "-o", str(work / "int4")]),
+        "fp32 (ONNX)": (work / "fp32.onnx", ["--to", "onnx"]),
         "int4:g128, head too": (work / "int4-head.edgec", ["--format", "int4:g128", "--include-head", "--to", "edgec"]),
         "int8, head too": (work / "int8-head.edgec", ["--format", "int8", "--include-head", "--to", "edgec"]),
     }
@@ -139,19 +177,31 @@ def main() -> None:
     for name, (path, export_args) in exports.items():
         if not path.exists():
             edgec("export", *export_args, *([] if "-o" in export_args else ["-o", str(path)]))
+        if path.suffix != ".edgec":
+            continue
         for backend in backend_names()[1:]:
-            done, _, _ = edgec("bench", str(path), "--backend", backend, "--prompt-len", str(args.prompt_len),
-                               "--gen", str(args.gen), "--json")
-            r = json.loads(done.stdout)
-            rows.append({"engine": f"edgec {backend}", "model": name, **r, "weights_bytes": r["weights_file_bytes"]})
+            for accuracy in ("exact", "int8") if backend == "cpu" else ("exact",):
+                done, _, _ = edgec("bench", str(path), "--backend", backend, "--accuracy", accuracy,
+                                   "--prompt-len", str(args.prompt_len), "--gen", str(args.gen), "--json")
+                r = json.loads(done.stdout)
+                engine = f"edgec {backend}" + (" a8" if accuracy == "int8" else "")
+                rows.append({"engine": engine, "model": name, **r, "weights_bytes": r["weights_file_bytes"]})
     rows.append({**run_child("transformers", "-", args), "model": "fp32", "weights_bytes": 538_060_000})
-    rows.append({**run_child("onnxruntime", work / "int4.onnx", args), "model": "int4:g128 (ONNX)",
-                 "weights_bytes": (work / "int4.onnx").stat().st_size})
+    ort_level4 = work / "ort-int4-level4.onnx"
+    if not ort_level4.exists():
+        from edgec.exporters.onnx_baseline import ort_int4_baseline
+
+        ort_int4_baseline(work / "fp32.onnx", ort_level4, accuracy_level=4)
+    for model, onnx_path in [("int4:g128 (ONNX)", work / "int4.onnx"), ("ORT int4, level 4", ort_level4)]:
+        rows.append({**run_child("onnxruntime", f"{onnx_path}:{work / 'int4.edgec'}", args), "model": model, "weights_bytes": onnx_path.stat().st_size})
     try:
         import llama_cpp  # noqa: F401
 
-        gguf = EMBEDDED["smollm2"].path()
-        rows.append({**run_child("llama.cpp", gguf, args), "model": "Q4_1 GGUF", "weights_bytes": gguf.stat().st_size})
+        q4_1, q8_0 = EMBEDDED["smollm2"].path(), work / "q8_0.gguf"
+        if not q8_0.exists():
+            run_child("llama.cpp-quantize", f"{q4_1}:{q8_0}", args)
+        for model, gguf in [("Q4_1 GGUF", q4_1), ("Q8_0 GGUF", q8_0)]:
+            rows.append({**run_child("llama.cpp", gguf, args), "model": model, "weights_bytes": gguf.stat().st_size})
     except ImportError:
         print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python builds it from source)")
     print(f"SmolLM2-135M, {args.threads} threads, {args.prompt_len}-token prompt, {args.gen} greedy tokens\n")
@@ -161,6 +211,7 @@ def main() -> None:
         limit = args.bandwidth_gbs * 1e9 / r["weights_bytes"]
         print(f"{r['engine']:<18}{r['model']:<24}{r['prefill_tokens_per_s']:>14.1f}{r['decode_tokens_per_s']:>14.1f}"
               f"{1e3 * r['first_token_s']:>14.1f}{r['peak_rss'] / 1e6:>13.1f}{r['decode_tokens_per_s'] / limit:>12.1%}")
+    print_ratios(rows)
     if args.json:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json), "work": str(work)},
                                          "rows": rows}, indent=1, default=str))

@@ -24,6 +24,7 @@ class BenchResult:
 
     backend: str
     accuracy: str  # exact, or int8 activations
+    threads: int  # the cpu kernels' threads, or the CPUs numpy may use on the reference backend
     prompt_tokens: int
     generated_tokens: int
     open_s: float  # open the file and prepare every weight on the backend
@@ -52,6 +53,14 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def _threads(backend: str) -> int:
+    if backend == "cpu":
+        from edgec.kernels import cpu
+
+        return cpu.threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "auto",
               context: int | None = None, accuracy: str = "exact") -> BenchResult:
     """Open `path`, prefill `prompt_ids`, then decode `generate` tokens greedily, timing each part."""
@@ -71,7 +80,7 @@ def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "a
     c = model.config
     kv = 2 * c.layers * cache.length * c.kv_dim * 4
     result = BenchResult(
-        model.backend.name, accuracy, len(prompt_ids), generate, opened - start, prefilled - start,
+        model.backend.name, accuracy, _threads(model.backend.name), len(prompt_ids), generate, opened - start, prefilled - start,
         len(prompt_ids) / (prefilled - opened), (generate - 1) / (done - prefilled) if generate > 1 else 0.0,
         peak_rss_bytes(), baseline, sum(e.nbytes for e in model.file.tensors.values()), model.weights.nbytes, kv)
     plan = model.file.metadata["edgec.plan"]

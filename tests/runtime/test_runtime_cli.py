@@ -35,3 +35,47 @@ def test_bench_reports_speeds_and_memory_parts(tiny_llama_dir, tmp_path):
 def test_run_refuses_a_missing_file_in_one_line(tmp_path):
     done = run_cli("run", str(tmp_path / "absent.edgec"), "--prompt", "x")
     assert done.returncode == 2 and "no such file" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bench_appends_to_a_profile_and_plans_follow_it(tiny_llama_dir, tmp_path):
+    from conftest import cli_json
+
+    from edgec.planner.profiles import PROFILE_DIR, load_profile
+
+    env = {"EDGEC_CACHE_DIR": str(tmp_path / "cache")}
+    profile = tmp_path / "laptop.yaml"
+    profile.write_text((PROFILE_DIR / "x86-avx2-laptop.yaml").read_text())
+    plan_args = ("plan", "--device", str(profile), "-m", str(tiny_llama_dir), "--avg-bits", "6", "--samples", "4")
+    first = cli_json(*plan_args, "-o", str(tmp_path / "plan.json"), env=env)
+    assert first["device"]["calibration"] == {"decode": 1.0, "prefill": 1.0, "runs": 0}
+    out = tmp_path / "m.edgec"
+    done = run_cli("export", "-m", str(tiny_llama_dir), "--plan", str(tmp_path / "plan.json"), "--samples", "4",
+                   "--seq-len", "64", "--to", "edgec", "-o", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+
+    done = run_cli("bench", str(out), "--prompt-len", "8", "--gen", "4", "--append-profile", str(profile))
+    assert done.returncode == 0, done.stderr
+    assert "appended to" in done.stdout
+    (run,) = load_profile(profile).runtime
+    assert run.predicted_decode_ms == first["totals"]["decode_ms"] and run.measured_decode_ms > 0
+    assert run.predicted_prefill_ms_per_token == first["totals"]["prefill_ms"] / first["settings"]["prompt_tokens"]
+
+    second = cli_json(*plan_args, "-o", str(tmp_path / "plan2.json"), env=env)
+    factor = run.measured_decode_ms / run.predicted_decode_ms
+    assert second["device"]["calibration"]["runs"] == 1
+    assert second["device"]["calibration"]["decode"] == factor
+    assert second["layers"] == first["layers"]  # a budget on bytes: the same layers, priced in measured time
+    assert abs(second["totals"]["decode_ms"] / (first["totals"]["decode_ms"] * factor) - 1) < 1e-9
+    assert "calibrated by 1 runtime run" in second["device"]["latency_model"]
+
+
+def test_bench_refuses_to_append_without_a_plan_for_that_device(tiny_llama_dir, tmp_path):
+    from edgec.planner.profiles import PROFILE_DIR
+
+    profile = tmp_path / "laptop.yaml"
+    before = (PROFILE_DIR / "x86-avx2-laptop.yaml").read_text()
+    profile.write_text(before)
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int8")
+    done = run_cli("bench", str(path), "--gen", "2", "--append-profile", str(profile))
+    assert done.returncode == 2 and "carries no plan" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert profile.read_text() == before

@@ -15,13 +15,19 @@ from edgec.commands.runtime_options import runtime_options
 @click.option("--prompt-len", type=click.IntRange(min=1), default=128, show_default=True,
               help="Prompt tokens (from Pride and Prejudice) to prefill.")
 @click.option("--gen", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens to decode greedily.")
+@click.option("--append-profile", "profile_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Record the measurement beside the file's plan in this device profile (YAML), whose "
+                   "decode and prefill predictions the planner then calibrates by it. The plan must be for that device.")
 @runtime_options
 @json_option
-def bench_command(file, prompt_len, gen, backend, accuracy, context, as_json) -> None:
+def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, context, as_json) -> None:
     """Measure FILE on this machine: open time, time to first token, prefill and decode tokens/s, peak memory.
 
     When the file carries a plan, its predictions are printed beside the measurements
     with the ratio (a plan made for another device predicts that device, not this one).
+    With --append-profile the measurement is added to the profile's `runtime` runs, and
+    later plans for that profile scale their latency predictions by the median
+    measured/predicted ratio (see edgec.planner.calibration).
     """
     from edgec.bench import run_bench
     from edgec.data import evaluation_text
@@ -31,10 +37,17 @@ def bench_command(file, prompt_len, gen, backend, accuracy, context, as_json) ->
 
     with open_container(file, verify=False) as f:
         tokenizer = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
+        stored_plan = f.metadata["edgec.plan"]
+    if profile_path:
+        from edgec.planner.calibration import check_plan_device
+        from edgec.planner.profiles import load_profile
+
+        check_plan_device(stored_plan, load_profile(profile_path), file)  # before measuring
     prompt = tokenizer.encode(evaluation_text()[:20 * prompt_len])[:prompt_len]
     r = run_bench(file, prompt, gen, backend, context, accuracy)
+    appended = _append_profile(profile_path, file, stored_plan, r) if profile_path else None
     if as_json:
-        click.echo(json.dumps(r.to_json(), indent=2))
+        click.echo(json.dumps({**r.to_json(), "appended_to": profile_path}, indent=2))
         return
     plan = r.plan or {}
 
@@ -53,3 +66,25 @@ def bench_command(file, prompt_len, gen, backend, accuracy, context, as_json) ->
                f"KV cache {format_size(r.kv_cache_bytes)}, other {format_size(r.other_bytes)}")
     if "weights_bytes" in plan:
         click.echo(f"plan's weight bytes {format_size(plan['weights_bytes']):>10}")
+    if appended is not None:
+        from edgec.planner.calibration import calibration
+
+        scale = calibration(appended)
+        click.echo(f"appended to {profile_path}: {scale.runs} runtime run(s); plans for {appended.name} now scale "
+                   f"predicted decode by x{scale.decode:.2f} and prefill by x{scale.prefill:.2f}")
+
+
+def _append_profile(profile_path: str, file: str, plan: dict | None, r):
+    """Add the measurement to the profile at profile_path (rewritten atomically); returns the new profile."""
+    from pathlib import Path
+
+    from edgec.planner.calibration import runtime_run
+    from edgec.planner.profiles import load_profile, save_profile
+
+    profile = load_profile(profile_path)
+    run = runtime_run(plan, profile, str(Path(file).name), r.backend, r.accuracy, r.threads, r.prompt_tokens,
+                      r.decode_tokens_per_s, r.prefill_tokens_per_s)
+    updated = profile.model_copy(update={"runtime": [*profile.runtime, run]})
+    save_profile(updated, Path(profile_path))
+    return updated
+

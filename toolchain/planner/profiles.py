@@ -73,6 +73,25 @@ class Measurements(_Strict):
     timings: list[KernelTiming] = Field(min_length=1)
 
 
+class RuntimeRun(_Strict):
+    """One `edgec bench --append-profile` run: a planned model measured by the runtime on this device.
+
+    Predictions are the plan's own, divided by the calibration that plan was made with, so
+    that runs recorded under different calibrations compare with the same uncalibrated model.
+    """
+
+    file: str
+    backend: str
+    accuracy: str
+    threads: int = Field(gt=0)
+    date: str
+    prompt_tokens: int = Field(gt=0)
+    predicted_decode_ms: float = Field(gt=0)  # per token
+    measured_decode_ms: float = Field(gt=0)
+    predicted_prefill_ms_per_token: float = Field(gt=0)
+    measured_prefill_ms_per_token: float = Field(gt=0)
+
+
 class DeviceProfile(_Strict):
     """One device: capacity, bandwidth, throughput per arithmetic, and the formats it runs."""
 
@@ -88,6 +107,7 @@ class DeviceProfile(_Strict):
     formats: dict[str, FormatPath] = Field(min_length=1)
     sources: dict[str, str]
     measured: Measurements | None = None
+    runtime: list[RuntimeRun] = Field(default_factory=list)  # end-to-end runs that calibrate the predictions
 
     @field_validator("peak_tops")
     @classmethod
