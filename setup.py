@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CPU_DIR = Path("kernels") / "cpu"
-SOURCES = ["edgec_cpu.c", "linear.c", "rows_scalar.c", "rows_avx2.c", "q8.c", "pool.c", "decoder.c"]
-HEADERS = ["weight.h", "linear.h", "q8.h", "pool.h", "decoder.h"]
+SOURCES = ["edgec_cpu.c", "linear.c", "rows_scalar.c", "rows_avx2.c", "q8.c", "pool.c", "decoder.c", "q8_gemm.c"]
+HEADERS = ["weight.h", "linear.h", "q8.h", "pool.h", "decoder.h", "q8_acts.h", "q8_gemm_body.h"]
 
 # No -march: the AVX2 kernels carry target attributes and are chosen at run time, so the
 # binary runs on any CPU of its architecture. No FMA contraction: the exact path rounds

@@ -21,7 +21,8 @@ Two cache regimes:
 
 Reported per format: time of one block (qkv + o + gate_up + down) and of the head, the
 effective GB/s of stored weight bytes read, and numpy's time over the kernel's (x faster).
-For int4 and int8 weights at M = 1 the int8-activation path (accuracy="int8") is timed too.
+For int4 and int8 weights the int8-activation path (accuracy="int8") is timed too: per row at
+M <= 4, the tiled AVX-VNNI/AVX2 kernel (q8_gemm.c) above.
 Timings are only meaningful on an otherwise idle machine: the load average is printed, and
 a warning when it is above 0.5.
 """
@@ -117,7 +118,7 @@ def bench_format(fmt: Format, shapes: dict, ms: list[int], regimes: list[str], r
                 x, y = xs[m], np.empty((m, n), np.float32)
                 entry = {"bytes": fmt.nbytes(shape),
                          "exact": median_time(cycle([lambda q=q: cpu.linear(q, x, y) for q in preps]), runs)}
-                if p.int8_activations and m <= 4:
+                if p.int8_activations:
                     entry["int8"] = median_time(cycle([lambda q=q: cpu.linear(q, x, y, accuracy="int8") for q in preps]), runs)
                 out[regime][m][name] = entry
             del preps
@@ -129,7 +130,7 @@ def report(results: dict, base: dict, m: int, regime: str) -> None:
     print(f"\nM = {m}, {regime} (numpy float32: block {sum(base[s] for s in BLOCK) * 1e6:.0f} us, "
           f"head {base['head'] * 1e6:.0f} us)")
     print(f"{'format':>20} | {'block us':>9} {'GB/s':>6} {'x numpy':>7} | {'head us':>9} {'GB/s':>6} {'x numpy':>7}"
-          + (" | int8-act block us, head us" if m <= 4 else ""))
+          + " | int8-act block us, head us")
     for fmt, per in results.items():
         cols = []
         for group in (BLOCK, HEAD):
@@ -140,7 +141,7 @@ def report(results: dict, base: dict, m: int, regime: str) -> None:
             gb = sum(per[s]["bytes"] for s in group) / t / 1e9
             cols.append(f"{t * 1e6:9.1f} {gb:6.1f} {sum(base[s] for s in group) / t:7.2f}")
         line = f"{fmt:>20} | " + " | ".join(cols)
-        if m <= 4 and all("int8" in per.get(s, {}) for s in (*BLOCK, *HEAD)):
+        if all("int8" in per.get(s, {}) for s in (*BLOCK, *HEAD)):
             line += f" | {sum(per[s]['int8'] for s in BLOCK) * 1e6:9.1f} {per['head']['int8'] * 1e6:9.1f}"
         print(line)
 

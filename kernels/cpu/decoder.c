@@ -17,12 +17,12 @@
 #include "pool.h"
 #include "q8.h"
 
-#define SILU_FLUSH (-60.0f)        /* as runtime_py/executors/common.py: silu below it is 0 */
 /* Attention weights below exp(-60) of the largest are 0: their products with the values
  * would be subnormal floats, which cost the CPU up to 100x as much per operation, for a
  * contribution below 1e-26 of the output. Such keys are skipped. */
 #define PROB_FLUSH (-60.0f)
 #define MIN_THREADED_ATTENTION 32768  /* multiply-adds below which attention stays on one thread */
+#define MIN_THREADED_SILU 16384       /* values below which SwiGLU stays on one thread */
 
 typedef struct {
     const Level *lv;
@@ -138,12 +138,28 @@ static void attention_head(void *ctx, int c, int n_chunks)
     }
 }
 
-static void silu_mul(float *gate, const float *up, int64_t n)
+typedef struct {
+    const Level *lv;
+    float *gate;
+    const float *up;
+    int64_t n, per_chunk;
+} SiluJob;
+
+static void silu_chunk(void *ctx, int c, int n_chunks)
 {
-    for (int64_t j = 0; j < n; j++) {
-        const float g = gate[j];
-        gate[j] = g < SILU_FLUSH ? 0.0f : g / (1.0f + expf(-g)) * up[j];
-    }
+    const SiluJob *job = (const SiluJob *)ctx;
+    (void)n_chunks;
+    const int64_t i0 = c * job->per_chunk, i1 = i0 + job->per_chunk < job->n ? i0 + job->per_chunk : job->n;
+    job->lv->vsilu_mul(job->gate + i0, job->up + i0, i1 - i0);
+}
+
+/* gate = silu(gate) * up over n values, split across threads when there are many. */
+static void silu_mul(const Run *r, float *gate, const float *up, int64_t n)
+{
+    const int chunks = n >= MIN_THREADED_SILU ? 2 * r->n_threads : 1;
+    const int64_t per_chunk = ((n + chunks - 1) / chunks + 7) / 8 * 8;
+    SiluJob job = {r->lv, gate, up, n, per_chunk};
+    pool_run(chunks > 1 ? r->n_threads : 1, (int)((n + per_chunk - 1) / per_chunk), silu_chunk, &job);
 }
 
 static void add(float *x, const float *y, int64_t n)
@@ -186,7 +202,7 @@ int decoder_forward(const Decoder *d, const Level *lv, int mode, int n_threads, 
         rms_norm(x, s.h, t, dim, dim, b->mlp_norm, d->eps);
         if (project(&run, &b->gate, s.h, dim, t, s.gate, d->ffn) || project(&run, &b->up, s.h, dim, t, s.up, d->ffn))
             return -1;
-        silu_mul(s.gate, s.up, t * d->ffn);
+        silu_mul(&run, s.gate, s.up, t * d->ffn);
         if (project(&run, &b->down, s.gate, d->ffn, t, s.h, dim))
             return -1;
         add(x, s.h, t * dim);

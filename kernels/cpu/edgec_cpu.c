@@ -532,9 +532,12 @@ static PyObject *cpu_get_threads(PyObject *module, PyObject *unused)
 static const Level *levels(int i)
 {
 #ifdef EDGEC_HAVE_AVX2
-    if (i == 0)
-        return edgec_avx2_supported() ? &EDGEC_LEVEL_AVX2 : NULL;
-    return i == 1 ? &EDGEC_LEVEL_SCALAR : NULL;
+    const int vnni = edgec_avx_vnni_supported(), avx2 = edgec_avx2_supported();
+    const Level *order[3] = {vnni ? &EDGEC_LEVEL_AVX2_VNNI : NULL, avx2 ? &EDGEC_LEVEL_AVX2 : NULL, &EDGEC_LEVEL_SCALAR};
+    for (int j = 0, seen = 0; j < 3; j++)  /* the i-th of the available ones */
+        if (order[j] && seen++ == i)
+            return order[j];
+    return NULL;
 #else
     return i == 0 ? &EDGEC_LEVEL_SCALAR : NULL;
 #endif

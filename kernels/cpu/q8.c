@@ -18,32 +18,16 @@
 #include "linear.h"
 #include "pool.h"
 #include "q8.h"
+#include "q8_acts.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <stdatomic.h>
 #define HAVE_ATOMICS 1
 #endif
 
-/* Quantized activations of m rows. */
-typedef struct {
-    int8_t *xq;       /* (m, nb * 32) codes; for int4 kinds each block is stored evens first, then odds */
-    float *d;         /* (m, nb) block scales */
-    float *gsum;      /* (m, ng) per-group sums (see above) */
-    int64_t nb, ng;   /* full blocks, scale groups per row */
-} Acts;
-
 /* Quantize row `row` of the activations; isum[b] receives the sum of block b's codes. */
 typedef void (*QuantizeFn)(const Weight *w, const float *x, Acts *a, int64_t row, int32_t *isum);
 typedef float (*Q8DotFn)(const Weight *w, int64_t n, const Acts *a, int64_t row, const float *x);
-
-/* log2 of the blocks per scale group, or -1 if that is not a power of two. */
-static int block_shift(int64_t group)
-{
-    for (int s = 0; s < 16; s++)
-        if ((int64_t)Q8_BLOCK << s == group)
-            return s;
-    return -1;
-}
 
 int q8_supported(const Weight *w)
 {
@@ -71,25 +55,12 @@ static void group_sums(const Weight *w, const float *x, Acts *a, int64_t row, co
         if (w->kind == KIND_INT4_ASYM) {
             for (int64_t k = kb; k < ke; k++)
                 s += x[k];
-        } else if (w->kind == KIND_INT4) {
+        } else {  /* int4: the -8 offset's correction; int8: the many-row kernel's +128 offset */
             for (int64_t b = kb / Q8_BLOCK; b < ke / Q8_BLOCK; b++)
                 s += a->d[row * a->nb + b] * (float)block_isum[b];
         }
         gsum[g] = s;
     }
-}
-
-/* The exact contribution of the inputs past the last full block. */
-static inline float exact_tail(const Weight *w, int64_t n, int64_t k32, const float *x)
-{
-    const uint8_t *qrow = w->q + n * w->q_stride;
-    float acc = 0.0f;
-    for (int64_t k = k32; k < w->kv; k++) {
-        const int64_t g = k / w->group;
-        const float s = w->scale[n * w->ng + g], m = w->minv ? w->minv[n * w->ng + g] : 0.0f;
-        acc += value_at(w->kind, qrow, k, s, m) * x[k];
-    }
-    return acc;
 }
 
 /* ---- portable versions ------------------------------------------------------------- */
@@ -339,7 +310,10 @@ static void scratch_give(void *p, int owned)
 int q8_linear(const Weight *w, const Level *lv, const float *x, int64_t ldx, int64_t m,
               float *y, int64_t ldy, int n_threads)
 {
-    if (m > Q8_MAX_M) {
+    /* many rows: the tiled kernel, except int8 weights without VNNI, whose offset codes
+     * (q + 128, up to 255) would saturate maddubs' 16-bit pair sums */
+    const int many = m > Q8_MAX_M;
+    if (many && (lv->isa < ISA_AVX2 || (w->kind == KIND_INT8 && lv->isa != ISA_AVX2_VNNI))) {
         edgec_linear(w, lv, x, ldx, m, y, ldy, n_threads);
         return 0;
     }
@@ -359,7 +333,7 @@ int q8_linear(const Weight *w, const Level *lv, const float *x, int64_t ldx, int
     QuantizeFn quantize = quantize_scalar;
     Q8DotFn dot = dot_scalar;
 #ifdef EDGEC_HAVE_AVX2
-    if (lv == &EDGEC_LEVEL_AVX2) {
+    if (lv->isa >= ISA_AVX2) {
         quantize = quantize_avx2;
         dot = w->kind == KIND_INT8 ? dot_avx2_int8 : w->kind == KIND_INT4 ? dot_avx2_int4 : dot_avx2_int4_asym;
     }
@@ -368,10 +342,15 @@ int q8_linear(const Weight *w, const Level *lv, const float *x, int64_t ldx, int
         quantize(w, x + i * ldx, &a, i, isum);
         group_sums(w, x + i * ldx, &a, i, isum);
     }
-    /* integer dot products do about a quarter of the float path's work per weight */
-    const int64_t rows = edgec_chunk_rows(w->n, w->n * w->k * m / 4, n_threads);
-    Q8Job job = {w, &a, dot, x, ldx, m, y, ldy, rows};
-    pool_run(n_threads, (int)((w->n + rows - 1) / rows), q8_task, &job);
+    int rc = 0;
+    if (many) {
+        rc = q8_gemm(w, lv, &a, x, ldx, m, y, ldy, n_threads);
+    } else {
+        /* integer dot products do about a quarter of the float path's work per weight */
+        const int64_t rows = edgec_chunk_rows(w->n, w->n * w->k * m / 4, n_threads);
+        Q8Job job = {w, &a, dot, x, ldx, m, y, ldy, rows};
+        pool_run(n_threads, (int)((w->n + rows - 1) / rows), q8_task, &job);
+    }
     scratch_give(mem, owned);
-    return 0;
+    return rc;
 }

@@ -32,6 +32,12 @@ int edgec_avx2_supported(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
+int edgec_avx_vnni_supported(void)
+{
+    __builtin_cpu_init();
+    return edgec_avx2_supported() && __builtin_cpu_supports("avxvnni");
+}
+
 typedef struct {
     __m256 s;               /* broadcast scale (FP8: scale * 2^8) */
     __m256 m;               /* INTb: -2^(b-1) * scale; ASYM: the group minimum */
@@ -365,7 +371,45 @@ TARGET static void vaxpy_avx2(float *y, float alpha, const float *x, int64_t n)
         y[i] += alpha * x[i];
 }
 
+/* exp(x) to about 2 ulp (Cephes' expf): x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial
+ * in r, then 2^n through the exponent bits; x clamped to [-87, 88] (normal results). */
+INLINE __m256 exp256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+TARGET static void vsilu_mul_avx2(float *gate, const float *up, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), flush = _mm256_set1_ps(SILU_FLUSH), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_xor_ps(g, sign))));
+        const __m256 y = _mm256_mul_ps(s, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(gate + i, _mm256_andnot_ps(_mm256_cmp_ps(g, flush, _CMP_LT_OQ), y));
+    }
+    for (; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = g < SILU_FLUSH ? 0.0f : g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
 const Level EDGEC_LEVEL_AVX2 = {"avx2+fma", EDGEC_ALL_KIND_KERNELS, sparse_dot_avx2, micro_avx2,
-                                vdot_avx2, vaxpy_avx2};
+                                vdot_avx2, vaxpy_avx2, vsilu_mul_avx2, ISA_AVX2};
+const Level EDGEC_LEVEL_AVX2_VNNI = {"avx2+vnni", EDGEC_ALL_KIND_KERNELS, sparse_dot_avx2, micro_avx2,
+                                     vdot_avx2, vaxpy_avx2, vsilu_mul_avx2, ISA_AVX2_VNNI};
 
 #endif

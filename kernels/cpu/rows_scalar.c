@@ -149,5 +149,13 @@ static void vaxpy_scalar(float *y, float alpha, const float *x, int64_t n)
         y[i] += alpha * x[i];
 }
 
+static void vsilu_mul_scalar(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = g < SILU_FLUSH ? 0.0f : g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
 const Level EDGEC_LEVEL_SCALAR = {"generic", EDGEC_ALL_KIND_KERNELS, sparse_dot_scalar, micro_scalar,
-                                  vdot_scalar, vaxpy_scalar};
+                                  vdot_scalar, vaxpy_scalar, vsilu_mul_scalar, ISA_GENERIC};

@@ -172,6 +172,14 @@ typedef void (*MicroFn)(const float *x, int64_t ldx, int mr, const float *tile, 
 /* Plain float vectors (attention): sum a[i] * b[i], and y[i] += alpha * x[i], for i < n. */
 typedef float (*VecDotFn)(const float *a, const float *b, int64_t n);
 typedef void (*VecAxpyFn)(float *y, float alpha, const float *x, int64_t n);
+/* SwiGLU's product: gate[i] = silu(gate[i]) * up[i], with silu(g) = g / (1 + exp(-g)) and 0 below
+ * SILU_FLUSH (as runtime_py/executors/common.py: |silu| < 6e-25 there, and its subnormal products
+ * with the next weights would be slow). */
+#define SILU_FLUSH (-60.0f)
+typedef void (*VecSiluMulFn)(float *gate, const float *up, int64_t n);
+
+/* Instruction sets a level may use beyond its row kernels (the int8-activation paths look at it). */
+enum Isa { ISA_GENERIC, ISA_AVX2, ISA_AVX2_VNNI };
 
 typedef struct {
     const char *name;
@@ -180,6 +188,8 @@ typedef struct {
     MicroFn micro;
     VecDotFn vdot;
     VecAxpyFn vaxpy;
+    VecSiluMulFn vsilu_mul;
+    int isa;            /* enum Isa */
 } Level;
 
 /* Every kind, and the kernel table of one level for its `kinds` field: each level's source file
@@ -197,7 +207,9 @@ extern const Level EDGEC_LEVEL_SCALAR;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define EDGEC_HAVE_AVX2 1
 extern const Level EDGEC_LEVEL_AVX2;
+extern const Level EDGEC_LEVEL_AVX2_VNNI;  /* the AVX2 kernels, with AVX-VNNI dot products for int8 activations */
 int edgec_avx2_supported(void);
+int edgec_avx_vnni_supported(void);
 #endif
 
 #endif
