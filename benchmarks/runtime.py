@@ -16,16 +16,20 @@ the first `--prompt-len` tokens of Pride and Prejudice, then `--gen` greedy toke
   embedding/head is Q8_0), and a Q8_0 GGUF made from it by llama.cpp's quantizer
   (`llama_model_quantize`).
 
-Prints prefill and decode tokens/s, time to first token, peak RSS and the fraction of the
-memory-bandwidth limit (weights bytes per token against `--bandwidth-gbs`, measured once on
-this machine), then each edgec cpu row's decode speed against llama.cpp's (Q4_1 for the int4
-exports, Q8_0 for int8) and its prefill speed against the faster ONNX Runtime int4 row.
+Every engine runs `--rounds` times (3 by default); the table gives the medians of prefill
+and decode tokens/s, time to first token, peak RSS and the fraction of the memory-bandwidth
+limit (weights bytes per token against `--bandwidth-gbs`, measured once on this machine).
+Then, per edgec cpu row, ratios taken within each round (the machine is shared; a neighbour's
+load moves every engine of a round alike): decode and time to first token against llama.cpp
+(Q4_1 for the int4 exports, Q8_0 for int8), and prefill against the faster ONNX Runtime int4
+model, as the median over rounds with the lowest and highest.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +76,7 @@ def child(kind: str, path: str, prompt_len: int, gen: int, threads: int) -> dict
         onnx_path, edgec_path = path.split(":")
         sess = session(onnx_path, threads=threads, spin=True)
         with open_container(edgec_path) as f:
-            tok = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
+            tok = Tokenizer(f.metadata.read("tokenizer.json"), f.metadata["tokenizer.config"])
             config = f.metadata["model.config"]
         ids = np.array([tok.encode(text)[:prompt_len]], np.int64)
         layers, heads, hd = config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"]
@@ -130,29 +134,88 @@ def run_child(kind: str, path: Path | str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def print_ratios(rows: list[dict]) -> None:
-    """Each edgec cpu row's decode against llama.cpp at its bits, and prefill against the faster ORT int4."""
+def ratios(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per edgec cpu row: decode and first token against llama.cpp at its bits, prefill against the faster ORT int4."""
     by_model = {r["model"]: r for r in rows if r["engine"] in ("llama.cpp", "onnxruntime")}
     ort = [by_model[m] for m in ("int4:g128 (ONNX)", "ORT int4, level 4") if m in by_model]
-    best_ort = max(ort, key=lambda r: r["prefill_tokens_per_s"]) if ort else None
-    print()
+    out = {}
     for r in rows:
         if not r["engine"].startswith("edgec cpu"):
             continue
-        line = f"{r['engine']:<18}{r['model']:<24}"
+        got = {}
         llama = by_model.get("Q8_0 GGUF" if r["model"].startswith("int8") else "Q4_1 GGUF")
         if llama:
-            line += f" decode x{r['decode_tokens_per_s'] / llama['decode_tokens_per_s']:.2f} llama.cpp {llama['model']}"
-            line += f", first token x{r['first_token_s'] / llama['first_token_s']:.2f}"
-        if best_ort:
-            line += f"; prefill x{r['prefill_tokens_per_s'] / best_ort['prefill_tokens_per_s']:.2f} ORT {best_ort['model']}"
-        print(line)
+            got[f"decode / llama.cpp {llama['model']}"] = r["decode_tokens_per_s"] / llama["decode_tokens_per_s"]
+            got[f"first token / llama.cpp {llama['model']}"] = r["first_token_s"] / llama["first_token_s"]
+        if ort:
+            got["prefill / best ORT int4"] = r["prefill_tokens_per_s"] / max(o["prefill_tokens_per_s"] for o in ort)
+        out[(r["engine"], r["model"])] = got
+    return out
+
+
+def one_round(args, work: Path) -> list[dict]:
+    """Every engine once, each in its own process."""
+    from edgec.models.embedded import EMBEDDED
+    from edgec.runtime.backends import backend_names
+
+    rows = []
+    for name, path in EDGEC_FILES.items():
+        for backend in backend_names()[1:]:
+            for accuracy in ("exact", "int8") if backend == "cpu" else ("exact",):
+                done, _, _ = edgec("bench", str(work / path), "--backend", backend, "--accuracy", accuracy,
+                                   "--prompt-len", str(args.prompt_len), "--gen", str(args.gen), "--json")
+                r = json.loads(done.stdout)
+                engine = f"edgec {backend}" + (" a8" if accuracy == "int8" else "")
+                rows.append({"engine": engine, "model": name, **r, "weights_bytes": r["weights_file_bytes"]})
+    rows.append({**run_child("transformers", "-", args), "model": "fp32", "weights_bytes": 538_060_000})
+    for model, onnx_path in [("int4:g128 (ONNX)", work / "int4.onnx"), ("ORT int4, level 4", work / "ort-int4-level4.onnx")]:
+        rows.append({**run_child("onnxruntime", f"{onnx_path}:{work / 'int4.edgec'}", args), "model": model,
+                     "weights_bytes": onnx_path.stat().st_size})
+    if has_llama_cpp():
+        for model, gguf in [("Q4_1 GGUF", EMBEDDED["smollm2"].path()), ("Q8_0 GGUF", work / "q8_0.gguf")]:
+            rows.append({**run_child("llama.cpp", gguf, args), "model": model, "weights_bytes": gguf.stat().st_size})
+    return rows
+
+
+EDGEC_FILES = {"int4:g128": "int4.edgec", "int4:g128, head too": "int4-head.edgec", "int8, head too": "int8-head.edgec"}
+
+
+def has_llama_cpp() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def prepare_files(args, work: Path) -> None:
+    """The exports, ONNX Runtime's own int4 model and the Q8_0 GGUF, unless already in `work`."""
+    from edgec.models.embedded import EMBEDDED
+
+    exports = {  # file -> export arguments
+        "int4.edgec": ["--format", "int4:g128", "--to", "edgec", "--to", "onnx", "-o", str(work / "int4")],
+        "fp32.onnx": ["--to", "onnx", "-o", str(work / "fp32.onnx")],
+        "int4-head.edgec": ["--format", "int4:g128", "--include-head", "--to", "edgec", "-o", str(work / "int4-head.edgec")],
+        "int8-head.edgec": ["--format", "int8", "--include-head", "--to", "edgec", "-o", str(work / "int8-head.edgec")],
+    }
+    for name, export_args in exports.items():
+        if not (work / name).exists():
+            edgec("export", *export_args)
+    if not (work / "ort-int4-level4.onnx").exists():
+        from edgec.exporters.onnx_baseline import ort_int4_baseline
+
+        ort_int4_baseline(work / "fp32.onnx", work / "ort-int4-level4.onnx", accuracy_level=4)
+    if has_llama_cpp() and not (work / "q8_0.gguf").exists():
+        run_child("llama.cpp-quantize", f"{EMBEDDED['smollm2'].path()}:{work / 'q8_0.gguf'}", args)
+    elif not has_llama_cpp():
+        print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python builds it from source)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every engine; medians are reported")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-len", type=int, default=SETTINGS["prompt_len"])
     parser.add_argument("--gen", type=int, default=SETTINGS["gen"])
@@ -162,59 +225,34 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.prompt_len, args.gen, args.threads)))
         return
-    from edgec.models.embedded import EMBEDDED
-    from edgec.runtime.backends import backend_names
-
     work = args.work or Path(tempfile.mkdtemp(prefix="edgec-runtime-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    exports = {  # model -> (file, export arguments)
-        "int4:g128": (work / "int4.edgec", ["--format", "int4:g128", "--to", "edgec", "--to", "onnx", "-o", str(work / "int4")]),
-        "fp32 (ONNX)": (work / "fp32.onnx", ["--to", "onnx"]),
-        "int4:g128, head too": (work / "int4-head.edgec", ["--format", "int4:g128", "--include-head", "--to", "edgec"]),
-        "int8, head too": (work / "int8-head.edgec", ["--format", "int8", "--include-head", "--to", "edgec"]),
-    }
-    rows = []
-    for name, (path, export_args) in exports.items():
-        if not path.exists():
-            edgec("export", *export_args, *([] if "-o" in export_args else ["-o", str(path)]))
-        if path.suffix != ".edgec":
-            continue
-        for backend in backend_names()[1:]:
-            for accuracy in ("exact", "int8") if backend == "cpu" else ("exact",):
-                done, _, _ = edgec("bench", str(path), "--backend", backend, "--accuracy", accuracy,
-                                   "--prompt-len", str(args.prompt_len), "--gen", str(args.gen), "--json")
-                r = json.loads(done.stdout)
-                engine = f"edgec {backend}" + (" a8" if accuracy == "int8" else "")
-                rows.append({"engine": engine, "model": name, **r, "weights_bytes": r["weights_file_bytes"]})
-    rows.append({**run_child("transformers", "-", args), "model": "fp32", "weights_bytes": 538_060_000})
-    ort_level4 = work / "ort-int4-level4.onnx"
-    if not ort_level4.exists():
-        from edgec.exporters.onnx_baseline import ort_int4_baseline
-
-        ort_int4_baseline(work / "fp32.onnx", ort_level4, accuracy_level=4)
-    for model, onnx_path in [("int4:g128 (ONNX)", work / "int4.onnx"), ("ORT int4, level 4", ort_level4)]:
-        rows.append({**run_child("onnxruntime", f"{onnx_path}:{work / 'int4.edgec'}", args), "model": model, "weights_bytes": onnx_path.stat().st_size})
-    try:
-        import llama_cpp  # noqa: F401
-
-        q4_1, q8_0 = EMBEDDED["smollm2"].path(), work / "q8_0.gguf"
-        if not q8_0.exists():
-            run_child("llama.cpp-quantize", f"{q4_1}:{q8_0}", args)
-        for model, gguf in [("Q4_1 GGUF", q4_1), ("Q8_0 GGUF", q8_0)]:
-            rows.append({**run_child("llama.cpp", gguf, args), "model": model, "weights_bytes": gguf.stat().st_size})
-    except ImportError:
-        print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python builds it from source)")
-    print(f"SmolLM2-135M, {args.threads} threads, {args.prompt_len}-token prompt, {args.gen} greedy tokens\n")
+    prepare_files(args, work)
+    rounds = [one_round(args, work) for _ in range(args.rounds)]
+    metrics = ("prefill_tokens_per_s", "decode_tokens_per_s", "first_token_s", "peak_rss")
+    rows = [{**first, **{k: statistics.median(r[i][k] for r in rounds) for k in metrics}}
+            for i, first in enumerate(rounds[0])]
+    print(f"SmolLM2-135M, {args.threads} threads, {args.prompt_len}-token prompt, {args.gen} greedy tokens; "
+          f"medians of {args.rounds} rounds\n")
     print(f"{'engine':<18}{'model':<24}{'prefill tok/s':>14}{'decode tok/s':>14}{'1st token ms':>14}"
           f"{'peak RSS MB':>13}{'of BW limit':>12}")
     for r in rows:
         limit = args.bandwidth_gbs * 1e9 / r["weights_bytes"]
         print(f"{r['engine']:<18}{r['model']:<24}{r['prefill_tokens_per_s']:>14.1f}{r['decode_tokens_per_s']:>14.1f}"
               f"{1e3 * r['first_token_s']:>14.1f}{r['peak_rss'] / 1e6:>13.1f}{r['decode_tokens_per_s'] / limit:>12.1%}")
-    print_ratios(rows)
+    per_round = [ratios(r) for r in rounds]
+    print("\nratios, each taken within one round: median (lowest .. highest)")
+    summary = {}
+    for key, named in per_round[0].items():
+        parts = []
+        for what in named:
+            values = [pr[key][what] for pr in per_round]
+            summary[f"{key[0]} | {key[1]} | {what}"] = values
+            parts.append(f"{what} x{statistics.median(values):.2f} ({min(values):.2f}..{max(values):.2f})")
+        print(f"{key[0]:<14}{key[1]:<22}" + "; ".join(parts))
     if args.json:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json), "work": str(work)},
-                                         "rows": rows}, indent=1, default=str))
+                                         "rows": rows, "rounds": rounds, "ratios": summary}, indent=1, default=str))
 
 
 if __name__ == "__main__":

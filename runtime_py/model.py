@@ -76,7 +76,7 @@ class RuntimeModel:
     def tokenizer(self) -> Tokenizer:
         """The file's tokenizer (built on first use)."""
         if self._tokenizer is None:
-            self._tokenizer = Tokenizer(self.file.metadata["tokenizer.json"], self.file.metadata["tokenizer.config"])
+            self._tokenizer = Tokenizer(self.file.metadata.read("tokenizer.json"), self.file.metadata["tokenizer.config"])
         return self._tokenizer
 
     def new_cache(self) -> KVCache:

@@ -75,6 +75,12 @@ class Metadata(Mapping):
             value = self._values[key] = self._decode(key, value)
         return value
 
+    def read(self, key: str) -> Any:
+        """The value, decoded afresh and not kept: for a large value read once (the tokenizer's JSON,
+        3.4 MB as a string for SmolLM2, which would otherwise stay in memory for the file's life)."""
+        value = self._values[key]
+        return self._decode(key, value) if isinstance(value, _Deferred) else value
+
     def __contains__(self, key: object) -> bool:
         return key in self._values
 

@@ -28,6 +28,13 @@ def test_golden_sample_covers_every_format_family():
     assert used == set(registered_families())
 
 
+def test_metadata_read_decodes_without_keeping_the_value():
+    with open_container(GOLDEN) as f:
+        first = f.metadata.read("model.config")
+        assert first == f.metadata.read("model.config") and first is not f.metadata.read("model.config")
+        assert f.metadata["model.config"] == first  # the cached access agrees
+
+
 def test_reader_returns_the_metadata_and_exact_values_of_the_golden_file():
     values = float_values()
     with open_container(GOLDEN) as f:

@@ -36,7 +36,7 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, contex
     from edgec.runtime.tokenizer import Tokenizer
 
     with open_container(file, verify=False) as f:
-        tokenizer = Tokenizer(f.metadata["tokenizer.json"], f.metadata["tokenizer.config"])
+        tokenizer = Tokenizer(f.metadata.read("tokenizer.json"), f.metadata["tokenizer.config"])
         stored_plan = f.metadata["edgec.plan"]
     if profile_path:
         from edgec.planner.calibration import check_plan_device
