@@ -30,7 +30,7 @@
 #include "linear.h"
 #include "pool.h"
 
-#define GEMM_ROWS 8   /* weight rows per tile: the eight lanes */
+#define GEMM_ROWS 8   /* weight rows per tile: the eight lanes; two tiles meet each activation quad */
 #define GEMM_MR 4     /* x rows per pass over a tile */
 
 typedef struct {
@@ -45,6 +45,7 @@ typedef struct {
 } GemmJob;
 
 typedef struct {
+    int rows;        /* filled rows, 1 .. 8 */
     uint8_t *codes;  /* (nb, 8 quads, 8 rows, 4 codes), 32-byte aligned */
     float *scale;    /* (ng, 8): the rows' scales, 0 past the last row */
     float *minv;     /* (ng, 8), int4 asym only */
@@ -55,6 +56,7 @@ static int row_tile_alloc(const GemmJob *job, RowTile *t)
 {
     const size_t codes = (size_t)job->a->nb * GEMM_ROWS * Q8_BLOCK, floats = (size_t)job->a->ng * GEMM_ROWS;
     t->mem = aligned_alloc(32, (codes + 2 * floats * sizeof(float) + 31) & ~(size_t)31);
+    t->rows = 0;
     if (!t->mem)
         return -1;
     t->codes = (uint8_t *)t->mem;
@@ -63,7 +65,7 @@ static int row_tile_alloc(const GemmJob *job, RowTile *t)
     return 0;
 }
 
-static void row_tile_release(RowTile *t)
+static void row_tile_release(RowTile *t)  /* also on a tile whose allocation failed (mem NULL) */
 {
     free(t->mem);
 }
@@ -83,6 +85,7 @@ __attribute__((target("avx2,fma"))) static void row_tile_fill(const GemmJob *job
 {
     const Weight *w = job->w;
     const Acts *a = job->a;
+    t->rows = nr;
     for (int64_t b = 0; b < a->nb; b++) {
         __m256i v[GEMM_ROWS];
         for (int r = 0; r < GEMM_ROWS; r++)

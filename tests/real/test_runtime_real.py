@@ -1,9 +1,10 @@
-"""The runtime's reference backend on the default model against transformers. Slow."""
+"""The runtime's reference and cpu backends on the default model against transformers. Slow."""
 
 import numpy as np
 import pytest
 import torch
 from edgec.runtime import load
+from edgec.runtime.backends import available_backends
 from runtime_helpers import PROMPT, export, transformers_twin
 
 pytestmark = pytest.mark.slow
@@ -13,13 +14,15 @@ pytestmark = pytest.mark.slow
 def test_default_model_greedy_32_tokens_match_transformers(fmt, tmp_path):
     path = export(None, tmp_path / "smollm2.edgec", fmt, include_head=fmt is not None)
     twin = transformers_twin(None, path)
-    model = load(path, backend="reference")
-    ids = model.tokenizer.encode(PROMPT)
+    backends = ["reference"] + (["cpu"] if available_backends()["cpu"] is None else [])
+    ids = load(path, backend="reference").tokenizer.encode(PROMPT)
     with torch.no_grad():
         expected = twin(torch.tensor([ids])).logits[0].numpy()
         reference = twin.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False)[0, len(ids):].tolist()
-    np.testing.assert_allclose(model.forward(ids), expected, atol=1e-4 * np.abs(expected).max())
-    assert list(model.generate_ids(ids, 32)) == reference
+    for backend in backends:  # cpu: the fused C pass
+        model = load(path, backend=backend)
+        np.testing.assert_allclose(model.forward(ids), expected, atol=1e-4 * np.abs(expected).max())
+        assert list(model.generate_ids(ids, 32)) == reference, backend
 
 
 def test_minilm_sentence_embeddings_match_transformers(tmp_path):
