@@ -6,7 +6,8 @@ Every configuration runs in its own process (so peak RSS is its own), on the sam
 the first `--prompt-len` tokens of Pride and Prejudice, then `--gen` greedy tokens.
 
 * edgec: `edgec bench` of `.edgec` exports of SmolLM2-135M (int4:g128 with the tied
-  embedding/head in fp16, int4:g128 and int8 with it too), on every runtime backend present,
+  embedding/head in fp16, in int4:g128 too, and in int8 as llama.cpp's Q4_1 file keeps it in
+  Q8_0; int8 throughout), on every runtime backend present,
   the cpu backend both exact and with int8 activations (`--accuracy int8`).
 * transformers fp32 (the float checkpoint), with its KV cache.
 * ONNX Runtime: edgec's ONNX export of the same int4:g128 model (MatMulNBits, accuracy level 0),
@@ -177,7 +178,8 @@ def one_round(args, work: Path) -> list[dict]:
     return rows
 
 
-EDGEC_FILES = {"int4:g128": "int4.edgec", "int4:g128, head too": "int4-head.edgec", "int8, head too": "int8-head.edgec"}
+EDGEC_FILES = {"int4:g128": "int4.edgec", "int4:g128, head too": "int4-head.edgec",
+               "int4:g128, head int8": "int4-head8.edgec", "int8, head too": "int8-head.edgec"}
 
 
 def has_llama_cpp() -> bool:
@@ -196,6 +198,8 @@ def prepare_files(args, work: Path) -> None:
         "int4.edgec": ["--format", "int4:g128", "--to", "edgec", "--to", "onnx", "-o", str(work / "int4")],
         "fp32.onnx": ["--to", "onnx", "-o", str(work / "fp32.onnx")],
         "int4-head.edgec": ["--format", "int4:g128", "--include-head", "--to", "edgec", "-o", str(work / "int4-head.edgec")],
+        "int4-head8.edgec": ["--format", "int4:g128", "--head-format", "int8", "--to", "edgec",
+                             "-o", str(work / "int4-head8.edgec")],
         "int8-head.edgec": ["--format", "int8", "--include-head", "--to", "edgec", "-o", str(work / "int8-head.edgec")],
     }
     for name, export_args in exports.items():

@@ -179,3 +179,17 @@ def test_export_to_both_targets_at_once_and_inspect_the_onnx_file(compressed_int
     assert "MatMulNBits" in text and "model.layers.1.mlp.down_proj" in text
     done = run_cli("inspect", str(compressed_int4 / "edgec-compression.json"))
     assert done.returncode == 2 and "not a readable ONNX file" in done.stderr
+
+
+def test_head_format_stores_the_head_apart_from_the_blocks(tiny_llama_dir, tmp_path):
+    out = tmp_path / "m.edgec"
+    done = run_cli("export", "-m", str(tiny_llama_dir), "-f", "int4:g32", "--head-format", "int8", "--to", "edgec",
+                   "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with open_container(out) as f:
+        assert str(f.resolve("lm_head.weight").format) == "int8"
+        assert str(f.resolve("model.embed_tokens.weight").format) == "int8"  # tied to the head
+        assert str(f.resolve("model.layers.0.mlp.up_proj.weight").format) == "int4:g32"
+    done = run_cli("export", "-m", str(tiny_llama_dir), "--head-format", "int8", "--to", "edgec", "-o", str(tmp_path / "x.edgec"))
+    assert done.returncode == 2 and "--head-format goes with --format" in done.stderr
+    assert not (tmp_path / "x.edgec").exists()

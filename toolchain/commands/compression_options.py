@@ -21,7 +21,7 @@ METHODS = ["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt
 
 @dataclass(frozen=True)
 class CompressionOptions:
-    """Everything the compression options say; `fmt` and `plan_path` are both None when nothing is asked."""
+    """Everything the compression options say; `fmt`, `plan_path` and `head_fmt` are all None when nothing is asked."""
 
     fmt: str | None
     plan_path: str | None
@@ -34,13 +34,15 @@ class CompressionOptions:
     damp: float
     no_clip: bool
     alpha: float
+    head_fmt: str | None = None  # the head's (and tied embedding's) own format, with --format
 
     @property
     def requested(self) -> bool:
-        return self.fmt is not None or self.plan_path is not None
+        return self.fmt is not None or self.plan_path is not None or self.head_fmt is not None
 
 
-_FIELDS = ("fmt", "plan_path", "method", "sparsity", "include_head", "samples", "seq_len", "act_order", "damp", "no_clip", "alpha")
+_FIELDS = ("fmt", "plan_path", "method", "sparsity", "include_head", "samples", "seq_len", "act_order", "damp", "no_clip",
+           "alpha", "head_fmt")
 _OPTIONS = [
     format_option,
     click.option("--plan", "plan_path", default=None, type=click.Path(dir_okay=False), metavar="PLAN",
@@ -51,6 +53,9 @@ _OPTIONS = [
                  help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5)."),
     click.option("--include-head", is_flag=True,
                  help="Also compress the output head (and the embedding tied to it); by RTN when --method is calibrated."),
+    click.option("--head-format", "head_fmt", default=None, metavar="FORMAT",
+                 help="With --format: store the output head (and the embedding tied to it) in this format instead, "
+                      "by RTN (e.g. int8 beside int4 blocks, as llama.cpp's Q4 files keep a Q8_0 head)."),
     click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, help="Calibration windows."),
     click.option("--seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per calibration window."),
     click.option("--act-order/--no-act-order", default=True, show_default=True,
@@ -99,15 +104,22 @@ def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
 
     if options.fmt is not None and options.plan_path is not None:
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
+    if options.head_fmt is not None and options.fmt is None:
+        raise EdgecError("--head-format goes with --format (a plan already names the head's format)")
     plan = read_plan(Path(options.plan_path)) if options.plan_path is not None else None
     if plan is not None:
         request = plan_request(plan, loaded, Path(options.plan_path))
     else:
         fmt = parse_format(options.fmt)
-        formats = uniform_assignment(loaded.model, loaded.adapter, fmt, options.include_head)
         head = loaded.adapter.head(loaded.model)
+        formats = uniform_assignment(loaded.model, loaded.adapter, fmt, options.include_head or options.head_fmt is not None)
+        if options.head_fmt is not None:
+            if head is None:
+                raise EdgecError(f"--head-format: {loaded.name} has no output head")
+            formats[head.name] = parse_format(options.head_fmt)
         method = options.method
-        request = {name: LayerConfig(f, "rtn" if head is not None and name == head.name and PASSES[method].calibrated
+        request = {name: LayerConfig(f, "rtn" if head is not None and name == head.name and (PASSES[method].calibrated
+                                                                                           or options.head_fmt is not None)
                                      else method, options.sparsity or 0.0) for name, f in formats.items()}
     passes = {"gptq": GPTQ(GPTQOptions(damp=options.damp, act_order=options.act_order, clip=not options.no_clip)),
               "sparsegpt": SparseGPT(SparseGPTOptions(damp=options.damp)),
