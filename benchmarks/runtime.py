@@ -164,6 +164,7 @@ def one_round(args, work: Path) -> list[dict]:
         for backend in backend_names()[1:]:
             for accuracy in ("exact", "int8") if backend == "cpu" else ("exact",):
                 done, _, _ = edgec("bench", str(work / path), "--backend", backend, "--accuracy", accuracy,
+                                   "--threads", str(args.threads),
                                    "--prompt-len", str(args.prompt_len), "--gen", str(args.gen), "--json")
                 r = json.loads(done.stdout)
                 engine = f"edgec {backend}" + (" a8" if accuracy == "int8" else "")

@@ -33,9 +33,9 @@ class RuntimeModel:
     """A loaded `.edgec` model: `forward` for logits, `generate` for text, `tokenizer` for ids."""
 
     def __init__(self, file: EdgecFile, backend: str = "auto", context: int | None = None,
-                 accuracy: str = "exact") -> None:
+                 accuracy: str = "exact", threads: int | None = None) -> None:
         self.file = file
-        self.backend = make_backend(backend, accuracy)
+        self.backend = make_backend(backend, accuracy, threads)
         meta = file.metadata
         self.config: ModelConfig = model_config(meta["general.architecture"], meta["model.config"])
         self.context = min(context or DEFAULT_CONTEXT, self.config.max_positions)
@@ -149,15 +149,16 @@ class RuntimeModel:
 
 
 def load(path: str | os.PathLike[str], backend: str = "auto", context: int | None = None,
-         verify: bool = True, accuracy: str = "exact") -> RuntimeModel:
+         verify: bool = True, accuracy: str = "exact", threads: int | None = None) -> RuntimeModel:
     """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens.
 
     accuracy="int8" quantizes activations to int8 for int4/int8 layers during decode on the
     cpu backend (faster, not exact; see docs/runtime.md); the default computes exactly.
+    threads sets the cpu kernels' threads (process-wide; default: every CPU this process may use).
     """
     file = open_container(path, verify=verify)
     try:
-        model = RuntimeModel(file, backend, context, accuracy)
+        model = RuntimeModel(file, backend, context, accuracy, threads)
     except BaseException:
         file.close()
         raise

@@ -62,13 +62,13 @@ def _threads(backend: str) -> int:
 
 
 def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "auto",
-              context: int | None = None, accuracy: str = "exact") -> BenchResult:
+              context: int | None = None, accuracy: str = "exact", threads: int | None = None) -> BenchResult:
     """Open `path`, prefill `prompt_ids`, then decode `generate` tokens greedily, timing each part."""
     from edgec.runtime import load
 
     baseline = current_rss_bytes()
     start = time.perf_counter()
-    model = load(path, backend=backend, context=context, accuracy=accuracy)
+    model = load(path, backend=backend, context=context, accuracy=accuracy, threads=threads)
     opened = time.perf_counter()
     cache = model.new_cache()
     logits = model.forward(prompt_ids, cache, all_logits=False)[-1]

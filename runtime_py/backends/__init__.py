@@ -26,8 +26,11 @@ def available_backends() -> dict[str, str | None]:
     return {name: reason() for name, (_, reason) in _BACKENDS.items()}
 
 
-def make_backend(name: str = "auto", accuracy: str = "exact") -> Backend:
+def make_backend(name: str = "auto", accuracy: str = "exact", threads: int | None = None) -> Backend:
     """The backend called `name`; 'auto' is the fastest one available here.
+
+    threads: the cpu kernels' threads (a process-wide setting; default every CPU this
+    process may run on); the reference backend leaves threading to numpy's BLAS.
 
     accuracy="exact" computes every layer from its format's exact dequantized weights;
     "int8" lets the cpu backend quantize activations to int8 for int4/int8 layers during
@@ -39,8 +42,10 @@ def make_backend(name: str = "auto", accuracy: str = "exact") -> Backend:
         name = next(n for n, why in available_backends().items() if why is None)
     if name not in _BACKENDS:
         raise EdgecError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
+    if threads is not None and not 1 <= threads <= 256:
+        raise EdgecError(f"threads must be between 1 and 256, got {threads}")
     if name == "cpu":
-        return CpuBackend(accuracy=accuracy)
+        return CpuBackend(threads=threads, accuracy=accuracy)
     if accuracy != "exact":
         raise EdgecError(f"accuracy {accuracy!r} needs the cpu backend; the {name} backend computes exactly")
     return _BACKENDS[name][0]()

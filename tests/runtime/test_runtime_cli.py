@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run_cli
 from runtime_helpers import PROMPT, export
 
 from edgec.runtime import load
+from edgec.runtime.backends import available_backends
 
 
 def test_run_streams_the_greedy_continuation(tiny_llama_dir, tmp_path):
@@ -79,3 +81,22 @@ def test_bench_refuses_to_append_without_a_plan_for_that_device(tiny_llama_dir, 
     done = run_cli("bench", str(path), "--gen", "2", "--append-profile", str(profile))
     assert done.returncode == 2 and "carries no plan" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert profile.read_text() == before
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the CPU kernels were not built")
+def test_threads_and_accuracy_reach_the_cpu_kernels(tiny_llama_dir, tmp_path):
+    from edgec.kernels import cpu
+
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int4:g32")
+    before = cpu.threads()
+    try:
+        model = load(path, threads=1, accuracy="int8")
+        assert cpu.threads() == 1 and model.backend.accuracy == "int8"
+    finally:
+        cpu.set_threads(before)
+    done = run_cli("bench", str(path), "--prompt-len", "8", "--gen", "2", "--threads", "1", "--accuracy", "int8", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["threads"] == 1 and result["accuracy"] == "int8"
+    done = run_cli("run", str(path), "-p", "x", "-n", "2", "--threads", "0")
+    assert done.returncode == 2 and "--threads" in done.stderr

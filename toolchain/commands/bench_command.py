@@ -20,7 +20,7 @@ from edgec.commands.runtime_options import runtime_options
                    "decode and prefill predictions the planner then calibrates by it. The plan must be for that device.")
 @runtime_options
 @json_option
-def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, context, as_json) -> None:
+def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, threads, context, as_json) -> None:
     """Measure FILE on this machine: open time, time to first token, prefill and decode tokens/s, peak memory.
 
     When the file carries a plan, its predictions are printed beside the measurements
@@ -44,7 +44,7 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, contex
 
         check_plan_device(stored_plan, load_profile(profile_path), file)  # before measuring
     prompt = tokenizer.encode(evaluation_text()[:20 * prompt_len])[:prompt_len]
-    r = run_bench(file, prompt, gen, backend, context, accuracy)
+    r = run_bench(file, prompt, gen, backend, context, accuracy, threads)
     appended = _append_profile(profile_path, file, stored_plan, r) if profile_path else None
     if as_json:
         click.echo(json.dumps({**r.to_json(), "appended_to": profile_path}, indent=2))

@@ -20,14 +20,15 @@ from edgec.commands.runtime_options import runtime_options
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
 @click.option("--stop", multiple=True, help="Stop before this text (repeatable).")
 @runtime_options
-def run_command(file, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, backend, accuracy, context) -> None:
+def run_command(file, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, backend, accuracy, threads,
+                context) -> None:
     """Continue PROMPT with the model in FILE, printing the text as it is generated.
 
     The runtime reads the tokenizer from the file; nothing but the file is needed.
     """
     from edgec.runtime import load
 
-    model = load(file, backend=backend, context=context, accuracy=accuracy)
+    model = load(file, backend=backend, context=context, accuracy=accuracy, threads=threads)
     click.echo(prompt, nl=False)
     for piece in model.generate(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop):
         click.echo(piece, nl=False)
