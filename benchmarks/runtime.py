@@ -157,11 +157,11 @@ def ratios(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
 def one_round(args, work: Path) -> list[dict]:
     """Every engine once, each in its own process."""
     from edgec.models.embedded import EMBEDDED
-    from edgec.runtime.backends import backend_names
+    from edgec.runtime.backends import available_backends
 
     rows = []
     for name, path in EDGEC_FILES.items():
-        for backend in backend_names()[1:]:
+        for backend in (b for b, why in available_backends().items() if why is None):
             for accuracy in ("exact", "int8") if backend == "cpu" else ("exact",):
                 done, _, _ = edgec("bench", str(work / path), "--backend", backend, "--accuracy", accuracy,
                                    "--threads", str(args.threads),

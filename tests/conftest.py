@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# Triton kernels run in Triton's interpreter on CPU tensors (no GPU here); it must be chosen
+# before Triton is first imported. The runtime's `auto` never picks the interpreter.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch

@@ -135,6 +135,16 @@ def _convert(fmt: Format, packed: Packed, shape: tuple[int, int]) -> Parts:
     return converter(fmt, _checked(fmt, packed, shape), shape)
 
 
+def storage_parts(fmt: Format, packed: Packed, shape: tuple[int, int]) -> Parts:
+    """A weight's stored buffers as a storage kind, group and arrays (see kernels/cpu/weight.h): what
+    every compiled kernel family (these, and the Triton ones) reads. Raises FormatError naming the culprit."""
+    if len(shape) != 2:
+        raise FormatError(f"format {fmt}: linear weights must be 2-D (N, K), got shape {tuple(shape)}")
+    shape = (int(shape[0]), int(shape[1]))
+    fmt.check_shape(shape)
+    return _convert(fmt, packed, shape)
+
+
 def prepare(fmt: Format, packed: Packed, shape: tuple[int, int]) -> PreparedWeight:
     """Convert a weight's stored buffers (as `fmt.buffers(shape)` lists them) for `linear`.
 
@@ -143,11 +153,8 @@ def prepare(fmt: Format, packed: Packed, shape: tuple[int, int]) -> PreparedWeig
     compiled kernels are unavailable.
     """
     cpu = extension()
-    if len(shape) != 2:
-        raise FormatError(f"format {fmt}: linear weights must be 2-D (N, K), got shape {tuple(shape)}")
+    parts = storage_parts(fmt, packed, shape)
     shape = (int(shape[0]), int(shape[1]))
-    fmt.check_shape(shape)
-    parts = _convert(fmt, packed, shape)
     a = parts.arrays
     handle = cpu.Weight(cpu.KINDS[parts.kind], shape[0], shape[1], parts.group,
                         a["q"], a.get("scale"), a.get("minv"), a.get("meta"))

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from edgec.runtime.backends.base import Backend, Linear
 from edgec.runtime.backends.cpu import ACCURACIES, CpuBackend, cpu_kernels_reason
 from edgec.runtime.backends.reference import ReferenceBackend
+from edgec.runtime.backends.triton import TritonBackend, triton_gpu_reason, triton_reason
 from edgec.runtime.errors import EdgecError
 
-# fastest first: name -> (class, why it cannot run here or None)
-_BACKENDS: dict[str, tuple[type[Backend], Callable[[], str | None]]] = {
-    "cpu": (CpuBackend, cpu_kernels_reason),
-    "reference": (ReferenceBackend, lambda: None),
+# fastest first: name -> (class, why it cannot run here or None, why `auto` should not pick it or None)
+_BACKENDS: dict[str, tuple[type[Backend], Callable[[], str | None], Callable[[], str | None]]] = {
+    "triton": (TritonBackend, triton_reason, triton_gpu_reason),
+    "cpu": (CpuBackend, cpu_kernels_reason, cpu_kernels_reason),
+    "reference": (ReferenceBackend, lambda: None, lambda: None),
 }
 
 
@@ -23,7 +25,7 @@ def backend_names() -> list[str]:
 
 def available_backends() -> dict[str, str | None]:
     """Backend name -> None if it runs here, else the reason it does not."""
-    return {name: reason() for name, (_, reason) in _BACKENDS.items()}
+    return {name: reason() for name, (_, reason, _) in _BACKENDS.items()}
 
 
 def make_backend(name: str = "auto", accuracy: str = "exact", threads: int | None = None) -> Backend:
@@ -39,7 +41,7 @@ def make_backend(name: str = "auto", accuracy: str = "exact", threads: int | Non
     if accuracy not in ACCURACIES:
         raise EdgecError(f"unknown accuracy {accuracy!r}; choose one of {', '.join(ACCURACIES)}")
     if name == "auto":
-        name = next(n for n, why in available_backends().items() if why is None)
+        name = next(n for n, (_, _, why) in _BACKENDS.items() if why() is None)
     if name not in _BACKENDS:
         raise EdgecError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
     if threads is not None and not 1 <= threads <= 256:

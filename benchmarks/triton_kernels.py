@@ -1,0 +1,96 @@
+"""Triton kernels (edgec.kernels.triton) on a GPU: GB/s of stored weights and speed against torch's fp16 matmul.
+
+    python benchmarks/triton_kernels.py [--formats int4:g128,int8,...] [--json triton.json]
+    TRITON_INTERPRET=1 python benchmarks/triton_kernels.py --quick     # checks the script on CPU; no figures
+
+Shapes: SmolLM2-135M's fused qkv (960, 576), gate+up (3072, 576), down (576, 1536) and head
+(49152, 576), and a 7B LLaMA's qkv (12288, 4096), gate+up (22016, 4096) and down (4096, 11008).
+M = 1 (decode GEMV) and M = 512 (prefill GEMM). Each kernel is validated against the format's
+numpy dequantization first, then timed with `triton.testing.do_bench` (median), beside
+`x.half() @ W.half().T` (torch, cuBLAS) timed the same way in the same run. Reported per format
+and shape: microseconds, GB/s of stored weight bytes read and its fraction of `--peak-gbs`
+(the GPU's data-sheet memory bandwidth), TFLOP/s, and torch fp16's time over the kernel's.
+The target for int4 decode is >= 80 % of peak bandwidth and >= 3x torch fp16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+SMOL = {"qkv": (960, 576), "gate_up": (3072, 576), "down": (576, 1536), "head": (49152, 576)}
+LLAMA7B = {"7b qkv": (12288, 4096), "7b gate_up": (22016, 4096), "7b down": (4096, 11008)}
+FORMATS = "int4:g128,int4:g128:asym,int3:g128,int2:g64,int8,nf4:g64,fp8,fp16,2:4,2:4+int4:g128"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--formats", default=FORMATS)
+    parser.add_argument("--peak-gbs", type=float, default=3350.0, help="the GPU's memory bandwidth (H100 SXM: 3350)")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, one format per family: checks the script")
+    parser.add_argument("--json", type=str)
+    args = parser.parse_args()
+
+    import torch
+    import triton.testing
+
+    from edgec.kernels import triton as tk
+    from edgec.runtime.formats import parse_format
+
+    if not tk.available():
+        sys.exit(f"Triton kernels unavailable: {tk.unavailable_reason()}")
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    device = "cpu" if interpreted else "cuda"
+    shapes = {"tiny": (40, 96)} if args.quick else {**SMOL, **LLAMA7B}
+    ms = (1, 16) if args.quick else (1, 512)
+    formats = ["int4:g32", "fp8", "2:4+int4:g32"] if args.quick else args.formats.split(",")
+    if interpreted:
+        print("TRITON_INTERPRET=1: checking the script only; these timings are not figures")
+
+    def bench(fn) -> float:
+        if interpreted:
+            import time
+
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+        return triton.testing.do_bench(fn, return_mode="median") * 1e-3
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, (n, k) in shapes.items():
+        w = rng.standard_normal((n, k), dtype=np.float32) * 0.05
+        w16 = torch.from_numpy(w).to(device).half()
+        for m in ms:
+            x = torch.randn((m, k), device=device)
+            x16 = x.half()
+            t_torch = bench(lambda: x16 @ w16.T)
+            for text in formats:
+                fmt = parse_format(text)
+                if fmt.is_sparse and k % 4:
+                    continue
+                packed = fmt.quantize(w)
+                weight = tk.prepare(fmt, packed, (n, k), device=device)
+                expected = x.cpu().numpy() @ fmt.dequantize(packed, (n, k)).T
+                got = tk.linear(weight, x).cpu().numpy()
+                scale = np.abs(x.cpu().numpy()) @ np.abs(fmt.dequantize(packed, (n, k))).T
+                if not (np.abs(got - expected) <= (1e-5 if m < 16 else 2e-3) * scale + 1e-30).all():
+                    sys.exit(f"{text} {name} M={m}: the kernel disagrees with the numpy reference")
+                t = bench(lambda: tk.linear(weight, x))
+                stored = fmt.nbytes((n, k))
+                rows.append({"format": text, "shape": name, "n": n, "k": k, "m": m, "seconds": t, "torch_fp16_seconds": t_torch,
+                             "gbs": stored / t / 1e9, "tflops": 2 * m * n * k / t / 1e12})
+                r = rows[-1]
+                print(f"{text:>16} {name:>11} M={m:<4} {t * 1e6:10.1f} us {r['gbs']:8.1f} GB/s "
+                      f"({r['gbs'] / args.peak_gbs:6.1%} of peak) {r['tflops']:7.2f} TFLOP/s  x{t_torch / t:5.2f} torch fp16")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter", "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

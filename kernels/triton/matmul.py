@@ -1,0 +1,135 @@
+"""`linear`: y = x @ W^T from a prepared weight's stored buffers, by two Triton kernels.
+
+* `_gemv` (M < 16 rows, decode): one program per block of BLOCK_N output rows, one x row and
+  one K split; each weight tile is decoded in registers and multiplied elementwise with the x
+  row, accumulated in float32. With SPLIT_K > 1 the partial sums are added atomically into a
+  zeroed output (more programs when N alone does not fill the GPU).
+* `_gemm` (prefill): BLOCK_M x BLOCK_N output tiles; per K step an x tile and a decoded weight
+  tile meet in `tl.dot` as float16 with float32 accumulation, on tensor cores on a GPU (bf16
+  weights, whose range float16 lacks, as float32: tf32 tensor cores).
+
+Block sizes come from `gemv_configs` / `gemm_configs` (autotuned per N, K on a GPU; one fixed
+configuration in the interpreter, where tuning would only cost time). Sizes that are not
+multiples of a block, group or byte are masked.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+from edgec.kernels.triton.dequant import decode_tile
+
+GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def gemv_configs() -> list[triton.Config]:
+    """Block sizes tried for decode; the interpreter takes the first."""
+    configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=w)
+               for bn, bk, w in ((32, 128, 4), (64, 128, 4), (16, 256, 4), (128, 64, 8)) for sk in (1, 4)]
+    return configs[:1] if _interpreted() else configs
+
+
+def gemm_configs() -> list[triton.Config]:
+    """Block sizes tried for prefill; the interpreter takes the first."""
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+               for bm, bn, bk, w, s in ((16, 32, 32, 4, 2), (64, 64, 64, 4, 3), (128, 128, 64, 8, 3),
+                                        (64, 128, 32, 4, 4), (128, 64, 64, 4, 3))]
+    return configs[:1] if _interpreted() else configs
+
+
+_KEY = ["N", "K", "KIND", "BITS", "SPARSE"]
+
+
+@triton.autotune(configs=gemv_configs(), key=_KEY, reset_to_zero=["y_ptr"])
+@triton.jit
+def _gemv(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, N, K, stride_xm, stride_ym,
+          q_stride, ng, group, meta_stride, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr,
+          SPARSE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
+    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    acc = tl.zeros((BLOCK_N,), tl.float32)
+    k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    k_start = pid_k * k_per_split
+    for k0 in range(k_start, k_start + k_per_split, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        col_ok = cols < K
+        x = tl.load(x_ptr + m * stride_xm + cols, mask=col_ok, other=0.0).to(tl.float32)
+        w = decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows[:, None], cols[None, :],
+                        row_ok[:, None] & col_ok[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE)
+        acc += tl.sum(w * x[None, :], axis=1)
+    out = y_ptr + m * stride_ym + rows
+    if SPLIT_K == 1:
+        tl.store(out, acc, mask=row_ok)
+    else:
+        tl.atomic_add(out, acc, mask=row_ok)
+
+
+@triton.autotune(configs=gemm_configs(), key=_KEY)
+@triton.jit
+def _gemm(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, M, N, K, stride_xm, stride_ym,
+          q_stride, ng, group, meta_stride, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr,
+          SPARSE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    dot_type = tl.float32 if KIND == 1 else tl.float16  # bf16 weights may exceed float16's range: tf32 on a GPU
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + rm[:, None].to(tl.int64) * stride_xm + rk[None, :],
+                    mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)
+        w = decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rn[:, None], rk[None, :],
+                        (rn < N)[:, None] & (rk < K)[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE)
+        acc += tl.dot(x.to(dot_type), tl.trans(w.to(dot_type)))
+    tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], acc,
+             mask=(rm < M)[:, None] & (rn < N)[None, :])
+
+
+def linear(weight, x, out=None):
+    """y = x @ W^T: x a float tensor (M, K) on the weight's device, rows contiguous; returns float32 (M, N).
+
+    Decode-sized inputs (M < 16) accumulate exactly in float32; larger ones multiply float16
+    operands (float32, tf32 on a GPU, for bf16 weights) with float32 accumulation. Wrong dtypes, shapes or
+    devices raise TypeError/ValueError naming the argument.
+    """
+    import torch
+
+    n, k = weight.shape
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point torch tensor, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[1] != k or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (M, {k}) for a weight of shape ({n}, {k}), got {tuple(x.shape)}")
+    if x.device != weight.device:
+        raise ValueError(f"x is on {x.device}, the weight on {weight.device}")
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    m = x.shape[0]
+    if out is None:
+        out = torch.empty((m, n), dtype=torch.float32, device=x.device)
+    elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
+    meta = weight.meta if weight.meta is not None else weight.q
+    common = (weight.q, weight.scale, weight.minv, weight.lut, meta)
+    sizes = (weight.q.shape[1], weight.ng, weight.group, meta.shape[1] if weight.meta is not None else 0)
+    flags = dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, SPARSE=weight.meta is not None)
+    if m < GEMV_MAX_M:
+        out.zero_()  # split-K programs add into it
+
+        def grid(meta):
+            return (triton.cdiv(n, meta["BLOCK_N"]), m, meta["SPLIT_K"])
+
+        _gemv[grid](x, out, *common, n, k, x.stride(0), out.stride(0), *sizes, **flags)
+    else:
+        def grid(meta):
+            return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+
+        _gemm[grid](x, out, *common, m, n, k, x.stride(0), out.stride(0), *sizes, **flags)
+    return out
