@@ -17,12 +17,23 @@ import importlib.util
 import os
 
 
+_GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
+
+
+def _gpu_device_present() -> bool:
+    """Whether the OS shows a GPU, checked before importing torch: the runtime asks on every `load`,
+    and importing torch costs seconds and hundreds of MB that an app running on the CPU must not pay."""
+    return any(os.path.exists(p) for p in _GPU_DEVICE_NODES)
+
+
 def unavailable_reason() -> str | None:
     """None if the Triton kernels can run in this process, else why not."""
     if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
         return "the Triton kernels need the `triton` and `torch` packages (pip install triton)"
     if os.environ.get("TRITON_INTERPRET") == "1":
         return None
+    if not _gpu_device_present():
+        return "no GPU here (set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter on CPU tensors)"
     import torch
 
     if not torch.cuda.is_available():

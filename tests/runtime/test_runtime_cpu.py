@@ -29,3 +29,20 @@ def test_cpu_backend_matches_reference(fmt, tiny_llama_dir, tmp_path):
 def test_auto_picks_the_cpu_backend(tiny_llama_dir, tmp_path):
     path = export(tiny_llama_dir, tmp_path / "m.edgec", "int4:g32")
     assert load(path).backend.name == "cpu"
+
+
+@pytest.mark.skipif(__import__("edgec.kernels.triton", fromlist=["_gpu_device_present"])._gpu_device_present(),
+                    reason="a GPU is present: auto picks the triton backend, which uses torch")
+def test_running_a_model_imports_neither_torch_nor_triton(tiny_llama_dir, tmp_path):
+    """The runtime an app embeds stays light: choosing a backend must not import torch to look for a GPU."""
+    import os
+    import subprocess
+    import sys
+
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int4:g32")
+    code = ("import sys\nfrom edgec.runtime import load\nm = load(sys.argv[1])\nm.forward([1, 2, 3])\n"
+            "print(m.backend.name, sorted(k for k in ('torch', 'triton', 'transformers') if k in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["cpu", "[]"]
