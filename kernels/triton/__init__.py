@@ -20,7 +20,7 @@ import os
 _GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
 
 
-def _gpu_device_present() -> bool:
+def gpu_present() -> bool:
     """Whether the OS shows a GPU, checked before importing torch: the runtime asks on every `load`,
     and importing torch costs seconds and hundreds of MB that an app running on the CPU must not pay."""
     return any(os.path.exists(p) for p in _GPU_DEVICE_NODES)
@@ -32,7 +32,7 @@ def unavailable_reason() -> str | None:
         return "the Triton kernels need the `triton` and `torch` packages (pip install triton)"
     if os.environ.get("TRITON_INTERPRET") == "1":
         return None
-    if not _gpu_device_present():
+    if not gpu_present():
         return "no GPU here (set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter on CPU tensors)"
     import torch
 
@@ -60,4 +60,4 @@ def linear(weight, x, out=None):
     return _linear(weight, x, out)
 
 
-__all__ = ["available", "linear", "prepare", "unavailable_reason"]
+__all__ = ["available", "gpu_present", "linear", "prepare", "unavailable_reason"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from runtime_helpers import PROMPT, export
 
+from edgec.kernels.triton import gpu_present
 from edgec.runtime import load
 from edgec.runtime.backends import available_backends
 
@@ -31,7 +32,7 @@ def test_auto_picks_the_cpu_backend(tiny_llama_dir, tmp_path):
     assert load(path).backend.name == "cpu"
 
 
-@pytest.mark.skipif(__import__("edgec.kernels.triton", fromlist=["_gpu_device_present"])._gpu_device_present(),
+@pytest.mark.skipif(gpu_present(),
                     reason="a GPU is present: auto picks the triton backend, which uses torch")
 def test_running_a_model_imports_neither_torch_nor_triton(tiny_llama_dir, tmp_path):
     """The runtime an app embeds stays light: choosing a backend must not import torch to look for a GPU."""
