@@ -15,7 +15,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, BertConfig, BertModel, LlamaConfig, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM, BertConfig, BertModel, LlamaConfig, MistralConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen3Config,
+)
 
 from edgec.data import evaluation_text
 
@@ -83,3 +85,29 @@ def cli_json(*args: str, env: dict | None = None) -> dict:
     done = run_cli(*args, "--json", env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+_FAMILY_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=TINY_VOCAB, max_position_embeddings=256, tie_word_embeddings=True)
+LLAMA_FAMILIES = {
+    "llama": lambda: LlamaConfig(**_FAMILY_SIZES),
+    "mistral": lambda: MistralConfig(**_FAMILY_SIZES, sliding_window=8),
+    "qwen2": lambda: Qwen2Config(**_FAMILY_SIZES),
+    "qwen3": lambda: Qwen3Config(**_FAMILY_SIZES, head_dim=16),
+}
+
+
+@pytest.fixture(scope="session", params=list(LLAMA_FAMILIES))
+def family_dir(request, tmp_path_factory):
+    """A tiny model of each LLaMA-family variant (LLaMA; Mistral with a window of 8; Qwen2, q/k/v biases;
+    Qwen3, q/k norms) whose biases and norm weights are random (their defaults would hide a bug)."""
+    path = tmp_path_factory.mktemp(request.param)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LLAMA_FAMILIES[request.param]())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.copy_(torch.randn_like(p) * 0.5 + (0 if name.endswith("bias") else 1))
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path

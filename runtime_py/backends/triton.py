@@ -1,8 +1,9 @@
 """The `triton` backend: every linear layer by the Triton kernels of `edgec.kernels.triton`, on the GPU.
 
 Each weight's stored buffers are copied to the device once (codes as stored, scales widened to
-float32; no float copy of the weight); activations cross to the device and back per call. The
-executors' norms, rotary embeddings and attention stay in numpy on the host. Without a GPU it
+float32; no float copy of the weight). LLaMA-family models run their whole pass on the device
+(runtime_py/backends/triton_decoder.py); other executors call each linear layer with host
+activations, which cross to the device and back per call. Without a GPU it
 runs in Triton's interpreter when TRITON_INTERPRET=1 is set (for tests: slow, and never picked
 by `auto`).
 """
@@ -47,14 +48,27 @@ class TritonBackend(Backend):
         self._tk = tk
 
     def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
+        kernel = TritonKernel(self._tk.prepare(fmt, buffers, shape))
+        w = kernel.weight
+        held = [w.q, w.scale, w.minv, w.lut] + ([w.meta] if w.meta is not None else [])
+        on_host = w.device.type == "cpu"
+        return kernel, sum(t.numel() * t.element_size() for t in held) if on_host else 0
+
+    def fused_llama(self, config, blocks, norm, head, rotary):
+        from edgec.runtime.backends.triton_decoder import DeviceLlama
+
+        return DeviceLlama.build(config, blocks, norm, head, rotary)
+
+
+class TritonKernel:
+    """y = x @ W^T for numpy x through the Triton kernels (the weight on its device)."""
+
+    def __init__(self, weight) -> None:
+        from edgec.kernels import triton as tk
+
+        self.weight, self._linear = weight, tk.linear
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        weight = self._tk.prepare(fmt, buffers, shape)
-        linear = self._tk.linear
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return linear(weight, torch.from_numpy(x).to(weight.device)).cpu().numpy()
-
-        held = [weight.q, weight.scale, weight.minv, weight.lut] + ([weight.meta] if weight.meta is not None else [])
-        on_host = weight.device.type == "cpu"
-        return run, sum(t.numel() * t.element_size() for t in held) if on_host else 0
+        return self._linear(self.weight, torch.from_numpy(x).to(self.weight.device)).cpu().numpy()

@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_tokenizer
 from runtime_helpers import PROMPT, export, transformers_twin
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 from edgec.commands.compression_options import CompressionOptions, run_compression
 from edgec.exporters.edgec_export import export_edgec
@@ -22,31 +20,6 @@ from edgec.runtime.backends import available_backends
 from edgec.runtime.errors import EdgecError
 
 pytestmark = pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the CPU kernels were not built")
-
-SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=320, max_position_embeddings=256, tie_word_embeddings=True)
-FAMILIES = {
-    "llama": lambda: LlamaConfig(**SIZES),
-    "mistral": lambda: MistralConfig(**SIZES, sliding_window=8),
-    "qwen2": lambda: Qwen2Config(**SIZES),
-    "qwen3": lambda: Qwen3Config(**SIZES, head_dim=16),
-}
-
-
-@pytest.fixture(scope="module", params=list(FAMILIES))
-def family_dir(request, tmp_path_factory):
-    """A tiny model of one family whose biases and norm weights are random (their defaults would hide a bug)."""
-    path = tmp_path_factory.mktemp(request.param)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(FAMILIES[request.param]())
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.5 + (0 if name.endswith("bias") else 1))
-    model.save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
-
 
 def python_steps(model):
     """The model with its fused pass switched off: the executor's numpy steps around the same kernels."""

@@ -1,0 +1,114 @@
+"""The decoder's other operations as Triton kernels, float32 throughout: RMSNorm, SwiGLU, rotary
+positions and attention over a key/value cache. They keep a LLaMA-family pass on the device
+between the linear layers (runtime_py/backends/triton_decoder.py); each mirrors the numpy
+executor's step (runtime_py/executors/common.py, rope.py) and is tested against it.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+SILU_FLUSH = -60.0  # as the numpy executor: silu below it is 0 (subnormal products are slow)
+PROB_FLUSH = -60.0  # attention weights below exp(-60) of the row's largest are 0
+
+
+@triton.jit
+def _rms_norm(x_ptr, w_ptr, y_ptr, n, eps, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    ok = cols < n
+    x = tl.load(x_ptr + row * n + cols, mask=ok, other=0.0)
+    denom = tl.sqrt(tl.sum(x * x, axis=0) / n + eps)
+    tl.store(y_ptr + row * n + cols, x / denom * tl.load(w_ptr + cols, mask=ok, other=0.0), mask=ok)
+
+
+def rms_norm(x, weight, eps: float):
+    """x / sqrt(mean(x^2) + eps) * weight over the last axis of a contiguous float32 tensor."""
+    import torch
+
+    n = x.shape[-1]
+    y = torch.empty_like(x)
+    _rms_norm[(x.numel() // n,)](x, weight, y, n, eps, BLOCK=triton.next_power_of_2(n))
+    return y
+
+
+@triton.jit
+def _silu_mul(g_ptr, u_ptr, total, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < total
+    g = tl.load(g_ptr + offs, mask=ok, other=0.0)
+    u = tl.load(u_ptr + offs, mask=ok, other=0.0)
+    y = tl.where(g < SILU_FLUSH, 0.0, g / (1.0 + tl.exp(-tl.maximum(g, SILU_FLUSH))) * u)  # no overflow below the flush
+    tl.store(g_ptr + offs, y, mask=ok)
+
+
+def silu_mul_(gate, up):
+    """gate = silu(gate) * up, in place (SwiGLU)."""
+    total = gate.numel()
+    _silu_mul[(triton.cdiv(total, 1024),)](gate, up, total, BLOCK=1024)
+    return gate
+
+
+@triton.jit
+def _rope(x_ptr, cos_ptr, sin_ptr, start, heads, half, BLOCK: tl.constexpr):
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    j = tl.arange(0, BLOCK)
+    ok = j < half
+    base = x_ptr + (t * heads + h) * 2 * half
+    a = tl.load(base + j, mask=ok, other=0.0)
+    b = tl.load(base + half + j, mask=ok, other=0.0)
+    c = tl.load(cos_ptr + (start + t) * half + j, mask=ok, other=0.0)
+    s = tl.load(sin_ptr + (start + t) * half + j, mask=ok, other=0.0)
+    tl.store(base + j, a * c - b * s, mask=ok)
+    tl.store(base + half + j, b * c + a * s, mask=ok)
+
+
+def rope_(x, cos, sin, start: int):
+    """Rotate the two halves of every head of x (T, heads, head_dim) in place, for positions start.."""
+    t, heads, hd = x.shape
+    _rope[(t, heads)](x, cos, sin, start, heads, hd // 2, BLOCK=triton.next_power_of_2(hd // 2))
+    return x
+
+
+@triton.jit
+def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start, heads, kv_heads, head_dim, window, scale,
+               BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One query (token t, head h) over its keys, in blocks with a running (online) softmax."""
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    g = h // (heads // kv_heads)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    q = tl.load(q_ptr + (t * heads + h) * head_dim + d, mask=d_ok, other=0.0)
+    pos = start + t
+    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    top = -float("inf")
+    total = 0.0
+    acc = tl.zeros((BLOCK_D,), tl.float32)
+    for s0 in range(lo // BLOCK_S * BLOCK_S, pos + 1, BLOCK_S):  # the first block holds a kept key
+        s = s0 + tl.arange(0, BLOCK_S)
+        keep = (s >= lo) & (s <= pos)
+        rows = (s * kv_heads + g) * head_dim
+        k = tl.load(k_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
+        score = tl.where(keep, tl.sum(k * q[None, :], axis=1) * scale, -float("inf"))
+        new_top = tl.maximum(top, tl.max(score, axis=0))
+        p = tl.where(score - new_top < PROB_FLUSH, 0.0, tl.exp(score - new_top))
+        shrink = tl.exp(top - new_top)
+        v = tl.load(v_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
+        acc = acc * shrink + tl.sum(p[:, None] * v, axis=0)
+        total = total * shrink + tl.sum(p, axis=0)
+        top = new_top
+    tl.store(o_ptr + (t * heads + h) * head_dim + d, acc / total, mask=d_ok)
+
+
+def attention(q, keys, values, start: int, window: int = 0):
+    """Causal attention of q (T, heads, hd) at positions start.. over keys/values (S, kv_heads, hd); (T, heads * hd)."""
+    import torch
+
+    t, heads, hd = q.shape
+    out = torch.empty_like(q)
+    _attention[(t, heads)](q, keys, values, out, start, heads, keys.shape[1], hd, window, hd ** -0.5,
+                           BLOCK_S=32, BLOCK_D=triton.next_power_of_2(hd))
+    return out.reshape(t, heads * hd)

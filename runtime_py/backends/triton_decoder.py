@@ -1,0 +1,96 @@
+"""The triton backend's LLaMA-family pass on the device: activations and the KV cache never leave it.
+
+Between the linear layers (the Triton kernels of `edgec.kernels.triton`) run the Triton kernels
+of `edgec.kernels.triton.ops` (RMSNorm, rotary, attention, SwiGLU); residual adds are torch ops
+on the device. The cache's keys and values live in device tensors attached to the `KVCache`
+the runtime passes (created on its first use), so the host arrays of that cache stay untouched.
+Used when every projection is a plain Triton kernel; layers with an input scale or quantized
+activations keep the executor's numpy path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgec.runtime.backends.base import Linear
+from edgec.runtime.kv_cache import KVCache
+from edgec.runtime.model_config import ModelConfig
+from edgec.runtime.rope import Rotary
+
+
+def _plain(linear: Linear) -> bool:
+    return getattr(linear.kernel, "weight", None) is not None and linear.input_scale is None and linear.act_scale is None
+
+
+class DeviceLlama:
+    """forward(x, cache, start, all_logits) -> logits, with every step on the weights' device."""
+
+    def __init__(self, config: ModelConfig, blocks: Sequence, norm, head: Linear, rotary: Rotary) -> None:
+        import torch
+
+        self.config = config
+        self.device = head.kernel.weight.device
+
+        def dev(a):
+            return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32)).to(self.device)
+
+        self.blocks = [{"attn_norm": dev(b.attn_norm), "mlp_norm": dev(b.mlp_norm), "q_norm": dev(b.q_norm),
+                        "k_norm": dev(b.k_norm),
+                        **{name: (getattr(b, name).kernel.weight, dev(getattr(b, name).bias))
+                           for name in ("q", "k", "v", "o", "gate", "up", "down")}} for b in blocks]
+        self.norm, self.head = dev(norm), head.kernel.weight
+        self.cos, self.sin = dev(rotary.cos), dev(rotary.sin)
+
+    @classmethod
+    def build(cls, config: ModelConfig, blocks: Sequence, norm, head: Linear, rotary: Rotary) -> DeviceLlama | None:
+        """The device pass over an executor's blocks, or None if some projection needs the numpy path."""
+        names = ("q", "k", "v", "o", "gate", "up", "down")
+        if not _plain(head) or not all(_plain(getattr(b, n)) for b in blocks for n in names):
+            return None
+        return cls(config, blocks, norm, head, rotary)
+
+    def _cache(self, cache: KVCache):
+        import torch
+
+        state = getattr(cache, "device_arrays", None)
+        if state is None:
+            shape = cache.key_array.shape
+            state = cache.device_arrays = (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
+        return state
+
+    def __call__(self, x: np.ndarray, cache: KVCache, start: int, all_logits: bool) -> np.ndarray:
+        import torch
+
+        from edgec.kernels.triton import linear, ops
+
+        c = self.config
+        keys, values = self._cache(cache)
+        t = len(x)
+        stop = start + t
+        x = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)
+
+        def project(pair, h):
+            weight, bias = pair
+            y = linear(weight, h)
+            return y + bias if bias is not None else y
+
+        for layer, b in enumerate(self.blocks):
+            h = ops.rms_norm(x, b["attn_norm"], c.norm_eps)
+            q = project(b["q"], h).reshape(t, c.heads, c.head_dim)
+            k = project(b["k"], h).reshape(t, c.kv_heads, c.head_dim)
+            v = project(b["v"], h).reshape(t, c.kv_heads, c.head_dim)
+            if b["q_norm"] is not None:
+                q, k = ops.rms_norm(q, b["q_norm"], c.norm_eps), ops.rms_norm(k, b["k_norm"], c.norm_eps)
+            ops.rope_(q, self.cos, self.sin, start)
+            ops.rope_(k, self.cos, self.sin, start)
+            keys[layer, start:stop] = k
+            values[layer, start:stop] = v
+            att = ops.attention(q, keys[layer, :stop], values[layer, :stop], start, c.sliding_window or 0)
+            x = x + project(b["o"], att)
+            h = ops.rms_norm(x, b["mlp_norm"], c.norm_eps)
+            gate = ops.silu_mul_(project(b["gate"], h), project(b["up"], h))
+            x = x + project(b["down"], gate)
+        last = x if all_logits else x[-1:]
+        return linear(self.head, ops.rms_norm(last.contiguous(), self.norm, c.norm_eps)).cpu().numpy()
