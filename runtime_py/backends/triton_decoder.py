@@ -4,8 +4,9 @@ Between the linear layers (the Triton kernels of `edgec.kernels.triton`) run the
 of `edgec.kernels.triton.ops` (RMSNorm, rotary, attention, SwiGLU); residual adds are torch ops
 on the device. The cache's keys and values live in device tensors attached to the `KVCache`
 the runtime passes (created on its first use), so the host arrays of that cache stay untouched.
-Used when every projection is a plain Triton kernel; layers with an input scale or quantized
-activations keep the executor's numpy path.
+Input scales (activation-aware scaling kept apart) divide the activation on the device, and
+static activation scales (W8A8) round it to the layer's 8-bit grid there (int8, or fp8 e4m3fn
+through torch's cast, which rounds as the format library does), before the weight-only kernel.
 """
 
 from __future__ import annotations
@@ -15,13 +16,38 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgec.runtime.backends.base import Linear
+from edgec.runtime.formats.fp8 import FP8
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary
 
 
-def _plain(linear: Linear) -> bool:
-    return getattr(linear.kernel, "weight", None) is not None and linear.input_scale is None and linear.act_scale is None
+def _on_device(linear: Linear) -> bool:
+    return getattr(linear.kernel, "weight", None) is not None
+
+
+class _Projection:
+    """One linear layer on the device: its weight, and what `Linear` does around the kernel."""
+
+    def __init__(self, linear: Linear, dev) -> None:
+        self.weight, self.bias, self.input_scale = linear.kernel.weight, dev(linear.bias), dev(linear.input_scale)
+        self.act_scale, self.fp8 = linear.act_scale, isinstance(linear.act_format, FP8)
+
+    def __call__(self, h):
+        import torch
+
+        from edgec.kernels.triton import linear
+
+        if self.input_scale is not None:
+            h = h / self.input_scale
+        if self.act_scale is not None:  # as edgec.runtime.backends.base.quantize_activation
+            s = self.act_scale
+            if self.fp8:
+                h = (h / s).clamp(-448, 448).to(torch.float8_e4m3fn).to(torch.float32) * s
+            else:
+                h = torch.round(h / s).clamp(-127, 127) * s
+        y = linear(self.weight, h.contiguous())
+        return y + self.bias if self.bias is not None else y
 
 
 class DeviceLlama:
@@ -38,16 +64,16 @@ class DeviceLlama:
 
         self.blocks = [{"attn_norm": dev(b.attn_norm), "mlp_norm": dev(b.mlp_norm), "q_norm": dev(b.q_norm),
                         "k_norm": dev(b.k_norm),
-                        **{name: (getattr(b, name).kernel.weight, dev(getattr(b, name).bias))
-                           for name in ("q", "k", "v", "o", "gate", "up", "down")}} for b in blocks]
-        self.norm, self.head = dev(norm), head.kernel.weight
+                        **{name: _Projection(getattr(b, name), dev) for name in ("q", "k", "v", "o", "gate", "up", "down")}}
+                       for b in blocks]
+        self.norm, self.head = dev(norm), _Projection(head, dev)
         self.cos, self.sin = dev(rotary.cos), dev(rotary.sin)
 
     @classmethod
     def build(cls, config: ModelConfig, blocks: Sequence, norm, head: Linear, rotary: Rotary) -> DeviceLlama | None:
-        """The device pass over an executor's blocks, or None if some projection needs the numpy path."""
+        """The device pass over an executor's blocks, or None if some projection is not a Triton kernel."""
         names = ("q", "k", "v", "o", "gate", "up", "down")
-        if not _plain(head) or not all(_plain(getattr(b, n)) for b in blocks for n in names):
+        if not _on_device(head) or not all(_on_device(getattr(b, n)) for b in blocks for n in names):
             return None
         return cls(config, blocks, norm, head, rotary)
 
@@ -63,7 +89,7 @@ class DeviceLlama:
     def __call__(self, x: np.ndarray, cache: KVCache, start: int, all_logits: bool) -> np.ndarray:
         import torch
 
-        from edgec.kernels.triton import linear, ops
+        from edgec.kernels.triton import ops
 
         c = self.config
         keys, values = self._cache(cache)
@@ -71,16 +97,11 @@ class DeviceLlama:
         stop = start + t
         x = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)
 
-        def project(pair, h):
-            weight, bias = pair
-            y = linear(weight, h)
-            return y + bias if bias is not None else y
-
         for layer, b in enumerate(self.blocks):
             h = ops.rms_norm(x, b["attn_norm"], c.norm_eps)
-            q = project(b["q"], h).reshape(t, c.heads, c.head_dim)
-            k = project(b["k"], h).reshape(t, c.kv_heads, c.head_dim)
-            v = project(b["v"], h).reshape(t, c.kv_heads, c.head_dim)
+            q = b["q"](h).reshape(t, c.heads, c.head_dim)
+            k = b["k"](h).reshape(t, c.kv_heads, c.head_dim)
+            v = b["v"](h).reshape(t, c.kv_heads, c.head_dim)
             if b["q_norm"] is not None:
                 q, k = ops.rms_norm(q, b["q_norm"], c.norm_eps), ops.rms_norm(k, b["k_norm"], c.norm_eps)
             ops.rope_(q, self.cos, self.sin, start)
@@ -88,9 +109,9 @@ class DeviceLlama:
             keys[layer, start:stop] = k
             values[layer, start:stop] = v
             att = ops.attention(q, keys[layer, :stop], values[layer, :stop], start, c.sliding_window or 0)
-            x = x + project(b["o"], att)
+            x = x + b["o"](att)
             h = ops.rms_norm(x, b["mlp_norm"], c.norm_eps)
-            gate = ops.silu_mul_(project(b["gate"], h), project(b["up"], h))
-            x = x + project(b["down"], gate)
+            gate = ops.silu_mul_(b["gate"](h), b["up"](h))
+            x = x + b["down"](gate)
         last = x if all_logits else x[-1:]
-        return linear(self.head, ops.rms_norm(last.contiguous(), self.norm, c.norm_eps)).cpu().numpy()
+        return self.head(ops.rms_norm(last.contiguous(), self.norm, c.norm_eps)).cpu().numpy()

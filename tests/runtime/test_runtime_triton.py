@@ -41,3 +41,39 @@ def test_every_llama_family_variant_runs_on_the_device(family_dir, tmp_path):
 
 def test_auto_never_picks_the_interpreter():
     assert make_backend("auto").name != "triton"
+
+
+def test_quantized_activations_run_on_the_device(tiny_llama_dir, tmp_path):
+    """W8A8 (SmoothQuant): the static activation scale rounds activations on the device, before the weight kernel."""
+    from edgec.commands.compression_options import CompressionOptions, run_compression
+    from edgec.exporters.edgec_export import export_edgec
+    from edgec.exporters.source import source_from_result
+    from edgec.models.loading import load_model
+
+    loaded = load_model(tiny_llama_dir)
+    options = CompressionOptions("int8", None, "smoothquant", None, False, 1, 16, True, 0.01, False, 0.5)
+    export_edgec(source_from_result(loaded, run_compression(loaded, options).result), tmp_path / "w8a8.edgec")
+    reference, gpu = load(tmp_path / "w8a8.edgec", backend="reference"), load(tmp_path / "w8a8.edgec", backend="triton")
+    assert gpu.executor.fused is not None and gpu.executor.blocks[0].q.act_scale is not None
+    ids = reference.tokenizer.encode(PROMPT)[:12]  # under 16 rows: float32 kernels, so the grids match exactly
+    expected = reference.forward(ids)
+    np.testing.assert_allclose(gpu.forward(ids), expected, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("act_format", ["fp8", "int8"])
+def test_device_projection_quantizes_activations_as_the_host_linear(act_format):
+    import torch
+
+    from edgec.runtime.backends.base import Linear
+    from edgec.runtime.backends.triton import TritonBackend
+    from edgec.runtime.backends.triton_decoder import _Projection
+    from edgec.runtime.formats import parse_format
+
+    fmt, shape = parse_format(act_format), (24, 64)
+    rng = np.random.default_rng(0)
+    kernel, _ = TritonBackend().kernel(fmt, fmt.quantize(rng.standard_normal(shape).astype(np.float32)), shape)
+    host = Linear(kernel, 0, input_scale=np.full(64, 1.5, np.float32), act_scale=0.02, act_format=fmt,
+                  bias=np.ones(24, np.float32))
+    x = (rng.standard_normal((3, 64)) * 4).astype(np.float32)
+    device = _Projection(host, lambda a: None if a is None else torch.from_numpy(np.asarray(a, np.float32)))
+    np.testing.assert_allclose(device(torch.from_numpy(x)).numpy(), host(x), rtol=1e-6, atol=1e-6)
