@@ -152,7 +152,7 @@ def load(path: str | os.PathLike[str], backend: str = "auto", context: int | Non
          verify: bool = True, accuracy: str = "exact", threads: int | None = None) -> RuntimeModel:
     """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens.
 
-    accuracy="int8" quantizes activations to int8 for int4/int8 layers during decode on the
+    accuracy="int8" quantizes activations to int8 for int4/int8 layers (decode and prefill) on the
     cpu backend (faster, not exact; see docs/runtime.md); the default computes exactly.
     threads sets the cpu kernels' threads (process-wide; default: every CPU this process may use).
     """

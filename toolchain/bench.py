@@ -54,11 +54,14 @@ def peak_rss_bytes() -> int:
 
 
 def _threads(backend: str) -> int:
+    """The cpu kernels' threads, else the threads numpy's BLAS may use (as `edgec profile` records)."""
     if backend == "cpu":
         from edgec.kernels import cpu
 
         return cpu.threads()
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from edgec.planner.profiling import kernel_threads
+
+    return kernel_threads()
 
 
 def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "auto",

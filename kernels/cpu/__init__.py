@@ -5,7 +5,7 @@
     y = cpu.linear(p, x)                   # x float32 (M, K) -> y (M, N)
 
 The work is done by a C extension (edgec.kernels._cpu, sources beside this file) with
-AVX2+FMA kernels chosen at run time and portable C for other CPUs; output rows are
+AVX2+FMA (and AVX-VNNI) kernels chosen at run time and portable C for other CPUs; output rows are
 split across `threads()` threads. If the extension was not built, `available()` is
 False and `unavailable_reason()` says why. docs/kernels.md describes the kernels.
 """

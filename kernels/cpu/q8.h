@@ -9,8 +9,9 @@
  *
  * with the inner sums exact in int32 (maddubs/madd) and the rest in float32. The error
  * against the exact path is at most ||W_n|| * ||x - d*xq|| <= ||W_n|| * sqrt(sum_b 32 d_b^2) / 2.
- * An input tail shorter than a block (K % 32) is computed exactly. Only M <= Q8_MAX_M rows use
- * this path; more rows take the exact tiled path, which is as fast there.
+ * An input tail shorter than a block (K % 32) is computed exactly. Up to Q8_MAX_M rows go one
+ * weight row at a time (q8.c); more rows take the tiled kernel of q8_gemm.c, on AVX2 levels (the
+ * portable level, and int8 weights without VNNI, take the exact tiled path there).
  */
 #ifndef EDGEC_Q8_H
 #define EDGEC_Q8_H

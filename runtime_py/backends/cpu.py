@@ -3,7 +3,7 @@
 Each weight is prepared once (a kernel-friendly view or repack of its stored buffers,
 never a float copy) and every call writes into a buffer the backend reuses, so a decode
 step allocates nothing per layer. `accuracy="int8"` lets int4 and int8 layers quantize
-the activation row to int8 for integer dot products during decode (faster, not exact);
+the activations to int8 for integer dot products, in decode and prefill (faster, not exact);
 the default is exact: the format's dequantized weight with float32 accumulation.
 """
 

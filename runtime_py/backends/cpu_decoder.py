@@ -19,7 +19,6 @@ from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary
 
-_MODES = {"exact": 0, "int8": 1}
 
 
 def _handle(linear: Linear, bias_allowed: bool = True):
@@ -43,6 +42,7 @@ class FusedLlama:
               accuracy: str) -> FusedLlama | None:
         """The fused pass over an executor's blocks, or None if some projection needs the Python path."""
         from edgec.kernels.cpu.extension import extension
+        from edgec.kernels.cpu.matmul import MODES
 
         rows = []
         for b in blocks:
@@ -58,7 +58,7 @@ class FusedLlama:
         sizes = (config.hidden_size, config.heads, config.kv_heads, config.head_dim, config.intermediate_size,
                  config.sliding_window or 0, len(rotary.cos))
         decoder = extension().Decoder(sizes, config.norm_eps, rows, norm, head_handle, rotary.cos, rotary.sin)
-        return cls(decoder, head.kernel.prepared.shape[0], _MODES[accuracy])
+        return cls(decoder, head.kernel.prepared.shape[0], MODES[accuracy])
 
     def __call__(self, x: np.ndarray, cache: KVCache, start: int, all_logits: bool) -> np.ndarray:
         x = np.array(x, dtype=np.float32, order="C")  # the pass overwrites it (the residual stream)
