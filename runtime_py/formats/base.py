@@ -184,7 +184,8 @@ def parse_format(text: str | Format) -> Format:
             try:
                 return _REGISTRY[family].from_options(rest)
             except FormatError as exc:
-                raise FormatError(f"bad format {text!r}: {exc}; expected one of: {format_grammar()}") from None
+                grammar = "" if "expected one of" in str(exc) else f"; expected one of: {format_grammar()}"
+                raise FormatError(f"bad format {text!r}: {exc}{grammar}") from None
     raise FormatError(f"unknown format {text!r}; expected one of: {format_grammar()}")
 
 

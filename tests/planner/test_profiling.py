@@ -105,19 +105,19 @@ def test_fitting_is_fast_on_a_full_profile():
 
 def test_profile_command_quick_writes_a_loadable_profile(tmp_path):
     out = tmp_path / "host.yaml"
-    done = run_cli("profile", "--quick", "-o", str(out), env=BLAS_1)
+    done = run_cli("profile", "--quick", "--backend", "reference", "-o", str(out), env=BLAS_1)
     assert done.returncode == 0, done.stderr
     assert "held-out MAPE" in done.stdout and "%" in done.stdout
     assert str(out) in done.stdout
     profile = load_profile(out)
     assert profile.name == "host" and profile.kind == "cpu"
     assert profile.measured is not None and len(profile.measured.timings) == len(HOST_FORMATS) * 5 * 3
-    assert profile.measured.threads == 1
+    assert profile.measured.threads == 1 and profile.measured.kernels.startswith("numpy reference")
     assert set(profile.formats) == set(HOST_FORMATS)
     assert all(not path.native and path.compute == "fp32" for path in profile.formats.values())
     assert all(profile.sources[f].startswith("measured by edgec profile on ")
                for f in ("memory_bytes", "bandwidth_gbs", "peak_tops", "dispatch_us", "formats"))
-    again = run_cli("profile", "--quick", "-o", str(out), "--json", env=BLAS_1)  # overwriting is allowed
+    again = run_cli("profile", "--quick", "--backend", "reference", "-o", str(out), "--json", env=BLAS_1)  # overwriting is allowed
     assert again.returncode == 0, again.stderr
     assert '"mape_heldout"' in again.stdout
     assert not (tmp_path / "host.yaml.tmp").exists()

@@ -1,17 +1,18 @@
 """The latency predictor fitted to a profile's measured kernel timings (HAT-style).
 
 HAT trains a small regressor on latencies measured on the device and plans with it
-instead of a data-sheet formula. Here the measured kernel (see
-`edgec.planner.profiling`) dequantizes the stored weight to float32 and then multiplies,
-so its time is a sum of a few costs, each proportional to a count that the roofline
-already knows:
+instead of a data-sheet formula. A measured kernel (see `edgec.planner.profile_targets`)
+reads the stored weight, decodes it (the reference into a float32 copy, the cpu and
+Triton kernels in registers) and multiplies, so its time is a sum of a few costs, each
+proportional to a count that the roofline already knows:
 
     seconds = c0                      fixed cost of the call (dispatch, allocations)
             + c1 * weight bytes       reading the stored buffers
             + c2 * n k                dequantizing: a fixed amount of work per weight
             + c3 * spill              the float32 weight's elements that do not fit in
                                       cache, written and read again by the matmul from
-                                      memory: max(0, 4 n k - cache) / 4
+                                      memory: max(0, 4 n k - cache) / 4 (the reference's
+                                      cost; a fused kernel's fit leaves c3 near zero)
             + c4 * 2 T n k            the matmul's flops
             + c5 * T (n + k)          activations in and out
 

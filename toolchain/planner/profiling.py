@@ -1,28 +1,31 @@
-"""Micro-benchmarks behind `edgec profile`: the host's kernels, memory and arithmetic, measured.
+"""Micro-benchmarks behind `edgec profile`: a backend's linear kernels, and its device, measured.
 
-What is timed is the runtime's reference path for one linear y (T, N) = x (T, K) @ W^T
-with W stored in a format: dequantize the stored buffers to float32 (N, K) (for fp16
-and bf16 that is just the cast), then multiply in numpy float32 (`linear_kernel`).
-Until the runtime ships its own kernels this is what a linear costs on the host; when
-it does, `linear_kernel` is the one function to swap.
+What is timed is one linear y (T, N) = x (T, K) @ W^T with W stored in a format, run
+the way a runtime backend runs it (`edgec.planner.profile_targets`: the numpy
+reference, the cpu backend's SIMD kernels, or the Triton kernels on the GPU).
+`linear_kernel` is the reference's: dequantize the stored buffers to float32 (for fp16
+and bf16 that is just the cast), then multiply in numpy float32.
 
-Each (format, shape, tokens) point is the median of a few calls after one warm-up
-call; the number of calls adapts to a time budget so that the default profile stays
-within a couple of minutes on a laptop-class CPU.
+Each (format, shape, tokens) point is the median of a few samples after two warm-up
+calls (the first may compile or autotune a kernel); a sample repeats the call back to
+back for at least the target's `min_sample_s` and divides, so that microsecond kernels
+are not timed by the timer's own cost. The number of samples adapts to a time budget so
+that the default profile stays within a couple of minutes on a laptop-class CPU.
 
-Host figures (memory capacity, copy bandwidth, peak fp32 matmul, dispatch overhead)
-are measured with plain numpy as well; `HostFigures.sources` says how each was found.
+Host figures (memory capacity, copy bandwidth, peak fp32 matmul) are measured with plain
+numpy; the dispatch overhead with the profiled backend's own smallest call;
+`HostFigures.sources` says how each was found.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,8 +33,8 @@ from edgec.planner.profiles import KernelTiming
 from edgec.runtime.formats import Format, parse_format
 from edgec.runtime.formats.dense import DenseFloat
 
-KERNELS = "numpy reference (dequantize to float32, then x @ W.T in float32)"
-"""What `linear_kernel` does, recorded in a profile's `measured.kernels`."""
+if TYPE_CHECKING:
+    from edgec.planner.profile_targets import ProfileTarget
 
 HOST_FORMATS = ("fp16", "bf16", "int8", "fp8", "int4:g128", "int4:g64", "int3:g128", "nf4:g64", "2:4", "2:4+int4:g128")
 """The formats the host's reference kernels run and the planner may choose.
@@ -51,6 +54,9 @@ DEFAULT_SHAPES = (
 
 QUICK_SHAPES = ((128, 128), (64, 256), (256, 128), (192, 192), (128, 384))
 """Small shapes for `edgec profile --quick` (tests): seconds, not minutes."""
+
+QUICK_TOKENS = (1, 4, 16)
+"""Token counts for `edgec profile --quick`."""
 
 DEFAULT_TOKENS = (1, 16, 128)
 """Decode (one token), a short prompt, and prefill."""
@@ -81,27 +87,35 @@ def kernel_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _seconds(call: Callable[[], object]) -> float:
+def _seconds(call: Callable[[], object], inner: int = 1, synchronize: Callable[[], None] = lambda: None) -> float:
+    """Seconds per call of `inner` back-to-back calls, waited for with `synchronize`."""
+    synchronize()
     start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    for _ in range(inner):
+        call()
+    synchronize()
+    return (time.perf_counter() - start) / inner
 
 
 def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int, int]], token_counts: Sequence[int],
-                    *, repeats: int = 7, min_repeats: int = 3, budget_s: float = DEFAULT_BUDGET_S,
-                    progress: bool = True, seed: int = 0) -> list[KernelTiming]:
-    """Time `linear_kernel` for every format x shape x token count; one `KernelTiming` each.
+                    *, target: ProfileTarget | None = None, repeats: int = 7, min_repeats: int = 3,
+                    budget_s: float = DEFAULT_BUDGET_S, progress: bool = True, seed: int = 0) -> list[KernelTiming]:
+    """Time `target`'s linear (default: the numpy reference) for every format x shape x token count.
 
     Weights are Gaussian, quantized once per format and shape (not timed). Each point is
-    the median of between `min_repeats` and `repeats` calls after a warm-up call, the
-    count chosen so that the timed calls together take about `budget_s` seconds. The
-    calls of one shape are interleaved (round after round over its formats and token
-    counts), so a burst of other work on the machine slows one call of many points
-    rather than every call of one point, and the median discards it. Progress goes to
+    the median of between `min_repeats` and `repeats` samples after two warm-up calls,
+    the count chosen so that the samples together take about `budget_s` seconds. The
+    samples of one shape are interleaved (round after round over its formats and token
+    counts), so a burst of other work on the machine slows one sample of many points
+    rather than every sample of one point, and the median discards it. Progress goes to
     stderr through tqdm when `progress`.
     """
     from tqdm import tqdm
 
+    if target is None:
+        from edgec.planner.profile_targets import ReferenceTarget
+
+        target = ReferenceTarget()
     fmts = [parse_format(f) for f in formats]
     shapes = [(int(n), int(k)) for n, k in shapes]
     token_counts = [int(t) for t in token_counts]
@@ -122,14 +136,18 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
             for fmt in fmts:
                 packed = fmt.quantize(w)
                 for t in token_counts:
-                    calls.append((fmt, t, functools.partial(linear_kernel, fmt, packed, (n, k), xs[t])))
-            counts = [max(min_repeats, min(repeats, int(per_point / max(_seconds(call), 1e-9))))
-                      for _, _, call in calls]  # the warm-up call sets each point's count
+                    calls.append((fmt, t, target.call(fmt, packed, (n, k), xs[t])))
+            inners, counts = [], []
+            for _, _, call in calls:
+                _seconds(call, 1, target.synchronize)  # compiles, autotunes, allocates
+                once = max(_seconds(call, 1, target.synchronize), 1e-9)
+                inners.append(max(1, min(1000, int(target.min_sample_s / once))))
+                counts.append(max(min_repeats, min(repeats, int(per_point / (once * inners[-1])))))
             times: list[list[float]] = [[] for _ in calls]
             for round_ in range(max(counts)):
                 for i, (_, _, call) in enumerate(calls):
                     if round_ < counts[i]:
-                        times[i].append(_seconds(call))
+                        times[i].append(_seconds(call, inners[i], target.synchronize))
             for (fmt, t, _), samples in zip(calls, times):
                 timings.append(KernelTiming(format=str(fmt), n=n, k=k, tokens=t,
                                             seconds=max(statistics.median(samples), 1e-9)))
@@ -139,12 +157,12 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
 
 @dataclass(frozen=True)
 class HostFigures:
-    """The host's capacity, bandwidth, fp32 peak and dispatch overhead, with how each was measured."""
+    """A device's capacity, bandwidth, peak arithmetic and dispatch overhead, with how each was measured."""
 
     memory_bytes: int
     usable_memory_fraction: float
     bandwidth_gbs: float
-    peak_fp32_tflops: float
+    peak_tops: dict[str, float]  # compute type -> dense TFLOPS
     dispatch_us: float
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -210,37 +228,23 @@ def measure_peak_fp32(size: int = 2048, repeats: int = 4) -> float:
     return 2 * size**3 / best / 1e12
 
 
-def measure_dispatch(calls: int = 2000) -> float:
-    """Microseconds of one tiny (1 x 8) @ (8 x 8) float32 numpy matmul: the fixed cost of a call."""
-    a = np.ones((1, 8), dtype=np.float32)
-    b = np.ones((8, 8), dtype=np.float32)
-    for _ in range(100):
-        a @ b
-    per_batch = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls // 5):
-            a @ b
-        per_batch.append((time.perf_counter() - start) / (calls // 5))
-    return statistics.median(per_batch) * 1e6
-
-
-def measure_host(quick: bool = False) -> HostFigures:
-    """Measure memory, copy bandwidth, peak fp32 matmul and dispatch overhead (`quick`: smaller arrays)."""
+def measure_host(quick: bool, dispatch: ProfileTarget) -> HostFigures:
+    """Measure memory, copy bandwidth and peak fp32 matmul with numpy, and `dispatch`'s per-call overhead
+    (`quick`: smaller arrays, fewer calls)."""
     memory, fraction, how = measure_memory()
     mb = 32 if quick else 256
     size = 512 if quick else 2048
     bandwidth = measure_bandwidth(mb, repeats=3 if quick else 5)
     peak = measure_peak_fp32(size, repeats=2 if quick else 4)
-    dispatch = measure_dispatch(200 if quick else 2000)
     return HostFigures(
         memory_bytes=memory, usable_memory_fraction=fraction, bandwidth_gbs=bandwidth,
-        peak_fp32_tflops=peak, dispatch_us=dispatch,
+        peak_tops={"fp32": peak}, dispatch_us=dispatch.dispatch_us(200 if quick else 2000),
         sources={
             "memory_bytes": how,
             "usable_memory_fraction": "MemAvailable / MemTotal when profiled, rounded down to 5 % (0.1 to 0.9)",
             "bandwidth_gbs": f"numpy copy of {mb} MiB float32, (read + written bytes) / best of runs",
             "peak_tops": f"numpy float32 matmul {size}x{size}x{size}, 2 N^3 / best of runs",
-            "dispatch_us": "median time of a (1x8) @ (8x8) float32 numpy matmul call",
+            "dispatch_us": f"median time of one call of the {dispatch.backend} backend's fp16 linear on a 16x64 "
+                           f"weight and one token",
         },
     )
