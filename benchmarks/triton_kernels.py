@@ -11,6 +11,14 @@ numpy dequantization first, then timed with `triton.testing.do_bench` (median), 
 and shape: microseconds, GB/s of stored weight bytes read and its fraction of `--peak-gbs`
 (the GPU's data-sheet memory bandwidth), TFLOP/s, and torch fp16's time over the kernel's.
 The target for int4 decode is >= 80 % of peak bandwidth and >= 3x torch fp16.
+
+Then the decoder's other steps (`edgec.kernels.triton.ops`) against what torch does with
+the same float32 tensors, each checked against torch's result first: RMSNorm and SwiGLU
+(eager torch), rotary positions (torch's rotate-half), and attention against
+`F.scaled_dot_product_attention` (float32, grouped-query) for decode at a 2,048-token
+cache and a 512-token causal prefill, for SmolLM2's and a 7B LLaMA's dimensions. The
+ratio torch/Triton says where a Triton kernel earns its place (> 1) and where torch would
+do (the runtime should use torch where it is at least as fast).
 """
 
 from __future__ import annotations
@@ -87,9 +95,77 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{text:>16} {name:>11} M={m:<4} {t * 1e6:10.1f} us {r['gbs']:8.1f} GB/s "
                       f"({r['gbs'] / args.peak_gbs:6.1%} of peak) {r['tflops']:7.2f} TFLOP/s  x{t_torch / t:5.2f} torch fp16")
+    ops_rows = small_ops(device, bench, quick=args.quick)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter", "rows": rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter", "rows": rows,
+                       "ops": ops_rows}, f, indent=1)
+
+
+MODELS = {  # hidden, heads, kv heads, head_dim, intermediate
+    "smollm2": (576, 9, 3, 64, 1536),
+    "7b": (4096, 32, 32, 128, 11008),
+}
+
+
+def small_ops(device: str, bench, quick: bool) -> list[dict]:
+    """Time each Triton small op and attention beside its torch equivalent; print and return the rows."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgec.kernels.triton import ops
+
+    models = {"tiny": (48, 4, 2, 12, 80)} if quick else MODELS
+    cache, prompt = (40, 9) if quick else (2048, 512)
+    rows = []
+    print(f"\n{'op':>22} {'model':>8} {'tokens':>6} {'triton us':>10} {'torch us':>10}  torch/triton")
+    for model, (hidden, heads, kv_heads, hd, inter) in models.items():
+        half = hd // 2
+        angles = torch.rand((cache + prompt, half), device=device) * 6.0
+        cos, sin = angles.cos().contiguous(), angles.sin().contiguous()
+
+        def torch_rope(x, start):
+            c, s_ = cos[start:start + len(x)][:, None, :], sin[start:start + len(x)][:, None, :]
+            a, b = x[..., :half], x[..., half:]
+            return torch.cat([a * c - b * s_, b * c + a * s_], dim=-1)
+
+        def torch_attention(q, k, v, start):
+            t = q.shape[0]
+            mask = (torch.arange(start + t, device=device)[None, :]
+                    <= torch.arange(start, start + t, device=device)[:, None])
+            out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                                 attn_mask=mask, enable_gqa=kv_heads != heads)
+            return out.transpose(0, 1).reshape(t, heads * hd)
+
+        for tokens in (1, prompt):
+            x = torch.randn((tokens, hidden), device=device)
+            w = torch.rand(hidden, device=device) + 0.5
+            g, u = torch.randn((tokens, inter), device=device), torch.randn((tokens, inter), device=device)
+            q = torch.randn((tokens, heads, hd), device=device)
+            start = cache if tokens == 1 else 0
+            k = torch.randn((start + tokens, kv_heads, hd), device=device)
+            v = torch.randn((start + tokens, kv_heads, hd), device=device)
+            cases = {
+                "rms_norm": (lambda: ops.rms_norm(x, w, 1e-5),
+                             lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w),
+                "silu_mul": (lambda: ops.silu_mul_(g.clone(), u), lambda: F.silu(g) * u),
+                "rope": (lambda: ops.rope_(q.clone(), cos, sin, start), lambda: torch_rope(q, start)),
+                f"attention ({'decode' if tokens == 1 else 'prefill'})":
+                    (lambda: ops.attention(q, k, v, start), lambda: torch_attention(q, k, v, start)),
+            }
+            for name, (ours, theirs) in cases.items():
+                got, want = ours().reshape(-1), theirs().reshape(-1)
+                # attention prefill runs tl.dot in tf32 on a GPU; everything else is float32
+                tol = 2e-3 if name.startswith("attention") and tokens > 1 and device == "cuda" else 1e-4
+                if not torch.allclose(got, want, rtol=tol, atol=tol):
+                    sys.exit(f"{name} {model} T={tokens}: the Triton op disagrees with torch "
+                             f"(max |diff| {float((got - want).abs().max()):.3g})")
+                t_ours, t_theirs = bench(ours), bench(theirs)
+                rows.append({"op": name, "model": model, "tokens": tokens, "seconds": t_ours,
+                             "torch_seconds": t_theirs})
+                print(f"{name:>22} {model:>8} {tokens:>6} {t_ours * 1e6:10.1f} {t_theirs * 1e6:10.1f}  "
+                      f"x{t_theirs / t_ours:5.2f}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -103,12 +103,72 @@ def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start, heads, kv_heads, head_dim, win
     tl.store(o_ptr + (t * heads + h) * head_dim + d, acc / total, mask=d_ok)
 
 
+@triton.jit
+def _attention_tiled(q_ptr, k_ptr, v_ptr, o_ptr, t_count, start, heads, kv_heads, head_dim, window, scale,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """BLOCK_M query tokens of one head over their keys in BLOCK_N blocks, FlashAttention style: the
+    scores and the weighted values of a block are two tl.dot products, the softmax runs online."""
+    mb = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    g = h // (heads // kv_heads)
+    t = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    t_ok = t < t_count
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    q = tl.load(q_ptr + (t[:, None] * heads + h) * head_dim + d[None, :], mask=t_ok[:, None] & d_ok[None, :],
+                other=0.0)
+    pos = start + t
+    first = start + mb * BLOCK_M
+    last = start + tl.minimum(mb * BLOCK_M + BLOCK_M, t_count) - 1
+    lo = tl.where(window > 0, tl.maximum(first - window + 1, 0), 0)
+    top = tl.full((BLOCK_M,), -float("inf"), tl.float32)
+    total = tl.zeros((BLOCK_M,), tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    for s0 in range(lo // BLOCK_N * BLOCK_N, last + 1, BLOCK_N):
+        s = s0 + tl.arange(0, BLOCK_N)
+        s_ok = (s >= lo) & (s <= last)
+        rows = (s * kv_heads + g) * head_dim
+        kv_mask = s_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_ptr + rows[:, None] + d[None, :], mask=kv_mask, other=0.0)
+        keep = (s[None, :] <= pos[:, None]) & s_ok[None, :]
+        keep = keep & ((window <= 0) | (s[None, :] > pos[:, None] - window))
+        score = tl.where(keep, tl.dot(q, tl.trans(k)) * scale, -float("inf"))
+        new_top = tl.maximum(top, tl.max(score, axis=1))
+        base = tl.where(new_top == -float("inf"), 0.0, new_top)  # a row with no key kept yet
+        rel = score - base[:, None]
+        p = tl.where(rel < PROB_FLUSH, 0.0, tl.exp(rel))
+        shrink = tl.exp(top - base)
+        v = tl.load(v_ptr + rows[:, None] + d[None, :], mask=kv_mask, other=0.0)
+        acc = acc * shrink[:, None] + tl.dot(p, v)
+        total = total * shrink + tl.sum(p, axis=1)
+        top = new_top
+    total = tl.where(t_ok, total, 1.0)  # rows past the prompt kept no key; they are not stored
+    tl.store(o_ptr + (t[:, None] * heads + h) * head_dim + d[None, :], acc / total[:, None],
+             mask=t_ok[:, None] & d_ok[None, :])
+
+
+TILED_FROM = 2
+"""Query tokens from which attention runs tiled (`_attention_tiled`); one token runs `_attention`."""
+
+
 def attention(q, keys, values, start: int, window: int = 0):
-    """Causal attention of q (T, heads, hd) at positions start.. over keys/values (S, kv_heads, hd); (T, heads * hd)."""
+    """Causal attention of q (T, heads, hd) at positions start.. over keys/values (S, kv_heads, hd); (T, heads * hd).
+
+    One token (decode) runs one program per head over its keys in float32; a prompt runs the
+    tiled kernel, whose two products per key block go through tl.dot (on a GPU in tf32, the
+    precision class of the prefill GEMM's float16 operands; exact float32 in the interpreter).
+    """
     import torch
 
     t, heads, hd = q.shape
     out = torch.empty_like(q)
-    _attention[(t, heads)](q, keys, values, out, start, heads, keys.shape[1], hd, window, hd ** -0.5,
-                           BLOCK_S=32, BLOCK_D=triton.next_power_of_2(hd))
+    block_d = max(16, triton.next_power_of_2(hd))
+    if t >= TILED_FROM:
+        block = 16 if t <= 16 else 32
+        _attention_tiled[(triton.cdiv(t, block), heads)](
+            q, keys, values, out, t, start, heads, keys.shape[1], hd, window, hd ** -0.5,
+            BLOCK_M=block, BLOCK_N=32, BLOCK_D=block_d)
+    else:
+        _attention[(t, heads)](q, keys, values, out, start, heads, keys.shape[1], hd, window, hd ** -0.5,
+                               BLOCK_S=32, BLOCK_D=triton.next_power_of_2(hd))
     return out.reshape(t, heads * hd)

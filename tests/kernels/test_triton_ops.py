@@ -44,11 +44,17 @@ def test_rotary_positions():
     np.testing.assert_allclose(ops.rope_(_t(x), _t(rotary.cos), _t(rotary.sin), 40).numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("t, start, window", [(1, 0, 0), (1, 70, 0), (13, 29, 0), (5, 40, 8), (3, 2, 16)])
-def test_attention_matches_the_executor(t, start, window):
+@pytest.mark.parametrize("t, start, window, hd", [
+    (1, 0, 0, 20), (1, 70, 0, 20), (1, 40, 8, 20),  # decode: one program per head
+    (13, 29, 0, 20), (5, 40, 8, 20), (3, 2, 16, 20), (2, 0, 0, 20),  # tiled, one query block
+    (67, 0, 0, 64), (40, 5, 8, 20), (33, 100, 0, 20), (70, 3, 24, 64),  # several query and key blocks
+])
+def test_attention_matches_the_executor(t, start, window, hd):
+    """Decode runs the per-head kernel, prompts the tiled one: rows whose window starts past the
+    first key block, query blocks cut by the prompt's end, head_dim not a power of two."""
     from edgec.kernels.triton import ops
 
-    heads, kv_heads, hd = 6, 2, 20  # grouped queries; head_dim not a power of two
+    heads, kv_heads = 6, 2  # grouped queries
     q = RNG.standard_normal((t, heads, hd)).astype(np.float32)
     k, v = (RNG.standard_normal((start + t, kv_heads, hd)).astype(np.float32) for _ in range(2))
     expected = attention(q, k, v, start, window=window or None)
