@@ -45,8 +45,9 @@ def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride
         pos = cols * BITS
         byte = pos >> 3
         b0 = tl.load(row_q + byte, mask=mask, other=0).to(tl.uint32)
-        b1 = tl.load(row_q + byte + 1, mask=mask & (byte + 1 < q_stride), other=0).to(tl.uint32)
-        code = ((b0 | (b1 << 8)) >> (pos & 7).to(tl.uint32)) & ((1 << BITS) - 1)
+        if BITS == 3:  # a 3-bit code may cross into the next byte; 2- and 4-bit codes never do
+            b0 = b0 | (tl.load(row_q + byte + 1, mask=mask & (byte + 1 < q_stride), other=0).to(tl.uint32) << 8)
+        code = (b0 >> (pos & 7).to(tl.uint32)) & ((1 << BITS) - 1)
         g = rows.to(tl.int64) * ng + cols // group
         s = tl.load(scale_ptr + g, mask=mask, other=0.0)
         if KIND == 5:

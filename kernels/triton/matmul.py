@@ -25,6 +25,14 @@ from edgec.kernels.triton.dequant import decode_tile
 GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16
 
 
+# Only tiles that compile without spilling registers for every storage kind, dense and 2:4, on
+# sm_80 to sm_90, and fit the 99 KB of shared memory of an RTX 30/40 (benchmarks/triton_resources.py,
+# tests/kernels/test_triton_compile.py): a decoded weight tile lives in registers, so larger tiles
+# (e.g. 64 x 128 for decode, 128 x 128 x 64 for prefill) spilled hundreds of bytes per thread.
+GEMV_BLOCKS = ((16, 128, 4), (32, 64, 4), (8, 256, 2))  # BLOCK_N, BLOCK_K, warps
+GEMM_BLOCKS = ((16, 32, 32, 4, 2), (64, 64, 32, 8, 2), (128, 64, 32, 8, 3))  # BLOCK_M, _N, _K, warps, stages
+
+
 def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -32,15 +40,14 @@ def _interpreted() -> bool:
 def gemv_configs() -> list[triton.Config]:
     """Block sizes tried for decode; the interpreter takes the first."""
     configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=w)
-               for bn, bk, w in ((32, 128, 4), (64, 128, 4), (16, 256, 4), (128, 64, 8)) for sk in (1, 4)]
+               for bn, bk, w in GEMV_BLOCKS for sk in (1, 4)]
     return configs[:1] if _interpreted() else configs
 
 
 def gemm_configs() -> list[triton.Config]:
     """Block sizes tried for prefill; the interpreter takes the first."""
     configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-               for bm, bn, bk, w, s in ((16, 32, 32, 4, 2), (64, 64, 64, 4, 3), (128, 128, 64, 8, 3),
-                                        (64, 128, 32, 4, 4), (128, 64, 64, 4, 3))]
+               for bm, bn, bk, w, s in GEMM_BLOCKS]
     return configs[:1] if _interpreted() else configs
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-SILU_FLUSH = -60.0  # as the numpy executor: silu below it is 0 (subnormal products are slow)
-PROB_FLUSH = -60.0  # attention weights below exp(-60) of the row's largest are 0
+# constexpr, or a compiled (not interpreted) kernel could not read them
+SILU_FLUSH = tl.constexpr(-60.0)  # as the numpy executor: silu below it is 0 (subnormal products are slow)
+PROB_FLUSH = tl.constexpr(-60.0)  # attention weights below exp(-60) of the row's largest are 0
 
 
 @triton.jit
@@ -151,6 +152,14 @@ TILED_FROM = 2
 """Query tokens from which attention runs tiled (`_attention_tiled`); one token runs `_attention`."""
 
 
+def tiled_blocks(tokens: int, head_dim: int) -> tuple[int, int]:
+    """(BLOCK_M, warps) of the tiled attention: the largest query block that compiles without spilling
+    registers on sm_80 to sm_90 (tests/kernels/test_triton_compile.py); keys go in blocks of 32."""
+    if head_dim > 64 or tokens <= 16:
+        return 16, (4 if head_dim <= 64 else 8)
+    return 32, 8
+
+
 def attention(q, keys, values, start: int, window: int = 0):
     """Causal attention of q (T, heads, hd) at positions start.. over keys/values (S, kv_heads, hd); (T, heads * hd).
 
@@ -164,10 +173,10 @@ def attention(q, keys, values, start: int, window: int = 0):
     out = torch.empty_like(q)
     block_d = max(16, triton.next_power_of_2(hd))
     if t >= TILED_FROM:
-        block = 16 if t <= 16 else 32
+        block, warps = tiled_blocks(t, hd)
         _attention_tiled[(triton.cdiv(t, block), heads)](
             q, keys, values, out, t, start, heads, keys.shape[1], hd, window, hd ** -0.5,
-            BLOCK_M=block, BLOCK_N=32, BLOCK_D=block_d)
+            BLOCK_M=block, BLOCK_N=32, BLOCK_D=block_d, num_warps=warps)
     else:
         _attention[(t, heads)](q, keys, values, out, start, heads, keys.shape[1], hd, window, hd ** -0.5,
                                BLOCK_S=32, BLOCK_D=triton.next_power_of_2(hd))

@@ -1,0 +1,145 @@
+"""What each Triton kernel variant needs on a GPU architecture, from an ahead-of-time compile.
+
+Triton compiles a kernel to a cubin for a named architecture without a GPU (its wheel ships
+`ptxas`), so the kernels are checked to compile for each GPU the device profiles name, and
+`cuobjdump --dump-resource-usage` reads what a block of the cubin needs: registers per
+thread, stack (local memory; above 0 means registers spilled), and shared memory (Triton's
+pipelining buffers plus the cubin's own). A variant whose shared memory exceeds the
+architecture's per-block limit cannot launch there: the autotuner skips it, so every
+(kernel, storage kind) must keep at least one variant that fits.
+
+    from edgec.kernels.triton import resources
+    for variant in resources.matmul_variants():
+        print(variant.label, resources.compile_variant(variant, 90))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ARCHS = {80: "A100 (sm_80)", 86: "RTX 30 (sm_86)", 87: "Jetson Orin (sm_87)", 89: "RTX 40 (sm_89)",
+         90: "H100 (sm_90)"}
+"""Compute capabilities of the GPUs the shipped device profiles name."""
+
+MAX_SHARED = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448}
+"""Shared memory one block may use (opt-in maximum), bytes: CUDA C Programming Guide, table
+"Technical Specifications per Compute Capability" (163 KB for 8.0 and 8.7, 99 KB for 8.6 and
+8.9, 227 KB for 9.0)."""
+
+_MATMUL_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "lut_ptr", "meta_ptr")
+_MATMUL_TYPES = ("*fp32", "*fp32", "*u8", "*fp32", "*fp32", "*fp32", "*u8")
+_GEMV_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng", "group", "meta_stride")
+_GEMM_INTS = ("M",) + _GEMV_INTS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compilable specialization of a kernel: its argument types, constexprs and launch options."""
+
+    label: str
+    fn: object  # the triton.JITFunction
+    signature: dict[str, str]
+    constexprs: dict[str, object]
+    options: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one block of a compiled variant needs."""
+
+    registers: int  # per thread
+    stack: int      # bytes of local memory per thread; > 0 means spilled registers
+    shared: int     # bytes per block
+
+    def fits(self, arch: int) -> bool:
+        """Whether a block fits the architecture's shared memory (registers are capped at 255 by ptxas)."""
+        return self.shared <= MAX_SHARED[arch]
+
+
+def _variant(label: str, fn, args: dict[str, str], constexprs: dict[str, object], **options: int) -> Variant:
+    return Variant(label, fn, {**args, **{name: "constexpr" for name in constexprs}}, constexprs, options)
+
+
+def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (False, True),
+                    configs: str = "all") -> Iterator[Variant]:
+    """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, with each
+    autotune configuration (`configs="all"`) or only the first of each kernel ("first")."""
+    from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
+    from edgec.kernels.triton.weights import KINDS
+
+    base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
+    gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
+    gemm_args = {**base, **{name: "i32" for name in _GEMM_INTS}}
+    for kind_name in kinds or list(KINDS):
+        kind, bits, asym = KINDS[kind_name]
+        for sp in sparse:
+            flags = dict(KIND=kind, BITS=bits, ASYM=asym, SPARSE=sp)
+            name = f"{'2:4+' if sp else ''}{kind_name}"
+            for fn, args, tuned in ((_gemv, gemv_args, gemv_configs()), (_gemm, gemm_args, gemm_configs())):
+                for config in tuned[:1] if configs == "first" else tuned:
+                    blocks = "x".join(str(v) for v in config.kwargs.values())
+                    yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
+                                   {**flags, **config.kwargs}, num_warps=config.num_warps,
+                                   num_stages=config.num_stages)
+
+
+def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...] = (576, 4096)) -> Iterator[Variant]:
+    """RMSNorm over each hidden size, SwiGLU, rotary and both attention kernels for each head size,
+    with the block sizes `edgec.kernels.triton.ops` launches them with."""
+    import triton
+
+    from edgec.kernels.triton import ops
+
+    for n in hidden:
+        yield _variant(f"_rms_norm {n}", ops._rms_norm,
+                       {"x_ptr": "*fp32", "w_ptr": "*fp32", "y_ptr": "*fp32", "n": "i32", "eps": "fp32"},
+                       {"BLOCK": triton.next_power_of_2(n)})
+    yield _variant("_silu_mul", ops._silu_mul, {"g_ptr": "*fp32", "u_ptr": "*fp32", "total": "i32"}, {"BLOCK": 1024})
+    for hd in head_dims:
+        yield _variant(f"_rope hd{hd}", ops._rope,
+                       {"x_ptr": "*fp32", "cos_ptr": "*fp32", "sin_ptr": "*fp32", "start": "i32", "heads": "i32",
+                        "half": "i32"}, {"BLOCK": triton.next_power_of_2(hd // 2)})
+        attention = {"q_ptr": "*fp32", "k_ptr": "*fp32", "v_ptr": "*fp32", "o_ptr": "*fp32"}
+        sizes = {"start": "i32", "heads": "i32", "kv_heads": "i32", "head_dim": "i32", "window": "i32",
+                 "scale": "fp32"}
+        yield _variant(f"_attention hd{hd}", ops._attention, {**attention, **sizes},
+                       {"BLOCK_S": 32, "BLOCK_D": triton.next_power_of_2(hd)})
+        for block, warps in sorted({ops.tiled_blocks(tokens, hd) for tokens in (ops.TILED_FROM, 512)}):
+            yield _variant(f"_attention_tiled hd{hd} m{block}", ops._attention_tiled,
+                           {**attention, "t_count": "i32", **sizes},
+                           {"BLOCK_M": block, "BLOCK_N": 32, "BLOCK_D": max(16, triton.next_power_of_2(hd))},
+                           num_warps=warps)
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def compile_variant(variant: Variant, arch: int) -> Resources:
+    """Compile `variant` for compute capability `arch` (no GPU needed) and read its resource usage.
+
+    Raises whatever Triton raises when the kernel does not compile for that architecture.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.compiler import compile as triton_compile
+
+    source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=variant.constexprs)
+    compiled = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=dict(variant.options))
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", cubin.name], capture_output=True,
+                               text=True, check=True).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", usage)
+    if found is None:
+        raise RuntimeError(f"{variant.label}: cuobjdump printed no resource usage:\n{usage}")
+    registers, stack, static_shared = (int(v) for v in found.groups())
+    return Resources(registers, stack, int(compiled.metadata.shared) + static_shared)
