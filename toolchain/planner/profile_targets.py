@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -20,7 +19,8 @@ import numpy as np
 
 from edgec.errors import EdgecError
 from edgec.planner.profiling import (
-    DEFAULT_SHAPES, DEFAULT_TOKENS, HostFigures, kernel_threads, linear_kernel, measure_host,
+    DEFAULT_SHAPES, DEFAULT_TOKENS, HostFigures, kernel_threads, linear_kernel, measure_host, measure_memory,
+    seconds_per_call, usable_fraction,
 )
 from edgec.runtime.formats import Format, parse_format
 
@@ -85,17 +85,8 @@ class ProfileTarget(ABC):
         rng = np.random.default_rng(0)
         packed = fmt.quantize(rng.standard_normal(_DISPATCH_SHAPE, dtype=np.float32))
         call = self.call(fmt, packed, _DISPATCH_SHAPE, rng.standard_normal((1, _DISPATCH_SHAPE[1]), dtype=np.float32))
-        for _ in range(10):
-            call()
-        per_batch = []
-        for _ in range(5):
-            self.synchronize()
-            start = time.perf_counter()
-            for _ in range(max(1, calls // 5)):
-                call()
-            self.synchronize()
-            per_batch.append((time.perf_counter() - start) / max(1, calls // 5))
-        return statistics.median(per_batch) * 1e6
+        seconds_per_call(call, 10, self.synchronize)  # warm-up
+        return statistics.median(seconds_per_call(call, max(1, calls // 5), self.synchronize) for _ in range(5)) * 1e6
 
 
 class HostTarget(ProfileTarget):
@@ -229,14 +220,12 @@ class TritonTarget(ProfileTarget):
     def figures(self, quick: bool) -> HostFigures:
         torch = self._torch
         if self.interpreted:
-            from edgec.planner.profiling import measure_memory
-
             memory, fraction, how = measure_memory()
             how, usable = f"{how} (interpreter: the host's memory)", "the host's MemAvailable / MemTotal"
         else:
             memory = torch.cuda.get_device_properties(self.device).total_memory
             free, _ = torch.cuda.mem_get_info(self.device)
-            fraction = min(0.9, max(0.1, int(20 * free / memory) / 20))
+            fraction = usable_fraction(free, memory)
             how, usable = "torch.cuda.get_device_properties total_memory", "free / total device memory"
         mib = 16 if quick or self.interpreted else 1024
         src = torch.ones(mib * 2**20 // 4, dtype=torch.float32, device=self.device)
@@ -265,15 +254,8 @@ class TritonTarget(ProfileTarget):
 
     def _best(self, call: Call, repeats: int) -> float:
         """Seconds of the fastest of `repeats` calls (after one warm-up), each waited for."""
-        call()
-        self.synchronize()
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            self.synchronize()
-            best = min(best, time.perf_counter() - start)
-        return best
+        seconds_per_call(call, 1, self.synchronize)
+        return min(seconds_per_call(call, 1, self.synchronize) for _ in range(repeats))
 
 
 def cpu_name() -> str:

@@ -87,7 +87,8 @@ def kernel_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _seconds(call: Callable[[], object], inner: int = 1, synchronize: Callable[[], None] = lambda: None) -> float:
+def seconds_per_call(call: Callable[[], object], inner: int = 1,
+                     synchronize: Callable[[], None] = lambda: None) -> float:
     """Seconds per call of `inner` back-to-back calls, waited for with `synchronize`."""
     synchronize()
     start = time.perf_counter()
@@ -139,15 +140,15 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
                     calls.append((fmt, t, target.call(fmt, packed, (n, k), xs[t])))
             inners, counts = [], []
             for _, _, call in calls:
-                _seconds(call, 1, target.synchronize)  # compiles, autotunes, allocates
-                once = max(_seconds(call, 1, target.synchronize), 1e-9)
+                seconds_per_call(call, 1, target.synchronize)  # compiles, autotunes, allocates
+                once = max(seconds_per_call(call, 1, target.synchronize), 1e-9)
                 inners.append(max(1, min(1000, int(target.min_sample_s / once))))
                 counts.append(max(min_repeats, min(repeats, int(per_point / (once * inners[-1])))))
             times: list[list[float]] = [[] for _ in calls]
             for round_ in range(max(counts)):
                 for i, (_, _, call) in enumerate(calls):
                     if round_ < counts[i]:
-                        times[i].append(_seconds(call, inners[i], target.synchronize))
+                        times[i].append(seconds_per_call(call, inners[i], target.synchronize))
             for (fmt, t, _), samples in zip(calls, times):
                 timings.append(KernelTiming(format=str(fmt), n=n, k=k, tokens=t,
                                             seconds=max(statistics.median(samples), 1e-9)))
@@ -205,8 +206,12 @@ def measure_memory() -> tuple[int, float, str]:
     if limit is not None and limit < total:
         total, how = limit, "cgroup memory limit (below MemTotal)"
     available = min(info.get("MemAvailable", total // 2), total)
-    fraction = min(0.9, max(0.1, int(20 * available / total) / 20))  # rounded down to 5 %
-    return total, fraction, how
+    return total, usable_fraction(available, total), how
+
+
+def usable_fraction(available: int, total: int) -> float:
+    """available / total rounded down to 5 %, between 0.1 and 0.9: a profile's `usable_memory_fraction`."""
+    return min(0.9, max(0.1, int(20 * available / total) / 20))
 
 
 def measure_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
@@ -214,7 +219,7 @@ def measure_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     src = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
     dst = np.empty_like(src)
     np.copyto(dst, src)
-    best = min(_seconds(lambda: np.copyto(dst, src)) for _ in range(repeats))
+    best = min(seconds_per_call(lambda: np.copyto(dst, src)) for _ in range(repeats))
     return 2 * src.nbytes / best / 1e9
 
 
@@ -224,7 +229,7 @@ def measure_peak_fp32(size: int = 2048, repeats: int = 4) -> float:
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds_per_call(lambda: a @ b) for _ in range(repeats))
     return 2 * size**3 / best / 1e12
 
 
