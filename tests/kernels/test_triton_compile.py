@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "triton_resources.py"
 HEADLINE = "int4,int4_asym,nf4,fp8,int8,f16"
 
