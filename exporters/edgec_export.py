@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgec import __version__
+from edgec.version import __version__
 from edgec.errors import EdgecError
 from edgec.exporters.edgec_writer import TensorToWrite, WriteReport, write_container
 from edgec.exporters.source import ExportSource

@@ -22,7 +22,7 @@ from pathlib import Path
 import onnx
 from tqdm.auto import tqdm
 
-from edgec import __version__
+from edgec.version import __version__
 from edgec.errors import EdgecError
 from edgec.exporters import onnx_graph as graph_ops
 from edgec.exporters.onnx_decoder import build_decoder, kv_shape

@@ -22,6 +22,21 @@ from transformers import (
 from edgec.data import evaluation_text
 
 TINY_VOCAB = 320
+# Printed in pytest's header: CI installs the newest releases pyproject.toml allows, so its log says which ran.
+REPORTED_VERSIONS = ("torch", "transformers", "kernels", "tokenizers", "numpy", "scipy", "onnx", "onnxruntime",
+                     "triton", "accelerate", "gguf", "safetensors", "pydantic")
+
+
+def pytest_report_header(config) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return "resolved: " + ", ".join(f"{name} {installed(name)}" for name in REPORTED_VERSIONS)
 
 
 def tiny_tokenizer(bert: bool = False) -> PreTrainedTokenizerFast:

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from edgec import __version__
+from edgec.version import __version__
 from edgec.errors import EdgecError
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from edgec import __version__
+from edgec.version import __version__
 from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
 from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED

@@ -1,1 +1,0 @@
-"""edgec.exporters: writers for edgec's packed `.edgec` container and for ONNX."""
