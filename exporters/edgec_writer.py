@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from tqdm import tqdm
 
 from edgec.errors import EdgecError
 from edgec.runtime.container import layout as L
 from edgec.runtime.formats import Format
+from edgec.progress import progress as progress_counter
 
 
 @dataclass
@@ -71,7 +71,7 @@ def write_container(path: Path, metadata: dict[str, Any], tensors: Sequence[Tens
         with os.fdopen(fd, "wb") as out:
             out.write(bytes(L.PREAMBLE.size) + metadata_bytes + table + bytes(data_offset - header_end))
             crcs = [_write_tensor(out, tensor, specs, data_offset)
-                    for tensor, (_, specs) in zip(tqdm(tensors, desc="writing", unit="tensor", disable=not progress), plans)]
+                    for tensor, (_, specs) in zip(progress_counter(tensors, desc="writing", unit="tensor", enabled=progress), plans)]
             if out.tell() != data_offset + data_length:
                 raise EdgecError(f"{path}: internal error, wrote {out.tell()} bytes, expected {data_offset + data_length}")
             for position, crc in zip(crc_positions, crcs):

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
-from tqdm.auto import tqdm
 
 from edgec.version import __version__
 from edgec.errors import EdgecError
@@ -40,6 +39,7 @@ from edgec.exporters.onnx_validate import (
 )
 from edgec.exporters.source import ExportSource
 from edgec.runtime.formats import Sparse24
+from edgec.progress import progress as progress_counter
 
 __all__ = ["OnnxExportReport", "export_onnx", "read_onnx_summary"]
 
@@ -137,7 +137,7 @@ def build_model(source: ExportSource, progress: bool = False) -> tuple[onnx.Mode
     names = _state_names(flat, hf)
     embedding_name = next((n for n, t in hf.state_dict().items() if t.data_ptr() == embeddings.data_ptr()), None)
     report = OnnxExportReport(Path(), loaded.task, hf.config.model_type)
-    bar = tqdm(total=len(refs) + 2, desc="exporting to ONNX", unit="step", disable=not progress, file=sys.stderr)
+    bar = progress_counter(total=len(refs) + 2, desc="exporting to ONNX", unit="step", enabled=progress)
     with bar:
         io_spec = (graph_ops.decoder_io(hf.config.vocab_size, *kv_shape(hf.config)) if loaded.task == "causal-lm"
                    else graph_ops.encoder_io(hf.config.vocab_size))

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from edgec.assignment import validate_assignment
 from edgec.calibration.sequential import BlockCalibration, run_sequential
@@ -23,6 +22,7 @@ from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
 from edgec.passes.base import Compressed
+from edgec.progress import progress as progress_counter
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
         result.layers[name] = LayerResult(config, done.encoded, done.input_scale, done.act_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
-    for name in tqdm([n for n in request if n not in calibrated], desc="compressing", unit="layer",
-                     disable=not progress or not (set(request) - calibrated)):
+    for name in progress_counter([n for n in request if n not in calibrated], desc="compressing", unit="layer",
+                                 enabled=progress and bool(set(request) - calibrated)):
         config = request[name]
         store(name, passes[config.method].compress(refs[name].weight().float().numpy(), config, None, name))
     if calibrated:

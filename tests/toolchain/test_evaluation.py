@@ -155,6 +155,8 @@ def test_cli_eval_human_output_and_encoder(tiny_bert_dir):
     done = run_cli("eval", "--model", str(tiny_bert_dir), "--format", "int8", "--sentences", "16")
     assert done.returncode == 0, done.stderr
     assert "cosine to original" in done.stdout and "16 sentences" in done.stdout
+    # stderr is a pipe here, not a terminal: progress comes as whole log lines, not a redrawn bar
+    assert "\r" not in done.stderr and "embedding: 0/1 batches to do" in done.stderr.splitlines()
 
 
 def test_cli_refuses_unknown_format_before_loading():

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from edgec.calibration.stats import InputStats
 from edgec.memory import release_freed_memory
 from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
+from edgec.progress import progress as progress_counter
 
 
 @dataclass
@@ -128,7 +128,7 @@ def run_sequential(
     blocks = adapter.blocks(model)
     all_linears = adapter.linears(model)
     inputs, kwargs = _capture_block_inputs(model, blocks[0], ids, batch_size)
-    bar = tqdm(total=len(blocks), desc="compressing", unit="block", disable=not progress)
+    bar = progress_counter(total=len(blocks), desc="compressing", unit="block", enabled=progress)
     for index, block in enumerate(blocks):
         linears = [ref for ref in all_linears if ref.block == index]
         leader = _shared_input_groups(adapter, model, linears)

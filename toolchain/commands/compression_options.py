@@ -7,7 +7,6 @@ argument named `compression`; `run_compression` carries them out on a loaded mod
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,5 +126,5 @@ def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
               "smoothquant": SmoothQuant(SmoothQuantOptions(alpha=options.alpha))}
     plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
     calibration = CalibrationSettings(samples=options.samples, seq_len=options.seq_len)
-    result = compress(loaded, request, calibration, passes, progress=sys.stderr.isatty())
+    result = compress(loaded, request, calibration, passes, progress=True)
     return CompressionRun(result, plan, calibration)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -44,7 +43,7 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
     settings = EvalSettings(
         format=fmt, include_head=include_head, text=text, seq_len=seq_len,
         max_tokens=max_tokens or None, batch_size=batch_size, sentences=sentences,
-        progress=sys.stderr.isatty(),
+        progress=True,
         **({"text_name": text_file} if text_file else {}),
     )
     report = evaluate(loaded, settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -70,11 +69,10 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
             source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
         else:
             source = source_from_result(loaded, None)
-    progress = sys.stderr.isatty()
     summary: dict = {"model": source.loaded.name, "compressed_layers": len(source.layers), "outputs": {}}
     lines = []
     for target, path in paths.items():
-        summary["outputs"][target], text = _EXPORTERS[target](source, path, verify, progress)
+        summary["outputs"][target], text = _EXPORTERS[target](source, path, verify, True)
         lines.append(text)
     click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(lines))
 

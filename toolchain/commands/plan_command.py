@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -73,8 +72,7 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
                             sensitivity=SensitivitySettings(samples=samples, loss_samples=loss_samples))
     loaded = load_model(model)
     loaded_rss = current_rss_bytes()
-    progress = sys.stderr.isatty()
-    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress)
+    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True)
     plan = make_plan(loaded, profile, inputs, constraints, settings)
     plan["totals"]["compress_peak_bytes"] = compress_peak_bytes(loaded, plan, loaded_rss)
     tmp = out.with_name(out.name + ".tmp")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -75,7 +74,7 @@ def profile_command(output, backend, name, formats, threads, quick, as_json) -> 
     figures = target.figures(quick)
     timings = profiling.measure_kernels(chosen, shapes, profiling.QUICK_TOKENS if quick else target.tokens,
                                         target=target, budget_s=2.0 if quick else profiling.DEFAULT_BUDGET_S,
-                                        repeats=5 if quick else 7, progress=sys.stderr.isatty())
+                                        repeats=5 if quick else 7, progress=True)
     said = f"measured by edgec profile on {today}"
     data = {
         "name": name,

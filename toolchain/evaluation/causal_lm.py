@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from edgec.errors import EdgecError
+from edgec.progress import progress as progress_counter
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def compare_causal_lm(
     """Evaluate `original` (and `compressed`, if given) on the same windows."""
     nll_o = nll_c = kl = agree = 0.0
     ids = windows.ids
-    for start in tqdm(range(0, ids.shape[0], batch_size), desc="evaluating", unit="batch", disable=not progress):
+    for start in progress_counter(range(0, ids.shape[0], batch_size), desc="evaluating", unit="batch", enabled=progress):
         x = ids[start : start + batch_size]
         targets = x[:, 1:, None]
         logp_o = torch.log_softmax(original(x).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)

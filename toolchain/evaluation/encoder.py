@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from edgec.errors import EdgecError
+from edgec.progress import progress as progress_counter
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -47,7 +47,7 @@ def embed(model: nn.Module, tokenizer: PreTrainedTokenizerBase, sentences: list[
           progress: bool = False) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence embeddings (n, hidden)."""
     out = []
-    for start in tqdm(range(0, len(sentences), batch_size), desc="embedding", unit="batch", disable=not progress):
+    for start in progress_counter(range(0, len(sentences), batch_size), desc="embedding", unit="batch", enabled=progress):
         batch = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True, max_length=256,
                           return_tensors="pt")
         hidden = model(**batch).last_hidden_state  # (B, T, H)

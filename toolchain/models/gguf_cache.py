@@ -11,14 +11,18 @@ so an interrupted conversion leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from edgec.errors import ModelError
 
@@ -67,10 +71,27 @@ def cached_checkpoint(path: Path, sha256: str) -> Path:
     return entry
 
 
+@contextlib.contextmanager
+def _plain_progress() -> Iterator[None]:
+    """One log line instead of transformers' bar where stderr is no terminal (the bar redraws with carriage returns)."""
+    if sys.stderr.isatty():
+        yield
+        return
+    print("converting the GGUF file to a float checkpoint (once per file)", file=sys.stderr, flush=True)
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _convert(path: Path, out: Path) -> None:
     try:
-        gguf_model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        with _plain_progress():
+            gguf_model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as exc:
         raise ModelError(f"{path}: corrupt or unreadable GGUF ({_first_line(exc)})") from None
     config = gguf_model.config

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,9 +108,9 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     samples of one shape are interleaved (round after round over its formats and token
     counts), so a burst of other work on the machine slows one sample of many points
     rather than every sample of one point, and the median discards it. Progress goes to
-    stderr through tqdm when `progress`.
+    stderr when `progress`.
     """
-    from tqdm import tqdm
+    from edgec.progress import progress as progress_counter
 
     if target is None:
         from edgec.planner.profile_targets import ReferenceTarget
@@ -127,8 +126,7 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     per_point = budget_s / max(points, 1)
     rng = np.random.default_rng(seed)
     timings: list[KernelTiming] = []
-    with tqdm(total=points, desc="timing kernels", unit="kernel", file=sys.stderr, disable=not progress,
-              leave=False) as bar:
+    with progress_counter(total=points, desc="timing kernels", unit="kernel", enabled=progress) as bar:
         for n, k in shapes:
             bar.set_postfix_str(f"{n}x{k}", refresh=False)
             w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)

@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from edgec.calibration.sequential import BlockCalibration, _capture_block_inputs, _run_block, run_sequential
 from edgec.calibration.windows import calibration_windows
@@ -55,6 +54,7 @@ from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, Pass
 from edgec.passes.base import is_dense_float
 from edgec.planner.units import HEAD_BLOCK, Candidate, Unit
+from edgec.progress import progress as progress_counter
 
 SENSITIVITY_VERSION = 1
 
@@ -271,7 +271,8 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     fresh: dict[str, Raw] = {c.key: {} for cands in todo.values() for c in cands}
     loss_ids, _ = calibration_windows(loaded.tokenizer, settings.loss_samples, settings.loss_seq_len)
     loss = _OutputLoss(loaded, loss_ids)
-    bar = tqdm(total=sum(len(v) for v in todo.values()), desc="sensitivity", unit="candidate", disable=not progress)
+    bar = progress_counter(total=sum(len(v) for v in todo.values()), desc="sensitivity", unit="candidate",
+                           enabled=progress)
 
     def measure(unit: Unit, cal: BlockCalibration | None, changed: Callable[[], float]) -> None:
         unit_refs = [refs[n] for n in unit.layers]

@@ -1,0 +1,65 @@
+"""Progress is a bar on a terminal and whole log lines elsewhere (edgec.progress)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from tqdm import tqdm
+
+from edgec.progress import LogProgress, duration, progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_log_lines_at_start_every_interval_and_at_the_end():
+    out, clock = io.StringIO(), Clock()
+    bar = LogProgress(None, 40, "sensitivity", "candidate", interval=30, file=out, clock=clock)
+    clock.now += 10
+    bar.update(5)  # within the interval: no line
+    clock.now += 50
+    bar.update(5)  # 60 s for 10 of 40: 3 minutes left
+    bar.set_postfix_str("576x576")
+    clock.now += 5
+    bar.update(30)
+    bar.close()
+    bar.close()
+    assert out.getvalue().splitlines() == [
+        "sensitivity: 0/40 candidates to do",
+        "sensitivity: 10/40 candidates, 1m00s elapsed (25 %), about 3m00s left",
+        "sensitivity: 40/40 candidates [576x576] in 1m05s",
+    ]
+
+
+def test_iterating_counts_and_closes_even_when_the_loop_breaks():
+    out, clock = io.StringIO(), Clock()
+    for i in LogProgress(range(3), None, "evaluating", "batch", interval=0, file=out, clock=clock):
+        if i == 1:
+            break
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "evaluating: 0/3 batches to do" and lines[-1] == "evaluating: 1/3 batches in 0s"
+
+
+def test_a_terminal_gets_tqdm_and_a_pipe_gets_log_lines(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert isinstance(progress(total=3, desc="x", unit="y"), tqdm)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert isinstance(progress(total=3, desc="x", unit="y"), LogProgress)
+    silent = progress(total=3, desc="x", unit="y", enabled=False)
+    silent.update()
+    silent.close()
+    assert sys.stderr.getvalue().splitlines() == ["x: 0/3 ys to do"]
+
+
+def test_durations_read_naturally():
+    assert [duration(s) for s in (4.4, 65, 3599, 3725)] == ["4s", "1m05s", "59m59s", "1h02m"]
