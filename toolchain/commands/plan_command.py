@@ -89,4 +89,6 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
            f"cache; model-output loss measured for {table.measured_losses} of {len(table.errors)} (unit, candidate) "
            f"pairs on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens{error}")
     click.echo(how)
+    for note in plan["solver_notes"]:
+        click.echo(f"note: {note}")
     click.echo(f"wrote {out} and {png}")

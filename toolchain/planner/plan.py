@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgec import __version__
+from edgec.version import __version__
 from edgec.errors import EdgecError
 from edgec.models.loading import LoadedModel
 from edgec.planner.calibration import calibration
@@ -188,13 +188,13 @@ def uniform_choices(inputs: PlanInputs) -> dict[str, list[int]]:
     return out
 
 
-def frontier(inputs: PlanInputs, resource: str) -> list[dict]:
+def frontier(inputs: PlanInputs, resource: str, notes: list[str] | None = None) -> list[dict]:
     """Least predicted loss at budgets of `resource` ('bytes' or 'latency') from its minimum to its maximum."""
     lo = minimum(inputs.options, resource)
     hi = sum(max(getattr(o, resource) for o in opts) for opts in inputs.options)
     points, seen = [], set()
     for budget in np.linspace(lo, hi, FRONTIER_POINTS):
-        choice = solve(inputs.options, "loss", {resource: float(budget) * (1 + 1e-12)}, tie_break=False)
+        choice = solve(inputs.options, "loss", {resource: float(budget) * (1 + 1e-12)}, tie_break=False, notes=notes)
         if tuple(choice) not in seen:
             seen.add(tuple(choice))
             points.append(point(inputs, choice))
@@ -203,10 +203,11 @@ def frontier(inputs: PlanInputs, resource: str) -> list[dict]:
 
 def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, constraints: Constraints,
               settings: PlanSettings) -> dict:
-    """The plan file's content (DESIGN.md): identity, constraints, per-layer choices, totals, candidates, frontier."""
+    """The plan file's content (docs/planner.md, "The plan file"): identity, constraints, per-layer choices, totals, candidates, frontier."""
     limits, origin, objective = _limits(inputs, constraints, profile, settings)
+    notes: list[str] = []  # where the solver's answer failed the check and the exact search ran
     try:
-        choice = solve(inputs.options, objective, limits)
+        choice = solve(inputs.options, objective, limits, notes=notes)
     except Infeasible as exc:
         raise _refusal(exc, origin, inputs, settings) from None
     picked = [inputs.candidates[u.label][i] for u, i in zip(inputs.units, choice)]
@@ -249,5 +250,7 @@ def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, c
                                   "decode_ms": o.latency * 1e3, **asdict(inputs.table.get(u, c))}
                                  for c, o in zip(inputs.candidates[u.label], opts)]
                        for u, opts in zip(inputs.units, inputs.options)},
-        "frontier": {"bytes": frontier(inputs, "bytes"), "latency": frontier(inputs, "latency"), "uniform": uniform},
+        "frontier": {"bytes": frontier(inputs, "bytes", notes), "latency": frontier(inputs, "latency", notes),
+                     "uniform": uniform},
+        "solver_notes": notes,
     }
