@@ -23,7 +23,7 @@ from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
-from edgec.runtime.sampling import SamplingSettings, next_token
+from edgec.runtime.sampling import SamplingSettings, make_rng, next_token
 from edgec.runtime.tokenizer import Tokenizer
 
 DEFAULT_CONTEXT = 4096
@@ -87,11 +87,12 @@ class RuntimeModel:
     def forward(self, ids: Sequence[int] | np.ndarray, cache: KVCache | None = None, all_logits: bool = True) -> np.ndarray:
         """Logits (T, vocab) of `ids` following what `cache` holds (a fresh cache if None); the cache takes the ids."""
         self._need(False, "forward")
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids = _token_ids(ids)
         if ids.size == 0:
             raise EdgecError("forward needs at least one token id")
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            raise EdgecError(f"token ids must lie in 0..{self.config.vocab_size - 1}")
+            raise EdgecError(f"{self.file.path}: token ids must lie in 0..{self.config.vocab_size - 1} "
+                             f"(the model's vocabulary), got {int(ids.min())}..{int(ids.max())}")
         return self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
 
     def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
@@ -102,8 +103,10 @@ class RuntimeModel:
         Each call starts from an empty cache, so a generation the caller abandons leaves nothing behind.
         """
         self._need(False, "generation")
+        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise EdgecError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         settings = SamplingSettings(temperature, top_k, top_p)
-        rng = np.random.default_rng(seed)
+        rng = make_rng(seed)
         cache = self.new_cache()
         prompt = list(prompt_ids)
         if len(prompt) + 1 > self.context:
@@ -123,6 +126,8 @@ class RuntimeModel:
 
         Stops at the end-of-sequence token, at any string of `stop` (not yielded), or after `max_new_tokens`.
         """
+        if isinstance(stop, str) or any(not isinstance(s, str) or not s for s in stop):
+            raise EdgecError(f"stop must be a list of non-empty strings, got {stop!r}")
         tok = self.tokenizer
         ids = tok.encode(prompt) if isinstance(prompt, str) else list(prompt)
         generated: list[int] = []
@@ -148,6 +153,14 @@ class RuntimeModel:
         self.file.close()
 
 
+def _token_ids(ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """`ids` as a flat int64 array; refuses floats, booleans and anything else that is not a token id."""
+    array = np.asarray(ids)
+    if array.size and array.dtype.kind not in "iu":
+        raise EdgecError(f"token ids must be integers, got an array of {array.dtype}")
+    return array.astype(np.int64).reshape(-1)
+
+
 def load(path: str | os.PathLike[str], backend: str = "auto", context: int | None = None,
          verify: bool = True, accuracy: str = "exact", threads: int | None = None) -> RuntimeModel:
     """Open an `.edgec` file and prepare it on `backend` ('auto', 'reference', ...) for `context` tokens.
@@ -156,6 +169,11 @@ def load(path: str | os.PathLike[str], backend: str = "auto", context: int | Non
     cpu backend (faster, not exact; see docs/runtime.md); the default computes exactly.
     threads sets the cpu kernels' threads (process-wide; default: every CPU this process may use).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise EdgecError(f"load needs the path of an .edgec file, got {path!r}")
+    for name, value, least in (("context", context, 2), ("threads", threads, 1)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least):
+            raise EdgecError(f"{name} must be an integer >= {least} or None, got {value!r}")
     file = open_container(path, verify=verify)
     try:
         model = RuntimeModel(file, backend, context, accuracy, threads)

@@ -87,12 +87,12 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m edgec ARGS` in a subprocess, as a user would."""
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m edgec ARGS` in a subprocess (in folder `cwd`, if given), as a user would."""
     import os
 
     return subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=900)
+                          env={**os.environ, **(env or {})}, timeout=900, cwd=cwd)
 
 
 def cli_json(*args: str, env: dict | None = None) -> dict:

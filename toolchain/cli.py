@@ -1,6 +1,7 @@
 """The `edgec` command line: a click group; each verb lives in its own module.
 
-Bad input raises `EdgecError`; `main` prints it as one line on stderr and exits 2.
+Bad input raises `EdgecError` (or click's usage errors, for options click checks); `main` prints it
+as one line on stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import sys
 
 import click
 
-from edgec.version import __version__
 from edgec.errors import EdgecError
+from edgec.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,6 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("edgec: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # the help text, as `edgec` alone asks for
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a bad option or value: one line, as for any other bad input
+        command = exc.ctx.command_path if exc.ctx is not None else "edgec"
+        click.echo(f"edgec: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -213,3 +214,63 @@ def test_encoder_plans_on_cosine_distance(tiny_bert_dir, tmp_path):
     u = units[0]
     by = {c.key: table.get(u, c).loss for c in candidates[u.label]}
     assert 0 < by["int8@rtn"] < by["int3:g32@gptq"] < 1
+
+
+def _broken_plans(plan: dict) -> dict[str, tuple[dict, str]]:
+    """Plans with one thing wrong, and what the refusal must name."""
+    cases: dict[str, tuple[dict, str]] = {}
+    for key in ("totals", "device", "units", "settings", "model", "layers"):
+        broken = copy.deepcopy(plan)
+        del broken[key]
+        cases[f"no {key}"] = (broken, repr(key))
+    broken = copy.deepcopy(plan)
+    broken["totals"] = "x"
+    cases["totals a string"] = (broken, "'totals'")
+    broken = copy.deepcopy(plan)
+    broken["layers"] = {}
+    cases["no layers"] = (broken, "compresses nothing")
+    first = next(iter(plan["layers"]))
+    for what, value, named in (("shape", [1, 1], "shape"), ("shape", "x", "shape"), ("format", "int5:g128", "int5"),
+                               ("method", "magic", "magic")):
+        broken = copy.deepcopy(plan)
+        broken["layers"][first][what] = value
+        cases[f"layer {what} {value}"] = (broken, first)
+    return cases
+
+
+def test_incomplete_or_inconsistent_plans_are_refused_naming_the_field(llama, llama_inputs, tmp_path):
+    from edgec.planner.plan_file import plan_request, read_plan
+
+    profile, settings, inputs = llama_inputs
+    plan = json.loads(json.dumps(make_plan(llama, profile, inputs, Constraints(), settings)))
+    path = tmp_path / "plan.json"
+    for case, (broken, named) in _broken_plans(plan).items():
+        path.write_text(json.dumps(broken))
+        with pytest.raises(EdgecError) as info:
+            plan_request(read_plan(path), llama, path)
+        assert str(path) in str(info.value) and named in str(info.value), case
+    first = next(iter(plan["layers"]))
+    for case, change in (("a layer left out", lambda p: p["layers"].pop(first)),
+                         ("a layer of another shape", lambda p: p["layers"][first].update(shape=[64, 32])),
+                         ("a layer the model lacks", lambda p: p["layers"].update(nope=dict(plan["layers"][first])))):
+        broken = copy.deepcopy(plan)
+        change(broken)
+        path.write_text(json.dumps(broken))
+        with pytest.raises(EdgecError, match="first|shape|not a quantizable linear"):
+            plan_request(read_plan(path), llama, path)
+    path.write_text(json.dumps(plan))
+    assert set(plan_request(read_plan(path), llama, path)) == set(plan["layers"])
+
+
+def test_compress_and_export_refuse_a_bad_plan_or_format_before_loading_the_model(tmp_path):
+    missing_model = str(tmp_path / "no-such-model")  # were the model loaded first, the error would name it
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"edgec_plan": 1, "model": {}, "layers": {}}')
+    for args, named in ((["compress", "--format", "int5:g128", "-o", str(tmp_path / "c")], "int5:g128"),
+                        (["compress", "--format", "int4:g32", "--head-format", "int9", "-o", str(tmp_path / "c")], "int9"),
+                        (["compress", "--plan", str(bad), "-o", str(tmp_path / "c")], str(bad)),
+                        (["export", "--plan", str(bad), "--to", "edgec", "-o", str(tmp_path / "e")], str(bad))):
+        done = run_cli(*args, "--model", missing_model)
+        assert done.returncode == 2 and named in done.stderr and "no-such-model" not in done.stderr, done.stderr
+        assert done.stderr.startswith("edgec: error: ") and len(done.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]

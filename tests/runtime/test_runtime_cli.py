@@ -100,3 +100,33 @@ def test_threads_and_accuracy_reach_the_cpu_kernels(tiny_llama_dir, tmp_path):
     assert result["threads"] == 1 and result["accuracy"] == "int8"
     done = run_cli("run", str(path), "-p", "x", "-n", "2", "--threads", "0")
     assert done.returncode == 2 and "--threads" in done.stderr
+
+
+def test_the_api_refuses_bad_arguments_with_edgec_errors(tiny_llama_dir, tmp_path):
+    from edgec.runtime import EdgecError
+
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int8")
+    for kwargs, named in (({"context": -5}, "context"), ({"context": 0}, "context"), ({"threads": 0}, "threads"),
+                          ({"context": 2.5}, "context")):
+        with pytest.raises(EdgecError, match=named):
+            load(path, backend="reference", **kwargs)
+    with pytest.raises(EdgecError, match="path"):
+        load(None)
+    model = load(path, backend="reference")
+    with pytest.raises(EdgecError, match="integers"):
+        model.forward([1.5])
+    with pytest.raises(EdgecError, match=f"{path}.*0..{model.config.vocab_size - 1}"):
+        model.forward([model.config.vocab_size])
+    for kwargs, named in (({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+                          ({"temperature": 1.0, "seed": -1}, "seed"), ({"top_p": float("nan")}, "top_p"),
+                          ({"top_k": 1.5}, "top_k"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"stop": [""]}, "stop"),
+                          ({"stop": "x"}, "stop")):
+        with pytest.raises(EdgecError, match=named):
+            list(model.generate(PROMPT, **kwargs))
+
+
+def test_run_says_when_the_context_will_fill(tiny_llama_dir, tmp_path):
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int8")
+    done = run_cli("run", str(path), "--prompt", PROMPT, "-n", "200", "--context", "64", "--backend", "reference")
+    assert done.returncode == 0, done.stderr
+    assert "the context holds 64 tokens" in done.stderr and "raise --context" in done.stderr

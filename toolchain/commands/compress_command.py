@@ -26,7 +26,7 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
     """
     import json
 
-    from edgec.commands.compression_options import run_compression
+    from edgec.commands.compression_options import check_compression, run_compression
     from edgec.compressed_io import check_output_path, save_compressed
     from edgec.errors import EdgecError
     from edgec.models.loading import load_model
@@ -36,6 +36,7 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`)")
     out = Path(output)
     check_output_path(out)
+    check_compression(compression)  # before the model is loaded
     loaded = load_model(model)
     run = run_compression(loaded, compression)
     result = run.result

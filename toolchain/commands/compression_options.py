@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from edgec.commands.options import format_option
+from edgec.commands.options import FiniteFloatRange, format_option
 
 METHODS = ["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"]
 
@@ -48,7 +48,7 @@ _OPTIONS = [
                  help="A plan from `edgec plan`: each layer's format and method (instead of --format/--method)."),
     click.option("--method", default="rtn", show_default=True, type=click.Choice(METHODS),
                  help="Compression method for every layer."),
-    click.option("--sparsity", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+    click.option("--sparsity", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=None,
                  help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5)."),
     click.option("--include-head", is_flag=True,
                  help="Also compress the output head (and the embedding tied to it); by RTN when --method is calibrated."),
@@ -59,11 +59,11 @@ _OPTIONS = [
     click.option("--seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per calibration window."),
     click.option("--act-order/--no-act-order", default=True, show_default=True,
                  help="GPTQ: visit columns by decreasing Hessian diagonal (with static groups)."),
-    click.option("--damp", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+    click.option("--damp", type=FiniteFloatRange(min=0, min_open=True), default=0.01, show_default=True,
                  help="GPTQ/SparseGPT: Hessian damping as a fraction of its mean diagonal."),
     click.option("--no-clip", is_flag=True,
                  help="AWQ and GPTQ: skip the clip search and fit each group's min-max range (GPTQ as originally published)."),
-    click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+    click.option("--alpha", type=FiniteFloatRange(0, 1), default=0.5, show_default=True,
                  help="SmoothQuant: migration strength from activations to weights."),
 ]
 
@@ -90,6 +90,22 @@ class CompressionRun:
     calibration: object  # edgec.compress.CalibrationSettings
 
 
+def check_compression(options: CompressionOptions) -> dict | None:
+    """Everything about the options that can be refused before a model is loaded; returns the plan read, if any."""
+    from edgec.errors import EdgecError
+    from edgec.planner.plan_file import read_plan
+    from edgec.runtime.formats import parse_format
+
+    if options.fmt is not None and options.plan_path is not None:
+        raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
+    if options.head_fmt is not None and options.fmt is None:
+        raise EdgecError("--head-format goes with --format (a plan already names the head's format)")
+    for text in (options.fmt, options.head_fmt):
+        if text is not None:
+            parse_format(text)
+    return read_plan(Path(options.plan_path)) if options.plan_path is not None else None
+
+
 def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
     """Compress `loaded` in place as the options say (a format for every layer, or a plan)."""
     from edgec.assignment import uniform_assignment
@@ -98,14 +114,10 @@ def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
     from edgec.passes import (
         PASSES, AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SmoothQuant, SmoothQuantOptions, SparseGPT, SparseGPTOptions,
     )
-    from edgec.planner.plan_file import plan_request, read_plan
+    from edgec.planner.plan_file import plan_request
     from edgec.runtime.formats import parse_format
 
-    if options.fmt is not None and options.plan_path is not None:
-        raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
-    if options.head_fmt is not None and options.fmt is None:
-        raise EdgecError("--head-format goes with --format (a plan already names the head's format)")
-    plan = read_plan(Path(options.plan_path)) if options.plan_path is not None else None
+    plan = check_compression(options)
     if plan is not None:
         request = plan_request(plan, loaded, Path(options.plan_path))
     else:

@@ -58,13 +58,14 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
             raise EdgecError("--compressed is already compressed: give it without --model, --format or --plan")
         source = source_from_folder(Path(compressed_dir))
     else:
+        from edgec.commands.compression_options import check_compression, run_compression
         from edgec.compressed_io import calibration_record
         from edgec.models.loading import load_model
 
+        if compression.requested:
+            check_compression(compression)  # before the model is loaded
         loaded = load_model(model)
         if compression.requested:
-            from edgec.commands.compression_options import run_compression
-
             run = run_compression(loaded, compression)
             source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED
@@ -17,3 +19,16 @@ format_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 output_option = click.option("--output", "-o", required=True, type=click.Path(), metavar="PATH",
                              help="Where to write the result (must not exist yet).")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and infinities (every comparison with nan is false,
+    so FloatRange alone lets `--latency-ms nan` through to the work)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 (click's signature)
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgec.commands.options import json_option, model_option
+from edgec.commands.options import FiniteFloatRange, json_option, model_option
 
 
 @click.command("plan")
@@ -14,11 +14,11 @@ from edgec.commands.options import json_option, model_option
               help="A shipped device profile (see `edgec devices`) or the path of a YAML profile.")
 @model_option
 @click.option("--memory", default=None, metavar="SIZE", help="Limit on the deployed weights, e.g. 80MB or 1.5GiB.")
-@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--latency-ms", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Limit on the predicted decode time per token, in ms.")
-@click.option("--avg-bits", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Limit on stored bits per weight over the planned linears.")
-@click.option("--max-loss", "--max-kl", "max_loss", type=click.FloatRange(min=0), default=None,
+@click.option("--avg-bits", type=FiniteFloatRange(min=0, max=16, min_open=True), default=None,
+              help="Limit on stored bits per weight over the planned linears (at most 16, the widest format).")
+@click.option("--max-loss", "--max-kl", "max_loss", type=FiniteFloatRange(min=0), default=None,
               help="Limit on the summed predicted loss (KL in nats/token for an LM, cosine distance for an encoder).")
 @click.option("--context", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Tokens the KV cache must hold (counts against the device's memory).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgec.commands.options import FiniteFloatRange
 from edgec.commands.runtime_options import runtime_options
 
 
@@ -12,12 +13,12 @@ from edgec.commands.runtime_options import runtime_options
 @click.option("--prompt", "-p", required=True, help="The text to continue.")
 @click.option("--max-new-tokens", "-n", type=click.IntRange(min=1), default=128, show_default=True,
               help="Tokens to generate at most.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Sampling temperature; 0 is greedy.")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Keep the k likeliest tokens (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+@click.option("--top-p", type=FiniteFloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Keep the smallest set of tokens whose probability reaches p.")
-@click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed for sampling (0 or more).")
 @click.option("--stop", multiple=True, help="Stop before this text (repeatable).")
 @runtime_options
 def run_command(file, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, backend, accuracy, threads,
@@ -26,9 +27,17 @@ def run_command(file, prompt, max_new_tokens, temperature, top_k, top_p, seed, s
 
     The runtime reads the tokenizer from the file; nothing but the file is needed.
     """
+    from edgec.errors import EdgecError
     from edgec.runtime import load
 
+    if "" in stop:
+        raise EdgecError("--stop: the empty string would stop before the first token")
     model = load(file, backend=backend, context=context, accuracy=accuracy, threads=threads)
+    prompt_tokens = len(model.tokenizer.encode(prompt))
+    room = model.context - prompt_tokens
+    if 0 < room < max_new_tokens:
+        click.echo(f"edgec: note: the context holds {model.context} tokens and the prompt takes {prompt_tokens}: "
+                   f"at most {room} of the {max_new_tokens} tokens asked for (raise --context)", err=True)
     click.echo(prompt, nl=False)
     for piece in model.generate(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop):
         click.echo(piece, nl=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from edgec.errors import EdgecError
@@ -22,6 +23,8 @@ def parse_size(text: str | int | float, what: str = "size") -> int:
         if not match:
             raise EdgecError(f"{what}: expected a size such as 300MB or 2GiB, got {text!r}")
         value, unit = float(match.group(1)), (match.group(2) or "").lower()
+    if not math.isfinite(value * _UNITS[unit]):
+        raise EdgecError(f"{what}: expected a finite size such as 300MB, got {text!r}")
     if value <= 0:
         raise EdgecError(f"{what}: must be positive, got {text!r}")
     return int(round(value * _UNITS[unit]))
