@@ -190,7 +190,7 @@ def test_a_compute_without_a_peak_is_refused():
 def test_unquoted_2_4_key_reads_as_the_format(tmp_path):
     text = (PROFILE_DIR / "rtx4090.yaml").read_text()
     assert '"2:4":' in text
-    path = tmp_path / "unquoted.yaml"
+    path = tmp_path / "rtx4090.yaml"  # a profile file is named as its profile
     path.write_text(text.replace('"2:4":', "2:4:"))
     assert "2:4" in load_profile(path).formats  # not the YAML 1.1 base-60 integer 124
     # read by a plain YAML 1.1 loader the key becomes 124, and the schema names the field
@@ -269,3 +269,27 @@ def test_profiles_do_not_mutate(profiles):
     before = copy.deepcopy(profiles["a100"].model_dump())
     Roofline(profiles["a100"]).seconds(parse_format("2:4"), *SHAPE, 512)
     assert profiles["a100"].model_dump() == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("bandwith_gbs: 1008", "field bandwith_gbs: unknown field; did you mean 'bandwidth_gbs'?"),
+    ("bandwidth_gbs: yes", "field bandwidth_gbs: Input should be a valid number"),
+    ("bandwidth_gbs: .inf", "field bandwidth_gbs: Input should be a finite number"),
+    ("bandwidth_gbs: .nan", "field bandwidth_gbs: Input should be a finite number"),
+    ("dispatch_us: true", "field dispatch_us"),
+])
+def test_profile_values_yaml_reads_loosely_are_refused(tmp_path, line, message):
+    path = tmp_path / "rtx4090.yaml"
+    field = line.split(":")[0].replace("bandwith", "bandwidth")
+    text = (PROFILE_DIR / "rtx4090.yaml").read_text()
+    path.write_text("\n".join(line if ln.startswith(f"{field}:") else ln for ln in text.splitlines()))
+    with pytest.raises(EdgecError) as info:
+        load_profile(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_profile_named_unlike_its_file_is_refused(tmp_path):
+    path = tmp_path / "my-gpu.yaml"
+    path.write_text((PROFILE_DIR / "rtx4090.yaml").read_text())
+    with pytest.raises(EdgecError, match="field name: 'rtx4090' must be the file's name without .yaml .'my-gpu'."):
+        load_profile(path)

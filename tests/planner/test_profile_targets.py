@@ -96,7 +96,7 @@ def test_cpu_profile_records_the_cpu_kernels(tmp_path):
 
 
 def test_triton_profile_in_the_interpreter_is_a_gpu_profile_the_planner_fits(tmp_path):
-    out = tmp_path / "gpu.yaml"
+    out = tmp_path / "gpu-test.yaml"
     done = run_cli("profile", "--quick", "--backend", "triton", "--name", "gpu-test", "--formats", "int4:g128,fp16",
                    "-o", str(out), env={"TRITON_INTERPRET": "1"})
     assert done.returncode == 0, done.stderr
@@ -118,6 +118,7 @@ def test_triton_profile_in_the_interpreter_is_a_gpu_profile_the_planner_fits(tmp
     (["--formats", "2:4+fp9"], "--formats: bad format '2:4+fp9'"),
     (["--backend", "reference", "--threads", "2"], "--threads"),
     (["--name", "My GPU"], "--name 'My GPU'"),
+    (["--name", "other"], "a profile named 'other' is written to other.yaml"),
 ])
 def test_profile_command_refuses_bad_arguments(tmp_path, args, culprit):
     out = tmp_path / "p.yaml"

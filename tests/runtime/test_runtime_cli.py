@@ -45,7 +45,7 @@ def test_bench_appends_to_a_profile_and_plans_follow_it(tiny_llama_dir, tmp_path
     from edgec.planner.profiles import PROFILE_DIR, load_profile
 
     env = {"EDGEC_CACHE_DIR": str(tmp_path / "cache")}
-    profile = tmp_path / "laptop.yaml"
+    profile = tmp_path / "x86-avx2-laptop.yaml"
     profile.write_text((PROFILE_DIR / "x86-avx2-laptop.yaml").read_text())
     plan_args = ("plan", "--device", str(profile), "-m", str(tiny_llama_dir), "--avg-bits", "6", "--samples", "4")
     first = cli_json(*plan_args, "-o", str(tmp_path / "plan.json"), env=env)
@@ -74,7 +74,7 @@ def test_bench_appends_to_a_profile_and_plans_follow_it(tiny_llama_dir, tmp_path
 def test_bench_refuses_to_append_without_a_plan_for_that_device(tiny_llama_dir, tmp_path):
     from edgec.planner.profiles import PROFILE_DIR
 
-    profile = tmp_path / "laptop.yaml"
+    profile = tmp_path / "x86-avx2-laptop.yaml"
     before = (PROFILE_DIR / "x86-avx2-laptop.yaml").read_text()
     profile.write_text(before)
     path = export(tiny_llama_dir, tmp_path / "m.edgec", "int8")

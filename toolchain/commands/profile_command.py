@@ -14,7 +14,8 @@ from edgec.commands.options import json_option
               help="Where to write the profile YAML, e.g. devices/host.yaml (replaced if it exists).")
 @click.option("--backend", default="auto", show_default=True, metavar="NAME",
               help="Whose kernels to time: reference, cpu or triton (GPU); auto is the one `edgec run` picks here.")
-@click.option("--name", default="host", show_default=True, help="The profile's name (`edgec plan --device NAME`).")
+@click.option("--name", default=None,
+              help="The profile's name (`edgec plan --device NAME`); it is the output file's name without .yaml.")
 @click.option("--formats", default=None, metavar="F1,F2,...",
               help="Formats to time (default: the ten formats the planner chooses among, without group 32).")
 @click.option("--threads", type=int, default=None, help="Threads for the cpu backend's kernels (default: every CPU).")
@@ -51,8 +52,11 @@ def profile_command(output, backend, name, formats, threads, quick, as_json) -> 
         raise EdgecError(f"{output}: is a directory; give the path of the YAML file to write")
     if not path.parent.is_dir():
         raise EdgecError(f"{output}: directory {path.parent} does not exist")
+    name = path.stem if name is None else name
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
         raise EdgecError(f"--name {name!r}: a profile name is lower-case letters, digits, '.', '_' and '-'")
+    if name != path.stem or path.suffix not in (".yaml", ".yml"):
+        raise EdgecError(f"{output}: a profile named {name!r} is written to {name}.yaml (plans find a profile by its file's name)")
     texts = profiling.HOST_FORMATS if formats is None else [f.strip() for f in formats.split(",") if f.strip()]
     if not texts:
         raise EdgecError("--formats: give at least one format")

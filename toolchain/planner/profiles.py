@@ -13,6 +13,7 @@ microseconds.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -36,6 +37,9 @@ _FLOAT_COMPUTE = ("fp32", "fp16", "bf16")
 _SOURCED_FIELDS = ("memory_bytes", "bandwidth_gbs", "peak_tops", "dispatch_us", "formats")
 
 Bytes = Annotated[int, BeforeValidator(lambda v: parse_size(v, "memory_bytes"))]
+# YAML reads `yes` as true and `.inf` as infinity; a lax float field took true as 1 GB/s.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -58,17 +62,17 @@ class KernelTiming(_Strict):
     """One measured kernel call: y (tokens, n) = x (tokens, k) @ W(format)^T."""
 
     format: str
-    n: int = Field(gt=0)
-    k: int = Field(gt=0)
-    tokens: int = Field(gt=0)
-    seconds: float = Field(gt=0)
+    n: Count = Field(gt=0)
+    k: Count = Field(gt=0)
+    tokens: Count = Field(gt=0)
+    seconds: Number = Field(gt=0)
 
 
 class Measurements(_Strict):
     """Kernel timings measured on the device by `edgec profile`."""
 
     kernels: str  # which kernels were timed, e.g. "numpy reference (dequantize + matmul)"
-    threads: int = Field(gt=0)
+    threads: Count = Field(gt=0)
     date: str
     timings: list[KernelTiming] = Field(min_length=1)
 
@@ -83,13 +87,13 @@ class RuntimeRun(_Strict):
     file: str
     backend: str
     accuracy: str
-    threads: int = Field(gt=0)
+    threads: Count = Field(gt=0)
     date: str
-    prompt_tokens: int = Field(gt=0)
-    predicted_decode_ms: float = Field(gt=0)  # per token
-    measured_decode_ms: float = Field(gt=0)
-    predicted_prefill_ms_per_token: float = Field(gt=0)
-    measured_prefill_ms_per_token: float = Field(gt=0)
+    prompt_tokens: Count = Field(gt=0)
+    predicted_decode_ms: Number = Field(gt=0)  # per token
+    measured_decode_ms: Number = Field(gt=0)
+    predicted_prefill_ms_per_token: Number = Field(gt=0)
+    measured_prefill_ms_per_token: Number = Field(gt=0)
 
 
 class DeviceProfile(_Strict):
@@ -99,11 +103,11 @@ class DeviceProfile(_Strict):
     kind: Literal["gpu", "cpu", "npu"]
     description: str
     memory_bytes: Bytes
-    usable_memory_fraction: float = Field(gt=0, le=1)  # share a model may use (OS, display, runtime take the rest)
-    bandwidth_gbs: float = Field(gt=0)
-    peak_tops: dict[Compute, float] = Field(min_length=1)
-    dispatch_us: float = Field(ge=0)  # fixed cost of one kernel call (launch or dispatch)
-    sparse24_speedup: float = Field(default=1.0, ge=1)  # math speed-up of 2:4 sparsity where hardware has it
+    usable_memory_fraction: Number = Field(gt=0, le=1)  # share a model may use (OS, display, runtime take the rest)
+    bandwidth_gbs: Number = Field(gt=0)
+    peak_tops: dict[Compute, Number] = Field(min_length=1)
+    dispatch_us: Number = Field(ge=0)  # fixed cost of one kernel call (launch or dispatch)
+    sparse24_speedup: Number = Field(default=1.0, ge=1)  # math speed-up of 2:4 sparsity where hardware has it
     formats: dict[str, FormatPath] = Field(min_length=1)
     sources: dict[str, str]
     measured: Measurements | None = None
@@ -210,7 +214,11 @@ def load_profile(spec: str | os.PathLike[str]) -> DeviceProfile:
         raise EdgecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise EdgecError(f"{path}: a device profile is a YAML mapping")
-    return validate_profile(data, str(path))
+    profile = validate_profile(data, str(path))
+    if profile.name != path.stem:
+        raise EdgecError(f"{path}: field name: {profile.name!r} must be the file's name without .yaml ({path.stem!r}), "
+                         f"the name plans and `--device` use")
+    return profile
 
 
 def validate_profile(data: dict, origin: str = "profile") -> DeviceProfile:
@@ -218,11 +226,32 @@ def validate_profile(data: dict, origin: str = "profile") -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+        err = (unknown or errors)[0]  # a typo'd field also makes the field it meant "required": name the typo
         where = ".".join(str(p) for p in err["loc"]) or "profile"
+        if unknown:
+            known = list(_fields_at(err["loc"][:-1]))
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+            raise EdgecError(f"{origin}: field {where}: unknown field{hint}") from None
         raise EdgecError(f"{origin}: field {where}: {err['msg']}") from None
     except EdgecError as exc:  # a size that does not parse
         raise EdgecError(f"{origin}: {exc}") from None
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The field names a profile allows at `loc` (the top level, or a nested model's)."""
+    model: type[BaseModel] = DeviceProfile
+    for part in loc:
+        annotation = model.model_fields.get(str(part))
+        inner = getattr(annotation, "annotation", None) if annotation is not None else None
+        args = getattr(inner, "__args__", ()) or (inner,)
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return list(model.model_fields)
+        model = nested[0]
+    return list(model.model_fields)
 
 
 def save_profile(profile: DeviceProfile, path: Path) -> None:
