@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.output_files import atomic_output
 from edgec.runtime.container import layout as L
 from edgec.runtime.formats import Format
 from edgec.progress import progress as progress_counter
@@ -65,30 +65,23 @@ def write_container(path: Path, metadata: dict[str, Any], tensors: Sequence[Tens
     header_end = L.PREAMBLE.size + len(metadata_bytes) + len(table)
     data_offset = L.align_up(header_end, L.DATA_ALIGNMENT)
     data_length = max((b.offset + b.length for _, specs in plans for b in specs), default=0)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(bytes(L.PREAMBLE.size) + metadata_bytes + table + bytes(data_offset - header_end))
-            crcs = [_write_tensor(out, tensor, specs, data_offset)
-                    for tensor, (_, specs) in zip(progress_counter(tensors, desc="writing", unit="tensor", enabled=progress), plans)]
-            if out.tell() != data_offset + data_length:
-                raise EdgecError(f"{path}: internal error, wrote {out.tell()} bytes, expected {data_offset + data_length}")
-            for position, crc in zip(crc_positions, crcs):
-                out.seek(position)
-                out.write(struct.pack("<I", crc))
-            preamble = L.PREAMBLE.pack(L.MAGIC, L.VERSION, 0, L.BUFFER_ALIGNMENT, L.DATA_ALIGNMENT, len(metadata),
-                                       len(metadata_bytes), len(tensors), len(table), data_offset, data_length, 0, 0)
-            table_with_crcs = _patch_crcs(table, [p - header_end + len(table) for p in crc_positions], crcs)
-            header_crc = zlib.crc32(metadata_bytes + table_with_crcs, zlib.crc32(preamble[:L.CRC_OFFSET]))
-            out.seek(0)
-            out.write(preamble[:L.CRC_OFFSET] + struct.pack("<II", header_crc, 0))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as out:
+        out.write(bytes(L.PREAMBLE.size) + metadata_bytes + table + bytes(data_offset - header_end))
+        crcs = [_write_tensor(out, tensor, specs, data_offset)
+                for tensor, (_, specs) in zip(progress_counter(tensors, desc="writing", unit="tensor", enabled=progress), plans)]
+        if out.tell() != data_offset + data_length:
+            raise EdgecError(f"{path}: internal error, wrote {out.tell()} bytes, expected {data_offset + data_length}")
+        for position, crc in zip(crc_positions, crcs):
+            out.seek(position)
+            out.write(struct.pack("<I", crc))
+        preamble = L.PREAMBLE.pack(L.MAGIC, L.VERSION, 0, L.BUFFER_ALIGNMENT, L.DATA_ALIGNMENT, len(metadata),
+                                   len(metadata_bytes), len(tensors), len(table), data_offset, data_length, 0, 0)
+        table_with_crcs = _patch_crcs(table, [p - header_end + len(table) for p in crc_positions], crcs)
+        header_crc = zlib.crc32(metadata_bytes + table_with_crcs, zlib.crc32(preamble[:L.CRC_OFFSET]))
+        out.seek(0)
+        out.write(preamble[:L.CRC_OFFSET] + struct.pack("<II", header_crc, 0))
+        out.flush()
+        os.fsync(out.fileno())
     return WriteReport(path, data_offset + data_length, header_end, payload, len(tensors))
 
 

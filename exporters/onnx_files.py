@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import onnx
 
 from edgec.errors import EdgecError
+from edgec.output_files import apply_output_modes, remove_stale_temporaries, temporary_beside
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,20 @@ class Stage:
         return [self.model.with_name(self.data), self.model] if self.data else [self.model]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def staged(out: Path, external_data: bool = False) -> Iterator[Stage]:
     """Yield a Stage for `out`; move its files into place if the block succeeds, remove them either way."""
     out = Path(out)
     if not out.parent.is_dir():
         raise EdgecError(f"output folder {out.parent} does not exist")
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent)
+    folder = temporary_beside(out)
+    folder.mkdir()
     stage = Stage(folder / out.name, out.name + ".data" if external_data else None)
     try:
         yield stage
         for path in stage.files():
-            os.chmod(path, 0o666 & ~_umask())  # what open(out, "w") would give; mkdtemp's folder is private
+            apply_output_modes(path)  # what open(out, "w") would give
             os.replace(path, out.with_name(path.name))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -6,6 +6,7 @@ as one line on stderr and exits 2.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -45,14 +46,26 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds (and removes its temporaries) as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
     except EdgecError as exc:
         click.echo(f"edgec: error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, Terminated):
+            click.echo("edgec: terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
         click.echo("edgec: aborted", err=True)
         sys.exit(130)
     except click.exceptions.NoArgsIsHelpError as exc:

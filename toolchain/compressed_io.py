@@ -23,20 +23,19 @@ a failed or interrupted run leaves no partial output.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
-from edgec.version import __version__
 from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
 from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED
 from edgec.data import CALIBRATION_NAME
 from edgec.errors import EdgecError
 from edgec.models.loading import LoadedModel
+from edgec.output_files import atomic_output
+from edgec.version import __version__
 
 
 
@@ -64,8 +63,7 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
                     calibration: CalibrationSettings | None, plan: dict | None = None) -> None:
     """Write the compressed model folder atomically (see the module docstring)."""
     check_output_path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_output(out, folder=True) as tmp:
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         packed: dict[str, np.ndarray] = {}
@@ -88,7 +86,3 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
             "plan": plan,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

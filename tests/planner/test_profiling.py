@@ -120,7 +120,7 @@ def test_profile_command_quick_writes_a_loadable_profile(tmp_path):
     again = run_cli("profile", "--quick", "--backend", "reference", "-o", str(out), "--json", env=BLAS_1)  # overwriting is allowed
     assert again.returncode == 0, again.stderr
     assert '"mape_heldout"' in again.stdout
-    assert not (tmp_path / "host.yaml.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["host.yaml"]  # no temporary left beside it
 
 
 def test_profile_command_refuses_a_missing_directory(tmp_path):

@@ -53,6 +53,7 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     from edgec.errors import EdgecError
     from edgec.memory import current_rss_bytes
     from edgec.models.loading import load_model
+    from edgec.output_files import atomic_output
     from edgec.planner.compress_memory import compress_peak_bytes
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
     from edgec.planner.profiles import load_profile
@@ -75,9 +76,8 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True)
     plan = make_plan(loaded, profile, inputs, constraints, settings)
     plan["totals"]["compress_peak_bytes"] = compress_peak_bytes(loaded, plan, loaded_rss)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(plan, indent=1) + "\n")
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(plan, indent=1) + "\n")
     plot_frontier(plan, png)
     if as_json:
         click.echo(json.dumps(plan, indent=1))

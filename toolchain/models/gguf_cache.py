@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from edgec.errors import ModelError
+from edgec.output_files import atomic_output
 
 GGUF_MAGIC = b"GGUF"
 
@@ -58,16 +57,12 @@ def cached_checkpoint(path: Path, sha256: str) -> Path:
     if (entry / "config.json").exists():
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=entry.parent))
     try:
-        _convert(path, tmp)
-        try:
-            tmp.rename(entry)
-        except OSError:  # another process finished the same conversion first
-            if not (entry / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_output(entry, folder=True) as tmp:
+            _convert(path, tmp)
+    except OSError:  # another process finished the same conversion first
+        if not (entry / "config.json").exists():
+            raise
     return entry
 
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from edgec.devices import PROFILE_DIR
 from edgec.errors import EdgecError, FormatError
+from edgec.output_files import atomic_output
 from edgec.planner.sizes import parse_size
 from edgec.runtime.formats import Format, parse_format
 
@@ -257,6 +258,5 @@ def _fields_at(loc: tuple) -> list[str]:
 def save_profile(profile: DeviceProfile, path: Path) -> None:
     """Write `profile` as YAML, atomically (temporary file, then rename)."""
     data = profile.model_dump(mode="json", exclude_none=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=110))
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=110))

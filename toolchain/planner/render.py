@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgec.output_files import atomic_output
 from edgec.planner.sizes import format_size
 
 
@@ -73,7 +74,6 @@ def plot_frontier(plan: dict, path: Path) -> None:
     axes[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(f"{plan['model']['name']} on {plan['device']['name']}: predicted loss vs size and speed")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
-    tmp.replace(path)

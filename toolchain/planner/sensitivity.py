@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from edgec.calibration.sequential import BlockCalibration, _capture_block_inputs
 from edgec.calibration.windows import calibration_windows
 from edgec.models.gguf_cache import cache_root
 from edgec.models.loading import LoadedModel
+from edgec.output_files import atomic_output
 from edgec.passes import PASSES, LayerConfig, Pass
 from edgec.passes.base import is_dense_float
 from edgec.planner.units import HEAD_BLOCK, Candidate, Unit
@@ -128,9 +128,8 @@ class SensitivityCache:
               raw: Raw) -> None:
         path = self._path(loaded, cand, units, settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(raw))
-        tmp.replace(path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(raw))
 
 
 class _OutputLoss:
