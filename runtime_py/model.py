@@ -14,11 +14,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from edgec.runtime.backends import make_backend
+from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
-from edgec.runtime.errors import EdgecError
+from edgec.runtime.errors import ContainerError, EdgecError
 from edgec.runtime.heap import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
+from edgec.runtime.formats import Format
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.runtime.kv_cache import KVCache
@@ -29,6 +31,51 @@ from edgec.runtime.tokenizer import Tokenizer
 DEFAULT_CONTEXT = 4096
 
 
+Executor = LlamaExecutor | GPT2Executor | BertExecutor
+
+
+def build_executor(file: EdgecFile, backend: Backend, context: int | None) -> tuple[ModelConfig, Weights, Executor, int]:
+    """Read the file's config, check it against the task and the stored tensors, and prepare the executor
+    on `backend`: (config, weights, executor, context). Every way of opening a model goes through this."""
+    meta = file.metadata
+    try:
+        config = model_config(meta["general.architecture"], meta["model.config"])
+    except ContainerError as exc:
+        raise ContainerError(f"{file.path}: {exc}") from None
+    task = "encoder" if config.architecture == "bert" else "causal-lm"
+    if meta["general.task"] != task:
+        raise ContainerError(f"{file.path}: general.task is {meta['general.task']!r}, but a "
+                             f"{config.architecture} model is {task!r}")
+    context = min(context or DEFAULT_CONTEXT, config.max_positions)
+    weights = Weights(file, backend)
+    executor: Executor
+    if config.architecture in LLAMA_FAMILY:
+        executor = LlamaExecutor(config, weights, context)
+    elif config.architecture == "gpt2":
+        executor = GPT2Executor(config, weights)
+    else:
+        executor = BertExecutor(config, weights)
+    weights.check_all_used(f"the {config.layers}-layer {config.architecture} model")
+    return config, weights, executor, context
+
+
+class _CheckOnly(Backend):
+    """A backend that prepares nothing: building an executor on it checks a file's config against its tensors."""
+
+    name = "check"
+
+    def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
+        def refuse(x: np.ndarray) -> np.ndarray:
+            raise EdgecError("a model opened only to be checked computes nothing")
+        return refuse, 0
+
+
+def check_model(file: EdgecFile) -> ModelConfig:
+    """What `load` checks before it prepares any weight: the config's figures, the task, and that the stored
+    tensors are exactly the ones the config describes, with its shapes (raises ContainerError naming the file)."""
+    return build_executor(file, _CheckOnly(), 2)[0]
+
+
 class RuntimeModel:
     """A loaded `.edgec` model: `forward` for logits, `generate` for text, `tokenizer` for ids."""
 
@@ -36,18 +83,7 @@ class RuntimeModel:
                  accuracy: str = "exact", threads: int | None = None) -> None:
         self.file = file
         self.backend = make_backend(backend, accuracy, threads)
-        meta = file.metadata
-        self.config: ModelConfig = model_config(meta["general.architecture"], meta["model.config"])
-        self.context = min(context or DEFAULT_CONTEXT, self.config.max_positions)
-        self.weights = Weights(file, self.backend)
-        if self.config.architecture in LLAMA_FAMILY:
-            self.executor = LlamaExecutor(self.config, self.weights, self.context)
-        elif self.config.architecture == "gpt2":
-            self.executor = GPT2Executor(self.config, self.weights)
-        elif self.config.architecture == "bert":
-            self.executor = BertExecutor(self.config, self.weights)
-        else:
-            raise EdgecError(f"{file.path}: the runtime does not run {self.config.architecture} models yet")
+        self.config, self.weights, self.executor, self.context = build_executor(file, self.backend, context)
         self._tokenizer: Tokenizer | None = None
 
     @property

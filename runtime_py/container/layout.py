@@ -50,6 +50,8 @@ DTYPES: dict[int, np.dtype] = {
 DTYPE_CODES: dict[str, int] = {dtype.name: code for code, dtype in DTYPES.items()}
 
 # Required metadata keys and their value types (docs/FORMAT.md, "Required keys").
+TASKS = ("causal-lm", "encoder")  # the values of general.task
+
 REQUIRED_KEYS: dict[str, int] = {
     "general.architecture": STRING,
     "general.name": STRING,

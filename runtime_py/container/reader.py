@@ -169,6 +169,7 @@ class EdgecFile:
         self.metadata, self.value_types = self._parse_metadata(view, metadata_count, L.PREAMBLE.size + metadata_length)
         self.tensors = self._parse_table(view, tensor_count, L.PREAMBLE.size + metadata_length, header_end, data_length)
         self._check_required_keys()
+        self._check_values()
         self.data_length = data_length
 
     def _check_preamble(self, size: int, metadata_count: int, metadata_length: int, tensor_count: int,
@@ -356,6 +357,24 @@ class EdgecFile:
             if not isinstance(target, str) or target not in self.tensors or alias in self.tensors:
                 raise self._fail(f"metadata 'edgec.aliases': {alias!r} -> {target!r} does not name a stored tensor "
                                  f"(or shadows one)")
+
+    def _check_values(self) -> None:
+        """Decode every value once and check the ones that refer to each other, at open: `inspect`,
+        `run` and `load` then refuse the same files, before anything is prepared or executed."""
+        decoded = {key: self.metadata.read(key) for key in self.metadata}  # UTF-8, JSON, inflation; not kept
+        if decoded["general.task"] not in L.TASKS:
+            raise self._fail(f"metadata 'general.task' is {decoded['general.task']!r}, not one of {', '.join(L.TASKS)}")
+        for key in ("model.config", "tokenizer.config"):
+            if not isinstance(decoded[key], dict):
+                raise self._fail(f"metadata {key!r} should be a JSON object")
+        if not isinstance(decoded["edgec.plan"], (dict, type(None))):
+            raise self._fail("metadata 'edgec.plan' should be a JSON object or null")
+        for module, entry in self.metadata["edgec.layers"].items():
+            name = f"{module}.weight"
+            stored = self.tensors.get(self.metadata["edgec.aliases"].get(name, name))
+            if not isinstance(entry, dict) or stored is None or entry.get("format") != str(stored.format):
+                raise self._fail(f"metadata 'edgec.layers': {module!r} -> {entry!r} does not describe a stored tensor "
+                                 f"{name!r} in its stored format")
 
     # ---- access -------------------------------------------------------------------
     def resolve(self, name: str) -> TensorEntry:

@@ -31,25 +31,28 @@ class BertExecutor:
         self.config = config
         prefix = "embeddings." if "embeddings.word_embeddings.weight" in weights.file.tensors else "bert.embeddings."
         root = prefix[: -len("embeddings.")]
-        self.words: Embedding = weights.embedding(prefix + "word_embeddings.weight")
-        self.positions = weights.vector(prefix + "position_embeddings.weight")
-        self.token_type = weights.vector(prefix + "token_type_embeddings.weight")[0]
-        self.embed_norm = self._norm(weights, prefix + "LayerNorm")
+        d, ff = config.hidden_size, config.intermediate_size
+        self.words: Embedding = weights.embedding(prefix + "word_embeddings.weight", (config.vocab_size, d))
+        self.positions = weights.vector(prefix + "position_embeddings.weight", (config.max_positions, d))
+        self.token_type = weights.vector(prefix + "token_type_embeddings.weight", (None, d))[0]
+        self.embed_norm = self._norm(weights, prefix + "LayerNorm", d)
         self.blocks = []
         for i in range(config.layers):
             p = f"{root}encoder.layer.{i}."
             att = p + "attention."
             self.blocks.append(BertBlock(
-                *(weights.linear(f"{att}self.{n}.weight", f"{att}self.{n}.bias") for n in ("query", "key", "value")),
-                weights.linear(att + "output.dense.weight", att + "output.dense.bias"),
-                self._norm(weights, att + "output.LayerNorm"),
-                weights.linear(p + "intermediate.dense.weight", p + "intermediate.dense.bias"),
-                weights.linear(p + "output.dense.weight", p + "output.dense.bias"),
-                self._norm(weights, p + "output.LayerNorm")))
+                *(weights.linear(f"{att}self.{n}.weight", (d, d), f"{att}self.{n}.bias") for n in ("query", "key", "value")),
+                weights.linear(att + "output.dense.weight", (d, d), att + "output.dense.bias"),
+                self._norm(weights, att + "output.LayerNorm", d),
+                weights.linear(p + "intermediate.dense.weight", (ff, d), p + "intermediate.dense.bias"),
+                weights.linear(p + "output.dense.weight", (d, ff), p + "output.dense.bias"),
+                self._norm(weights, p + "output.LayerNorm", d)))
+        weights.allow(root + "pooler.dense.weight", (d, d))  # sentence embeddings mean-pool instead
+        weights.allow(root + "pooler.dense.bias", (d,))
 
     @staticmethod
-    def _norm(weights: Weights, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return weights.vector(name + ".weight"), weights.vector(name + ".bias")
+    def _norm(weights: Weights, name: str, d: int) -> tuple[np.ndarray, np.ndarray]:
+        return weights.vector(name + ".weight", (d,)), weights.vector(name + ".bias", (d,))
 
     def hidden_states(self, ids: np.ndarray) -> np.ndarray:
         """The last layer's hidden states (T, hidden) of one unpadded sequence."""

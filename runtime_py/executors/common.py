@@ -9,37 +9,64 @@ from edgec.runtime.container import EdgecFile
 from edgec.runtime.errors import ContainerError
 
 
+Shape = tuple[int | None, ...]  # None: any size in that dimension
+
+
 class Weights:
-    """A model file's tensors, as the executors ask for them: linears through the backend, small vectors as float32."""
+    """A model file's tensors, as the executors ask for them: linears through the backend, small vectors as float32.
+
+    Each request names the shape the model's config implies, and a stored tensor of another shape
+    is refused; `check_all_used` then refuses a file holding tensors the executor never asked for
+    (a config that says fewer layers than the file has, say), so a file whose config and tensors
+    disagree is refused at load instead of computing garbage.
+    """
 
     def __init__(self, file: EdgecFile, backend: Backend) -> None:
         self.file, self.backend = file, backend
         self.nbytes = 0  # bytes the prepared linears keep in memory (beyond the mapped file)
+        self.used: set[str] = set()  # stored tensor names asked for
 
-    def _entry(self, name: str):
+    def _entry(self, name: str, shape: Shape):
         try:
-            return self.file.resolve(name)
+            entry = self.file.resolve(name)
         except KeyError:
             raise ContainerError(f"{self.file.path}: tensor {name!r} is missing") from None
+        if len(entry.shape) != len(shape) or any(want is not None and got != want for got, want in zip(entry.shape, shape)):
+            expected = "(" + ", ".join("any" if n is None else str(n) for n in shape) + ")"
+            raise ContainerError(f"{self.file.path}: tensor {name!r} has shape {entry.shape}; model.config makes it {expected}")
+        self.used.add(entry.name)
+        return entry
 
-    def linear(self, name: str, bias: str | None = None) -> Linear:
-        """The linear layer whose weight (N, K) is `name` (with a bias vector, if named and stored)."""
-        entry = self._entry(name)
-        if len(entry.shape) != 2:
-            raise ContainerError(f"{self.file.path}: tensor {name!r} has shape {entry.shape}, a linear weight is 2-D")
-        b = self.vector(bias) if bias is not None and bias in self.file.tensors else None
+    def linear(self, name: str, shape: tuple[int, int], bias: str | None = None) -> Linear:
+        """The linear layer whose weight `name` is `shape` (N, K) (with a bias vector (N,), if named and stored)."""
+        entry = self._entry(name, shape)
+        b = self.vector(bias, (shape[0],)) if bias is not None and bias in self.file.tensors else None
         layer = self.backend.linear(entry.format, self.file.buffers(name), entry.shape, b)
         self.nbytes += layer.nbytes
         return layer
 
-    def vector(self, name: str) -> np.ndarray:
-        """A small tensor (norm weight, bias) as float32."""
+    def vector(self, name: str, shape: Shape) -> np.ndarray:
+        """A small tensor (norm weight, bias, position table) of `shape` as float32."""
+        self._entry(name, shape)
         return self.file.dequantize(name)
 
-    def embedding(self, name: str) -> Embedding:
+    def embedding(self, name: str, shape: tuple[int, int]) -> Embedding:
         """Row lookups in the stored (vocab, dim) matrix `name`, dequantizing only the rows asked for."""
-        entry = self._entry(name)
+        entry = self._entry(name, shape)
         return Embedding(entry.format, self.file.buffers(name), entry.shape)
+
+    def allow(self, name: str, shape: Shape) -> None:
+        """Accept a stored tensor the model carries but this runtime does not compute with (checking its shape)."""
+        if name in self.file.tensors:
+            self._entry(name, shape)
+
+    def check_all_used(self, model: str) -> None:
+        """Refuse stored tensors that no request named: the config describes another model than the tensors."""
+        unused = [name for name in self.file.tensors if name not in self.used]
+        if unused:
+            more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
+            raise ContainerError(f"{self.file.path}: tensor {unused[0]!r}{more} is no part of {model} that "
+                                 f"model.config describes")
 
 
 class Embedding:

@@ -31,24 +31,25 @@ class GPT2Executor:
 
     def __init__(self, config: ModelConfig, weights: Weights) -> None:
         self.config = config
-        self.embed: Embedding = weights.embedding("transformer.wte.weight")
-        self.positions = weights.vector("transformer.wpe.weight")
+        d, ff = config.hidden_size, config.intermediate_size
+        self.embed: Embedding = weights.embedding("transformer.wte.weight", (config.vocab_size, d))
+        self.positions = weights.vector("transformer.wpe.weight", (config.max_positions, d))
         self.blocks = []
         for i in range(config.layers):
             p = f"transformer.h.{i}."
             self.blocks.append(GPT2Block(
-                self._norm(weights, p + "ln_1"),
-                weights.linear(p + "attn.c_attn.weight", p + "attn.c_attn.bias"),
-                weights.linear(p + "attn.c_proj.weight", p + "attn.c_proj.bias"),
-                self._norm(weights, p + "ln_2"),
-                weights.linear(p + "mlp.c_fc.weight", p + "mlp.c_fc.bias"),
-                weights.linear(p + "mlp.c_proj.weight", p + "mlp.c_proj.bias")))
-        self.norm = self._norm(weights, "transformer.ln_f")
-        self.head = weights.linear("lm_head.weight")
+                self._norm(weights, p + "ln_1", d),
+                weights.linear(p + "attn.c_attn.weight", (3 * d, d), p + "attn.c_attn.bias"),
+                weights.linear(p + "attn.c_proj.weight", (d, d), p + "attn.c_proj.bias"),
+                self._norm(weights, p + "ln_2", d),
+                weights.linear(p + "mlp.c_fc.weight", (ff, d), p + "mlp.c_fc.bias"),
+                weights.linear(p + "mlp.c_proj.weight", (d, ff), p + "mlp.c_proj.bias")))
+        self.norm = self._norm(weights, "transformer.ln_f", d)
+        self.head = weights.linear("lm_head.weight", (config.vocab_size, d))
 
     @staticmethod
-    def _norm(weights: Weights, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return weights.vector(name + ".weight"), weights.vector(name + ".bias")
+    def _norm(weights: Weights, name: str, d: int) -> tuple[np.ndarray, np.ndarray]:
+        return weights.vector(name + ".weight", (d,)), weights.vector(name + ".bias", (d,))
 
     def new_cache(self, context: int) -> KVCache:
         return KVCache(self.config.layers, context, self.config.heads, self.config.head_dim)

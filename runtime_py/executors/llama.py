@@ -38,24 +38,26 @@ class LlamaExecutor:
     def __init__(self, config: ModelConfig, weights: Weights, context: int) -> None:
         self.config = config
         tensors = weights.file.tensors
-        self.embed: Embedding = weights.embedding("model.embed_tokens.weight")
+        d, q_dim, kv_dim, hd, ff = config.hidden_size, config.heads * config.head_dim, config.kv_dim, config.head_dim, \
+            config.intermediate_size
+        self.embed: Embedding = weights.embedding("model.embed_tokens.weight", (config.vocab_size, d))
         self.blocks = []
         for i in range(config.layers):
             p = f"model.layers.{i}."
             attn, mlp = p + "self_attn.", p + "mlp."
             self.blocks.append(LlamaBlock(
-                weights.vector(p + "input_layernorm.weight"),
-                weights.linear(attn + "q_proj.weight", attn + "q_proj.bias"),
-                weights.linear(attn + "k_proj.weight", attn + "k_proj.bias"),
-                weights.linear(attn + "v_proj.weight", attn + "v_proj.bias"),
-                weights.linear(attn + "o_proj.weight", attn + "o_proj.bias"),
-                weights.vector(p + "post_attention_layernorm.weight"),
-                weights.linear(mlp + "gate_proj.weight"), weights.linear(mlp + "up_proj.weight"),
-                weights.linear(mlp + "down_proj.weight"),
-                weights.vector(attn + "q_norm.weight") if attn + "q_norm.weight" in tensors else None,
-                weights.vector(attn + "k_norm.weight") if attn + "k_norm.weight" in tensors else None))
-        self.norm = weights.vector("model.norm.weight")
-        self.head = weights.linear("lm_head.weight")
+                weights.vector(p + "input_layernorm.weight", (d,)),
+                weights.linear(attn + "q_proj.weight", (q_dim, d), attn + "q_proj.bias"),
+                weights.linear(attn + "k_proj.weight", (kv_dim, d), attn + "k_proj.bias"),
+                weights.linear(attn + "v_proj.weight", (kv_dim, d), attn + "v_proj.bias"),
+                weights.linear(attn + "o_proj.weight", (d, q_dim), attn + "o_proj.bias"),
+                weights.vector(p + "post_attention_layernorm.weight", (d,)),
+                weights.linear(mlp + "gate_proj.weight", (ff, d)), weights.linear(mlp + "up_proj.weight", (ff, d)),
+                weights.linear(mlp + "down_proj.weight", (d, ff)),
+                weights.vector(attn + "q_norm.weight", (hd,)) if attn + "q_norm.weight" in tensors else None,
+                weights.vector(attn + "k_norm.weight", (hd,)) if attn + "k_norm.weight" in tensors else None))
+        self.norm = weights.vector("model.norm.weight", (d,))
+        self.head = weights.linear("lm_head.weight", (config.vocab_size, d))
         self.rotary = Rotary(config, context)
         # the backend's own whole-pass implementation, if it has one for these layers
         self.fused = weights.backend.fused_llama(config, self.blocks, self.norm, self.head, self.rotary)

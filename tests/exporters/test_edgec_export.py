@@ -177,8 +177,12 @@ def test_export_to_both_targets_at_once_and_inspect_the_onnx_file(compressed_int
     assert len(report["layers"]) == 15 and report["metadata"]["edgec.source_weights_sha256"]
     text = run_cli("inspect", str(onnx_file)).stdout
     assert "MatMulNBits" in text and "model.layers.1.mlp.down_proj" in text
-    done = run_cli("inspect", str(compressed_int4 / "edgec-compression.json"))
-    assert done.returncode == 2 and "not a readable ONNX file" in done.stderr
+    done = run_cli("inspect", str(compressed_int4 / "edgec-compression.json"))  # blamed on neither format alone
+    assert done.returncode == 2 and "not an .edgec file" in done.stderr and "not named .onnx" in done.stderr
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    done = run_cli("inspect", str(empty))
+    assert done.returncode == 2 and "not an ONNX model exported by edgec" in done.stderr
 
 
 def test_head_format_stores_the_head_apart_from_the_blocks(tiny_llama_dir, tmp_path):

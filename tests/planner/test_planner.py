@@ -274,3 +274,55 @@ def test_compress_and_export_refuse_a_bad_plan_or_format_before_loading_the_mode
         assert done.returncode == 2 and named in done.stderr and "no-such-model" not in done.stderr, done.stderr
         assert done.stderr.startswith("edgec: error: ") and len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
+
+
+def _paths(value, prefix=()):
+    """Every path into a JSON value (dict keys and list indices), the value itself first."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:3]):
+            yield from _paths(item, (*prefix, index))
+
+
+def test_fuzzed_plans_are_refused_with_edgec_errors_only(llama, llama_inputs, tmp_path):
+    """Drop, retype or perturb fields of a real plan anywhere in its tree: the plan is refused with an
+    EdgecError before the model is needed, or by the model check, or it is a plan compress can follow."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edgec.planner.plan_file import plan_request, read_plan
+
+    profile, settings_, inputs = llama_inputs
+    plan = json.loads(json.dumps(make_plan(llama, profile, inputs, Constraints(), settings_)))
+    paths = [p for p in _paths(plan) if p]
+    odd = st.sampled_from([None, 0, -1, 1.5, "x", "int5:g128", [], {}, [1, 1], True, 10**30])
+    path = tmp_path / "plan.json"
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(where=st.sampled_from(paths), drop=st.booleans(), value=odd)
+    def check(where, drop, value):
+        broken = copy.deepcopy(plan)
+        parent = broken
+        for key in where[:-1]:
+            parent = parent[key]
+        if drop and isinstance(parent, dict):
+            del parent[where[-1]]
+        else:
+            parent[where[-1]] = value
+        path.write_text(json.dumps(broken))
+        try:
+            request = plan_request(read_plan(path), llama, path)
+        except EdgecError as exc:
+            assert str(path) in str(exc) or "was made for" in str(exc), exc
+            return
+        assert {r.name for r in llama.adapter.linears(llama.model)} <= set(request)  # accepted: every block linear
+        for name, config in request.items():  # and each layer as the model has it
+            assert tuple(broken["layers"][name]["shape"]) == tuple(
+                next(r for r in llama.adapter.linears(llama.model) + [llama.adapter.head(llama.model)]
+                     if r.name == name).shape)
+            config.format.check_shape(tuple(broken["layers"][name]["shape"]))
+
+    check()

@@ -83,7 +83,7 @@ def test_runtime_refusals(tiny_llama_dir, tmp_path):
     with pytest.raises(EdgecError, match="context full"):
         model.forward(list(range(17)))
     assert len(list(model.generate_ids(list(range(10)), max_new_tokens=50))) == 6
-    with pytest.raises(EdgecError, match="bad sampling settings"):
+    with pytest.raises(EdgecError, match="temperature must be a finite number >= 0"):
         list(model.generate_ids([1, 2], temperature=-1))
 
 
@@ -111,7 +111,16 @@ def test_configs_the_runtime_cannot_compute_are_refused():
     assert model_config("llama", llama).head_dim == 4
     with pytest.raises(ContainerError, match="activation 'gelu'"):
         model_config("llama", {**llama, "hidden_act": "gelu"})
-    with pytest.raises(ContainerError, match="lacks or garbles 'rms_norm_eps'"):
+    with pytest.raises(ContainerError, match="lacks 'rms_norm_eps'"):
         model_config("llama", {k: v for k, v in llama.items() if k != "rms_norm_eps"})
+    for change, named in (({"num_attention_heads": 0}, "wrong kind|heads"), ({"num_attention_heads": 7}, "divide|heads"),
+                          ({"num_key_value_heads": 0}, "kv_heads"), ({"num_key_value_heads": 3}, "divide"),
+                          ({"hidden_size": -8}, "hidden_size"), ({"max_position_embeddings": 0}, "max_positions"),
+                          ({"rms_norm_eps": "x"}, "epsilon"), ({"vocab_size": True}, "vocab_size"),
+                          ({"num_hidden_layers": 1.5}, "layers")):
+        with pytest.raises(ContainerError, match=named):
+            model_config("llama", {**llama, **change})
+    with pytest.raises(ContainerError, match="JSON object"):
+        model_config("llama", [])
     with pytest.raises(ContainerError, match="'t5' is not one the runtime runs"):
         model_config("t5", {})

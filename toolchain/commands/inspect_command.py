@@ -27,14 +27,17 @@ def inspect_command(file, verify, as_json) -> None:
     """
     from edgec.runtime.container.layout import MAGIC
 
+    from edgec.errors import EdgecError
+
     path = Path(file)
     with _open_bytes(path) as handle:
         is_edgec = handle.read(len(MAGIC)) == MAGIC
+    if not is_edgec and path.suffix.lower() != ".onnx":
+        raise EdgecError(f"{path}: not an .edgec file (it does not start with the magic bytes {MAGIC!r}) "
+                         f"and not named .onnx")
     report = _inspect_edgec(path, verify) if is_edgec else _inspect_onnx(path)
     click.echo(json.dumps(report["json"], indent=2) if as_json else report["text"])
     if report.get("error"):
-        from edgec.errors import EdgecError
-
         raise EdgecError(report["error"])
 
 
@@ -51,8 +54,9 @@ def _inspect_edgec(path: Path, verify: bool) -> dict:
     from edgec.planner.sizes import format_size
     from edgec.runtime.container import open_container
     from edgec.runtime.errors import ContainerError
+    from edgec.runtime.model import check_model
 
-    with open_container(path) as f:
+    with open_container(path, verify=verify) as f:  # --no-verify: the model check reads no checksum either
         error = None
         if verify:
             for name in f.tensors:
@@ -60,6 +64,11 @@ def _inspect_edgec(path: Path, verify: bool) -> dict:
                     f.verify(name)
                 except ContainerError as exc:
                     error = error or str(exc)
+        if error is None:
+            try:  # what load checks before preparing anything, so that inspect and run refuse the same files
+                check_model(f)
+            except ContainerError as exc:
+                error = str(exc)
         rows = [{"name": e.name, "format": str(e.format), "shape": list(e.shape), "bytes": e.nbytes,
                  "checksum": f"{e.crc32:08x}", "state": f.checksum_state(e.name)} for e in f.tensors.values()]
         metadata = {key: f.metadata[key] for key in f.metadata if key not in ("tokenizer.json",)}
