@@ -61,8 +61,8 @@ class LogProgress:
         """Count `n` more done; write a line if `interval` has passed since the last one."""
         self.n += n
         now = self.clock()
-        if now - self.last < self.interval:
-            return
+        if now - self.last < self.interval or (self.total is not None and self.n >= self.total):
+            return  # the closing line reports the end
         self.last = now
         elapsed = now - self.start
         text = f"{self._count()}, {duration(elapsed)} elapsed"

@@ -63,3 +63,12 @@ def test_a_terminal_gets_tqdm_and_a_pipe_gets_log_lines(monkeypatch):
 
 def test_durations_read_naturally():
     assert [duration(s) for s in (4.4, 65, 3599, 3725)] == ["4s", "1m05s", "59m59s", "1h02m"]
+
+
+def test_the_last_update_leaves_the_end_to_the_closing_line():
+    out, clock = io.StringIO(), Clock()
+    bar = LogProgress(None, 2, "sensitivity", "candidate", interval=30, file=out, clock=clock)
+    clock.now += 60
+    bar.update(2)
+    bar.close()
+    assert out.getvalue().splitlines() == ["sensitivity: 0/2 candidates to do", "sensitivity: 2/2 candidates in 1m00s"]
