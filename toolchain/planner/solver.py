@@ -84,7 +84,7 @@ EXACT_STATE_LIMIT = 50_000  # partial choices the exact fallback keeps per unit 
 _RETIGHTEN = 3
 
 
-def _within(total: float, limit: float) -> bool:
+def _within(total: float | np.ndarray, limit: float | np.ndarray) -> bool | np.ndarray:  # arrays: elementwise
     """The check every answer must pass: `total` meets `limit` up to float64 rounding of the sum."""
     return total <= limit * (1 + 1e-12) + 1e-12
 
@@ -106,7 +106,7 @@ def _allowed(options: list[list[Option]], limits: dict[str, float]) -> list[np.n
         rows = _costs(options, resource)
         least = sum(float(r.min()) for r in rows)
         for mask, row in zip(masks, rows):
-            mask &= least - row.min() + row <= limit * (1 + 1e-12) + 1e-12  # _within, elementwise
+            mask &= _within(least - row.min() + row, limit)
     return masks
 
 
@@ -261,7 +261,7 @@ def exact_search(options: list[list[Option]], objective: Resource,
         parent = np.repeat(np.arange(len(states)), len(cost))
         option = np.tile(np.arange(len(cost)), len(states))
         bound = grown + rest[u + 1]
-        keep = np.flatnonzero(np.all(bound <= caps * (1 + 1e-12) + 1e-12, axis=1))
+        keep = np.flatnonzero(np.all(_within(bound, caps), axis=1))
         keep = keep[_pareto(grown[keep])] if len(keep) else keep
         if len(keep) > EXACT_STATE_LIMIT:
             return None, False
