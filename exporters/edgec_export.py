@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgec.version import __version__
 from edgec.errors import EdgecError
 from edgec.exporters.edgec_writer import TensorToWrite, WriteReport, write_container
 from edgec.exporters.source import ExportSource
 from edgec.runtime.formats import Format, parse_format
 from edgec.runtime.formats.base import FormatError
+from edgec.version import __version__
 
 FP16, BF16 = parse_format("fp16"), parse_format("bf16")
 FP16_MAX = 65504.0

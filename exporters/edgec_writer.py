@@ -22,9 +22,9 @@ import numpy as np
 
 from edgec.errors import EdgecError
 from edgec.output_files import atomic_output
+from edgec.progress import progress_counter
 from edgec.runtime.container import layout as L
 from edgec.runtime.formats import Format
-from edgec.progress import progress as progress_counter
 
 
 @dataclass

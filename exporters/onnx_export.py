@@ -21,7 +21,6 @@ from pathlib import Path
 
 import onnx
 
-from edgec.version import __version__
 from edgec.errors import EdgecError
 from edgec.exporters import onnx_graph as graph_ops
 from edgec.exporters.onnx_decoder import build_decoder, kv_shape
@@ -38,8 +37,9 @@ from edgec.exporters.onnx_validate import (
     validate_encoder,
 )
 from edgec.exporters.source import ExportSource
+from edgec.progress import progress_counter
 from edgec.runtime.formats import Sparse24
-from edgec.progress import progress as progress_counter
+from edgec.version import __version__
 
 __all__ = ["OnnxExportReport", "export_onnx", "read_onnx_summary"]
 

@@ -20,13 +20,14 @@ from edgec.runtime.errors import ContainerError, EdgecError
 from edgec.runtime.heap import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
-from edgec.runtime.formats import Format
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
+from edgec.runtime.formats import Format
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token
 from edgec.runtime.tokenizer import Tokenizer
+from edgec.runtime.values import is_integer
 
 DEFAULT_CONTEXT = 4096
 
@@ -139,7 +140,7 @@ class RuntimeModel:
         Each call starts from an empty cache, so a generation the caller abandons leaves nothing behind.
         """
         self._need(False, "generation")
-        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        if not is_integer(max_new_tokens) or max_new_tokens < 1:
             raise EdgecError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         settings = SamplingSettings(temperature, top_k, top_p)
         rng = make_rng(seed)
@@ -208,7 +209,7 @@ def load(path: str | os.PathLike[str], backend: str = "auto", context: int | Non
     if not isinstance(path, (str, os.PathLike)):
         raise EdgecError(f"load needs the path of an .edgec file, got {path!r}")
     for name, value, least in (("context", context, 2), ("threads", threads, 1)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least):
+        if value is not None and (not is_integer(value) or value < least):
             raise EdgecError(f"{name} must be an integer >= {least} or None, got {value!r}")
     file = open_container(path, verify=verify)
     try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgec.runtime.errors import ContainerError
+from edgec.runtime.values import is_integer, is_number
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -56,19 +57,19 @@ def _check_figures(c: ModelConfig) -> None:
     for field in ("vocab_size", "hidden_size", "layers", "heads", "kv_heads", "head_dim", "intermediate_size",
                   "max_positions"):
         value, least = getattr(c, field), 2 if field == "max_positions" else 1  # a prompt and one new token
-        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= 1 << 24:
+        if not is_integer(value) or not least <= value <= 1 << 24:
             raise ContainerError(f"model.config: {field} must be an integer in {least}..2**24, got {value!r}")
     if c.heads % c.kv_heads:
         raise ContainerError(f"model.config: {c.heads} attention heads do not divide into {c.kv_heads} key/value heads")
     if c.architecture not in LLAMA_FAMILY and c.heads * c.head_dim != c.hidden_size:
         raise ContainerError(f"model.config: hidden size {c.hidden_size} is not {c.heads} heads x {c.head_dim}")
     eps = c.norm_eps
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+    if not is_number(eps) or not 0 < eps < 1:
         raise ContainerError(f"model.config: the norm epsilon must be a number in (0, 1), got {eps!r}")
     theta = (c.rope or {}).get("rope_theta", 1.0)
-    if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 0 < theta < float("inf"):
+    if not is_number(theta) or not 0 < theta < float("inf"):
         raise ContainerError(f"model.config: rope_theta must be a positive number, got {theta!r}")
-    if c.sliding_window is not None and (not isinstance(c.sliding_window, int) or c.sliding_window < 1):
+    if c.sliding_window is not None and (not is_integer(c.sliding_window) or c.sliding_window < 1):
         raise ContainerError(f"model.config: sliding_window must be a positive integer, got {c.sliding_window!r}")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.runtime.errors import EdgecError
+from edgec.runtime.values import is_integer, is_number
 
 
 @dataclass(frozen=True)
@@ -19,25 +20,17 @@ class SamplingSettings:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
+        if not is_number(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
             raise EdgecError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not _whole(self.top_k) or self.top_k < 0:
+        if not is_integer(self.top_k) or self.top_k < 0:
             raise EdgecError(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if not _real(self.top_p) or not 0 < self.top_p <= 1:  # nan fails the comparison too
+        if not is_number(self.top_p) or not 0 < self.top_p <= 1:  # nan fails the comparison too
             raise EdgecError(f"top_p must lie in (0, 1], got {self.top_p!r}")
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def make_rng(seed: object) -> np.random.Generator:
     """The sampling generator for `seed` (None: fresh entropy); refuses what numpy would refuse with its own error."""
-    if seed is not None and (not _whole(seed) or seed < 0):
+    if seed is not None and (not is_integer(seed) or seed < 0):
         raise EdgecError(f"seed must be an integer >= 0 or None, got {seed!r}")
     return np.random.default_rng(seed)
 

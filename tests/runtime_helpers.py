@@ -17,7 +17,7 @@ def export(model_dir, out, fmt: str | None, include_head: bool = False):
     result = None
     if fmt is not None:
         options = CompressionOptions(fmt, None, "rtn", None, include_head, 1, 2, True, 0.01, False, 0.5)
-        result = run_compression(loaded, options).result
+        result = run_compression(loaded, options, None).result
     export_edgec(source_from_result(loaded, result), out)
     return out
 

@@ -22,7 +22,7 @@ from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
 from edgec.passes.base import Compressed
-from edgec.progress import progress as progress_counter
+from edgec.progress import progress_counter
 
 
 @dataclass(frozen=True)

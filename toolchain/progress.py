@@ -91,8 +91,8 @@ class LogProgress:
         self.close()
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
-             enabled: bool = True) -> Any:
+def progress_counter(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
+                     enabled: bool = True) -> Any:
     """A progress counter over `iterable` or up to `total` on stderr: tqdm on a terminal, `LogProgress` elsewhere.
 
     Both support iteration, `update(n)`, `close()` and `with`. `enabled=False` gives a silent one.

@@ -18,7 +18,7 @@ def test_default_model_exports_to_edgec_with_exact_weights_and_the_planned_size(
     loaded = load_model()
     options = CompressionOptions(fmt="int8", plan_path=None, method="rtn", sparsity=None, include_head=True,
                                  samples=1, seq_len=2, act_order=True, damp=0.01, no_clip=False, alpha=0.5)
-    run = run_compression(loaded, options)
+    run = run_compression(loaded, options, None)
     out = tmp_path / "smollm2-int8.edgec"
     report = export_edgec(source_from_result(loaded, run.result), out)
     units = planning_units(loaded)

@@ -80,7 +80,7 @@ def test_int8_activations_stay_close_to_exact(tiny_llama_dir, tmp_path):
 def test_quantized_activations_take_the_python_path(tiny_llama_dir, tmp_path):
     loaded = load_model(tiny_llama_dir)
     options = CompressionOptions("int8", None, "smoothquant", None, False, 1, 16, True, 0.01, False, 0.5)
-    export_edgec(source_from_result(loaded, run_compression(loaded, options).result), tmp_path / "w8a8.edgec")
+    export_edgec(source_from_result(loaded, run_compression(loaded, options, None).result), tmp_path / "w8a8.edgec")
     cpu, reference = load(tmp_path / "w8a8.edgec"), load(tmp_path / "w8a8.edgec", backend="reference")
     assert cpu.executor.fused is None
     ids = cpu.tokenizer.encode(PROMPT)

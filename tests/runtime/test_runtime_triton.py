@@ -52,7 +52,7 @@ def test_quantized_activations_run_on_the_device(tiny_llama_dir, tmp_path):
 
     loaded = load_model(tiny_llama_dir)
     options = CompressionOptions("int8", None, "smoothquant", None, False, 1, 16, True, 0.01, False, 0.5)
-    export_edgec(source_from_result(loaded, run_compression(loaded, options).result), tmp_path / "w8a8.edgec")
+    export_edgec(source_from_result(loaded, run_compression(loaded, options, None).result), tmp_path / "w8a8.edgec")
     reference, gpu = load(tmp_path / "w8a8.edgec", backend="reference"), load(tmp_path / "w8a8.edgec", backend="triton")
     assert gpu.executor.fused is not None and gpu.executor.blocks[0].q.act_scale is not None
     ids = reference.tokenizer.encode(PROMPT)[:12]  # under 16 rows: float32 kernels, so the grids match exactly

@@ -7,7 +7,7 @@ import sys
 
 from tqdm import tqdm
 
-from edgec.progress import LogProgress, duration, progress
+from edgec.progress import LogProgress, duration, progress_counter
 
 
 class Clock:
@@ -52,10 +52,10 @@ def test_a_terminal_gets_tqdm_and_a_pipe_gets_log_lines(monkeypatch):
             return True
 
     monkeypatch.setattr(sys, "stderr", Terminal())
-    assert isinstance(progress(total=3, desc="x", unit="y"), tqdm)
+    assert isinstance(progress_counter(total=3, desc="x", unit="y"), tqdm)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert isinstance(progress(total=3, desc="x", unit="y"), LogProgress)
-    silent = progress(total=3, desc="x", unit="y", enabled=False)
+    assert isinstance(progress_counter(total=3, desc="x", unit="y"), LogProgress)
+    silent = progress_counter(total=3, desc="x", unit="y", enabled=False)
     silent.update()
     silent.close()
     assert sys.stderr.getvalue().splitlines() == ["x: 0/3 ys to do"]

@@ -36,9 +36,9 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`)")
     out = Path(output)
     check_output_path(out)
-    check_compression(compression)  # before the model is loaded
+    plan = check_compression(compression)  # before the model is loaded
     loaded = load_model(model)
-    run = run_compression(loaded, compression)
+    run = run_compression(loaded, compression, plan)
     result = run.result
     save_compressed(loaded, result, out, run.calibration, run.plan)
     fmt = str(parse_format(compression.fmt)) if compression.fmt else None

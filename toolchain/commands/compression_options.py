@@ -106,8 +106,9 @@ def check_compression(options: CompressionOptions) -> dict | None:
     return read_plan(Path(options.plan_path)) if options.plan_path is not None else None
 
 
-def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
-    """Compress `loaded` in place as the options say (a format for every layer, or a plan)."""
+def run_compression(loaded, options: CompressionOptions, plan: dict | None) -> CompressionRun:
+    """Compress `loaded` in place as the options say (a format for every layer, or `plan`, which
+    `check_compression` read before the model was loaded)."""
     from edgec.assignment import uniform_assignment
     from edgec.compress import CalibrationSettings, compress, plan_passes
     from edgec.errors import EdgecError
@@ -117,7 +118,6 @@ def run_compression(loaded, options: CompressionOptions) -> CompressionRun:
     from edgec.planner.plan_file import plan_request
     from edgec.runtime.formats import parse_format
 
-    plan = check_compression(options)
     if plan is not None:
         request = plan_request(plan, loaded, Path(options.plan_path))
     else:

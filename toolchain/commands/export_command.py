@@ -62,11 +62,10 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
         from edgec.compressed_io import calibration_record
         from edgec.models.loading import load_model
 
-        if compression.requested:
-            check_compression(compression)  # before the model is loaded
+        plan = check_compression(compression) if compression.requested else None  # before the model is loaded
         loaded = load_model(model)
         if compression.requested:
-            run = run_compression(loaded, compression)
+            run = run_compression(loaded, compression, plan)
             source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
         else:
             source = source_from_result(loaded, None)

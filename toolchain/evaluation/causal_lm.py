@@ -15,7 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from edgec.errors import EdgecError
-from edgec.progress import progress as progress_counter
+from edgec.progress import progress_counter
 
 
 @dataclass(frozen=True)

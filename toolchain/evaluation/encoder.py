@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from edgec.errors import EdgecError
-from edgec.progress import progress as progress_counter
+from edgec.progress import progress_counter
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

@@ -110,7 +110,7 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     rather than every sample of one point, and the median discards it. Progress goes to
     stderr when `progress`.
     """
-    from edgec.progress import progress as progress_counter
+    from edgec.progress import progress_counter
 
     if target is None:
         from edgec.planner.profile_targets import ReferenceTarget

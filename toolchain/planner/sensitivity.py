@@ -54,7 +54,7 @@ from edgec.output_files import atomic_output
 from edgec.passes import PASSES, LayerConfig, Pass
 from edgec.passes.base import is_dense_float
 from edgec.planner.units import HEAD_BLOCK, Candidate, Unit
-from edgec.progress import progress as progress_counter
+from edgec.progress import progress_counter
 
 SENSITIVITY_VERSION = 1
 
