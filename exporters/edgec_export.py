@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from edgec.errors import EdgecError
 from edgec.exporters.edgec_writer import TensorToWrite, WriteReport, write_container
 from edgec.exporters.source import ExportSource
+from edgec.exporters.tokenizer_files import saved_tokenizer
 from edgec.runtime.formats import Format, parse_format
 from edgec.runtime.formats.base import FormatError
 from edgec.version import __version__
@@ -125,15 +125,9 @@ def _float_producer(name: str, fmt: Format, values: Callable[[], torch.Tensor]) 
 
 def tokenizer_files(loaded) -> tuple[str, dict]:
     """The tokenizer's `tokenizer.json` text (compact JSON) and `tokenizer_config.json` object, as transformers saves them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded.tokenizer.save_pretrained(tmp)
-        folder = Path(tmp)
-        if not (folder / "tokenizer.json").is_file():
-            raise EdgecError(f"{loaded.name}: its tokenizer is not a fast (tokenizers) tokenizer, which .edgec stores")
-        compact = json.dumps(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")),
-                             separators=(",", ":"), ensure_ascii=False)
-        return (compact,
-                json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")))
+    files = saved_tokenizer(loaded)
+    compact = json.dumps(json.loads(files["tokenizer.json"]), separators=(",", ":"), ensure_ascii=False)
+    return compact, json.loads(files["tokenizer_config.json"])
 
 
 def _created() -> str:

@@ -6,9 +6,10 @@ BERT encoders an encoder (input_ids, attention_mask, token_type_ids ->
 last_hidden_state). Each compressed linear keeps its stored values, mapped exactly
 to one ONNX Runtime op family (see `onnx_encodings` and docs/onnx.md); a layer
 that has no exact mapping is refused, never dequantized to float. The graph is
-validated in ONNX Runtime against the torch model before the file appears; it is
-staged in a temporary folder beside `out` and moved into place, so a failure leaves
-nothing.
+validated in ONNX Runtime against the torch model before the file appears. The
+tokenizer and generation settings are written beside it (`tokenizer_files`), so ONNX
+Runtime and `tokenizers` alone can generate text. Everything is staged in a temporary
+folder beside `out` and moved into place, so a failure leaves nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from edgec.exporters.onnx_validate import (
     validate_encoder,
 )
 from edgec.exporters.source import ExportSource
+from edgec.exporters.tokenizer_files import check_beside, files_beside_model, generation_settings
 from edgec.progress import progress_counter
 from edgec.runtime.formats import Sparse24
 from edgec.version import __version__
@@ -66,6 +68,7 @@ class OnnxExportReport:
     file_bytes: int = 0
     weight_bytes: int = 0  # all initializers
     external_data: bool = False
+    beside: list[str] = field(default_factory=list)  # tokenizer and generation files in the model's folder
     validation: Validation | None = None
     seconds: float = 0.0
 
@@ -109,7 +112,10 @@ def _metadata(source: ExportSource, report: OnnxExportReport) -> dict[str, str]:
         "edgec.source_weights_sha256": source.source_hash,
         "edgec.layers": json.dumps(report.layers),
         "edgec.embedding": report.embedding_op,
+        "edgec.tokenizer": "tokenizer.json",
     }
+    if report.task == "causal-lm":
+        meta["edgec.generation"] = json.dumps(generation_settings(source.loaded))
     if source.plan:
         meta["edgec.plan_device"] = str((source.plan.get("device") or {}).get("name", ""))
     if source.calibration:
@@ -168,11 +174,16 @@ def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progres
     out = Path(out)
     if not out.parent.is_dir():
         raise EdgecError(f"output folder {out.parent} does not exist")
+    beside = files_beside_model(source.loaded)
+    if out.name in beside:
+        raise EdgecError(f"output {out}: {out.name} is the name of a file written beside the model; choose another name")
+    check_beside(out.parent, beside)  # before the graph is built: refusing later would waste the work
     model, report, specs = build_model(source, progress)
     act_scales = {s.name: (s.act_scale, source.layers[s.name].format) for s in specs if s.act_scale is not None}
     report.path = out
+    report.beside = list(beside)
     report.external_data = report.weight_bytes > SINGLE_FILE_LIMIT
-    with staged(out, report.external_data) as stage:
+    with staged(out, report.external_data, beside) as stage:
         for key, value in _metadata(source, report).items():
             model.metadata_props.add(key=key, value=value)
         save(model, stage)
@@ -182,7 +193,7 @@ def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progres
                 print("validating in ONNX Runtime (CPUExecutionProvider)", file=sys.stderr)
             report.validation = _validate(source, stage.model, act_scales)
             set_metadata(stage.model, _metadata(source, report))
-        report.file_bytes = sum(path.stat().st_size for path in stage.files())
+        report.file_bytes = sum(path.stat().st_size for path in stage.model_files())
     report.seconds = time.perf_counter() - start
     return report
 

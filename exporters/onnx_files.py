@@ -1,10 +1,11 @@
 """Writing export files atomically: staged in a temporary folder beside the target, renamed on success.
 
 An ONNX export is one file, or a model file and its external-data file when the
-weights pass protobuf's 2 GB limit. Both are written under their final names inside
-a hidden temporary folder in the target's folder, then moved into place (data
-first), so the model never points at data that is missing, and a failure or
-interruption leaves nothing behind.
+weights pass protobuf's 2 GB limit, plus the tokenizer and generation files beside it
+(`edgec.exporters.tokenizer_files`). All are written under their final names inside
+a hidden temporary folder in the target's folder, then moved into place, the model
+last, so the model never points at data that is missing and never appears without
+its tokenizer, and a failure or interruption leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import onnx
 
 from edgec.errors import EdgecError
+from edgec.exporters.tokenizer_files import check_beside
 from edgec.output_files import apply_output_modes, remove_stale_temporaries, temporary_beside
 
 
@@ -28,22 +30,33 @@ class Stage:
 
     model: Path  # <temporary folder>/<out's name>
     data: str | None  # external-data file name, beside the model, or None for one file
+    beside: tuple[str, ...] = ()  # other files written beside the model (tokenizer, generation settings)
+
+    def model_files(self) -> list[Path]:
+        """The model and its external data, if any."""
+        return [self.model.with_name(self.data), self.model] if self.data else [self.model]
 
     def files(self) -> list[Path]:
-        return [self.model.with_name(self.data), self.model] if self.data else [self.model]
+        """Every file of the export, in the order they are moved into place: the model last."""
+        return [self.model.with_name(name) for name in self.beside] + self.model_files()
 
 
 @contextmanager
-def staged(out: Path, external_data: bool = False) -> Iterator[Stage]:
-    """Yield a Stage for `out`; move its files into place if the block succeeds, remove them either way."""
+def staged(out: Path, external_data: bool = False, beside: dict[str, bytes] | None = None) -> Iterator[Stage]:
+    """Yield a Stage for `out` with the files `beside` already written to it (those not already in `out`'s
+    folder with the same contents); move its files into place if the block succeeds, remove them either way."""
     out = Path(out)
     if not out.parent.is_dir():
         raise EdgecError(f"output folder {out.parent} does not exist")
+    beside = beside or {}
+    to_write = check_beside(out.parent, beside)
     remove_stale_temporaries(out.parent)
     folder = temporary_beside(out)
     folder.mkdir()
-    stage = Stage(folder / out.name, out.name + ".data" if external_data else None)
+    stage = Stage(folder / out.name, out.name + ".data" if external_data else None, tuple(to_write))
     try:
+        for name in to_write:
+            (folder / name).write_bytes(beside[name])
         yield stage
         for path in stage.files():
             apply_output_modes(path)  # what open(out, "w") would give

@@ -16,7 +16,7 @@ from onnx import TensorProto
 
 from edgec.errors import EdgecError
 
-JSON_KEYS = ("edgec.layers", "edgec.validation", "edgec.calibration")  # metadata values that are JSON
+JSON_KEYS = ("edgec.layers", "edgec.validation", "edgec.calibration", "edgec.generation")  # metadata values that are JSON
 _ITEM_BYTES = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8,
                TensorProto.FLOAT8E4M3FN: 1, TensorProto.INT8: 1, TensorProto.UINT8: 1, TensorProto.BOOL: 1,
                TensorProto.INT16: 2, TensorProto.UINT16: 2, TensorProto.INT32: 4, TensorProto.INT64: 8}

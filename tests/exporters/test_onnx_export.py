@@ -4,14 +4,18 @@ writes, the tied embedding, metadata and the summary `edgec inspect` reads."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig
 
 from edgec.activation_quant import quantize_activation
 from edgec.assignment import quantizable
@@ -28,7 +32,7 @@ from edgec.exporters.source import source_from_folder, source_from_result
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
 from edgec.runtime.formats import FP8, Format, Int8, parse_format, registered_families
-from conftest import tiny_tokenizer
+from conftest import run_cli, tiny_tokenizer
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
 SHAPE = (48, 256)  # (N, K) of the single-layer checks
@@ -274,7 +278,8 @@ def test_large_exports_use_one_external_data_file(tiny_llama_dir, tmp_path, monk
     monkeypatch.setattr(onnx_export, "SINGLE_FILE_LIMIT", 0)
     out = tmp_path / "m.onnx"
     report = export_onnx(compressed(tiny_llama_dir, "int8"), out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generation_config.json", "m.onnx", "m.onnx.data",
+                                                          "tokenizer.json", "tokenizer_config.json"]
     assert report.external_data and report.file_bytes == out.stat().st_size + (tmp_path / "m.onnx.data").stat().st_size
     assert read_onnx_summary(out)["metadata"]["edgec.validated_providers"] == "CPUExecutionProvider"
 
@@ -363,9 +368,117 @@ def test_ort_baseline_quantizes_an_fp32_export(tiny_llama_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_model_int4_export(tmp_path):
+def test_default_model_int4_export_generates_what_edgec_run_prints(tmp_path):
+    from edgec.exporters.edgec_export import export_edgec
+    from edgec.runtime import load
+
     source = compressed(None, "int4:g128")
     report = export_onnx(source, tmp_path / "smollm2.onnx")
     assert report.validation.mean_kl < 1e-8 and report.validation.max_abs_diff < 1e-3
     assert report.layers["model.layers.0.mlp.down_proj"]["op"] == "MatMulNBits(bits=4, block_size=128)"
     assert report.file_bytes < 190e6  # 113 MB fp32 embedding (tied head) + 56 MB of int4 layers
+    export_edgec(source, tmp_path / "smollm2.edgec")
+    prompt = "It is a truth universally acknowledged that"
+    expected = "".join(load(tmp_path / "smollm2.edgec").generate(prompt, max_new_tokens=24))
+    assert len(expected) > 40 and run_onnx_example(tmp_path / "smollm2.onnx", prompt, 24) == prompt + expected
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "onnx_generate.py"
+# Runs the example as a user with only onnxruntime, numpy and tokenizers would: importing torch,
+# transformers or edgec (directly or through another package) fails.
+_WITHOUT_TORCH = """
+import runpy, sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "edgec"):
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, Blocked())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_onnx_example(model: Path, prompt: str, tokens: int) -> str:
+    """What examples/onnx_generate.py prints for `model`, run in a subprocess that cannot import torch or edgec."""
+    done = subprocess.run([sys.executable, "-I", "-c", _WITHOUT_TORCH, str(EXAMPLE), str(model), prompt, str(tokens)],
+                          capture_output=True, text=True, timeout=600, cwd=model.parent)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.removesuffix("\n")
+
+
+def hf_greedy(loaded, prompt: str, tokens: int, eos: list[int]) -> str:
+    """Greedy continuation by full forwards of the torch model the export was validated against."""
+    ids = loaded.tokenizer(prompt)["input_ids"]
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(tokens):
+            token = int(loaded.model(torch.tensor([ids + new])).logits[0, -1].argmax())
+            if token in eos:
+                break
+            new.append(token)
+    return loaded.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_tokenizer_and_generation_config_are_written_beside_and_the_example_generates(tiny_llama_dir, tmp_path):
+    source = compressed(tiny_llama_dir, "int4:g32")
+    out = tmp_path / "model.onnx"
+    report = export_onnx(source, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generation_config.json", "model.onnx", "tokenizer.json",
+                                                          "tokenizer_config.json"]
+    assert sorted(report.beside) == ["generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+    generation = json.loads((tmp_path / "generation_config.json").read_text())
+    tok = source.loaded.tokenizer
+    assert generation == {"bos_token_id": tok.bos_token_id, "eos_token_id": [tok.eos_token_id], "pad_token_id": None}
+    assert GenerationConfig.from_pretrained(tmp_path).eos_token_id == [tok.eos_token_id]  # transformers reads it
+    assert AutoTokenizer.from_pretrained(tmp_path)("a truth")["input_ids"] == tok("a truth")["input_ids"]
+    meta = read_onnx_summary(out)["metadata"]
+    assert meta["edgec.tokenizer"] == "tokenizer.json" and meta["edgec.generation"] == generation
+    assert (tmp_path / "model.onnx").stat().st_size == report.file_bytes  # the size is the model's alone
+    prompt = "It is a truth universally acknowledged"
+    assert run_onnx_example(out, prompt, 12) == prompt + hf_greedy(source.loaded, prompt, 12, [tok.eos_token_id])
+
+
+def test_the_example_stops_at_an_end_of_sequence_id(tiny_llama_dir, tmp_path):
+    source = compressed(tiny_llama_dir, "int8")
+    out = tmp_path / "model.onnx"
+    export_onnx(source, out, verify=False)
+    prompt = "It is a truth"
+    first = hf_greedy(source.loaded, prompt, 1, [])
+    first_id = source.loaded.tokenizer(first, add_special_tokens=False)["input_ids"][0]
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [first_id]}))
+    assert run_onnx_example(out, prompt, 12) == prompt
+
+
+def test_encoders_get_their_tokenizer_and_no_generation_config(tiny_bert_dir, tmp_path):
+    export_onnx(compressed(tiny_bert_dir, "int8"), tmp_path / "bert.onnx", verify=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert.onnx", "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_two_exports_of_one_model_share_a_folder_and_another_model_is_refused(tiny_llama_dir, tiny_bert_dir, tmp_path):
+    export_onnx(compressed(tiny_llama_dir, "int4:g32"), tmp_path / "int4.onnx", verify=False)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    export_onnx(compressed(tiny_llama_dir, "int8"), tmp_path / "int8.onnx", verify=False)
+    after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert after == before | {"int8.onnx": after["int8.onnx"]}  # the shared files were left as they were
+    with pytest.raises(EdgecError, match=r"tokenizer_config\.json already exists and belongs to another model"):
+        export_onnx(compressed(tiny_bert_dir, "int8"), tmp_path / "bert.onnx", verify=False)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == after
+
+
+def test_cli_refuses_a_folder_with_another_tokenizer_before_compressing(tiny_llama_dir, tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{}")
+    done = run_cli("export", "--model", str(tiny_llama_dir), "--format", "int4:g32", "--to", "edgec", "--to", "onnx",
+                   "-o", str(tmp_path / "m"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "tokenizer.json already exists" in done.stderr and "compress" not in done.stderr.lower()
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]
+
+
+def test_an_output_named_like_a_file_beside_it_is_refused(tiny_llama_dir, tmp_path):
+    with pytest.raises(EdgecError, match="tokenizer.json is the name of a file written beside the model"):
+        export_onnx(compressed(tiny_llama_dir, "int8"), tmp_path / "tokenizer.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_docs_show_the_example_whole():
+    doc = (Path(__file__).parents[2] / "docs" / "onnx.md").read_text()
+    assert "```python\n" + EXAMPLE.read_text() + "```\n" in doc, "docs/onnx.md must quote examples/onnx_generate.py as it is"

@@ -41,7 +41,10 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
     on the way by --format/--method or --plan exactly as `edgec compress` would, or --model
     as it is (every weight in 16 bit). `.edgec` keeps every layer's stored buffers bit for
     bit; its layout is docs/FORMAT.md. The ONNX export is checked in ONNX Runtime unless
-    --no-verify. Nothing is written unless the whole export succeeds.
+    --no-verify, and gets the tokenizer (tokenizer.json, tokenizer_config.json) and, for a
+    causal LM, generation_config.json (BOS/EOS ids) beside it, as optimum folders have;
+    two exports of one model may share a folder. Nothing is written unless the whole
+    export succeeds.
     """
     from edgec.errors import EdgecError
     from edgec.exporters.source import source_from_folder, source_from_result
@@ -57,6 +60,7 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
         if model is not None or compression.requested:
             raise EdgecError("--compressed is already compressed: give it without --model, --format or --plan")
         source = source_from_folder(Path(compressed_dir))
+        _check_beside_onnx(paths, source.loaded)
     else:
         from edgec.commands.compression_options import check_compression, run_compression
         from edgec.compressed_io import calibration_record
@@ -64,6 +68,7 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
 
         plan = check_compression(compression) if compression.requested else None  # before the model is loaded
         loaded = load_model(model)
+        _check_beside_onnx(paths, loaded)  # before compressing, and before any target is written
         if compression.requested:
             run = run_compression(loaded, compression, plan)
             source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
@@ -75,6 +80,14 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
         summary["outputs"][target], text = _EXPORTERS[target](source, path, verify, True)
         lines.append(text)
     click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(lines))
+
+
+def _check_beside_onnx(paths: dict[str, Path], loaded) -> None:
+    """Refuse now if the ONNX target's folder holds another model's tokenizer or generation files."""
+    from edgec.exporters.tokenizer_files import check_beside, files_beside_model
+
+    if "onnx" in paths:
+        check_beside(paths["onnx"].parent, files_beside_model(loaded))
 
 
 def _export_edgec(source, path: Path, verify: bool, progress: bool) -> tuple[dict, str]:
@@ -98,7 +111,8 @@ def _export_onnx(source, path: Path, verify: bool, progress: bool) -> tuple[dict
     report = export_onnx(source, path, verify=verify, progress=progress)
     ops = Counter(layer["op"] for layer in report.layers.values())
     text = (f"wrote {path}: {format_size(report.file_bytes)}, {len(report.layers)} linears as "
-            + ", ".join(f"{count} {op}" for op, count in ops.most_common()) + f"; embedding by {report.embedding_op}")
+            + ", ".join(f"{count} {op}" for op, count in ops.most_common()) + f"; embedding by {report.embedding_op}"
+            + f"\n  beside it: {', '.join(report.beside)}")
     check = report.validation
     if check is None:
         text += "\n  not validated (--no-verify)"
