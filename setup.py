@@ -11,12 +11,14 @@ from setuptools.command.build_ext import build_ext
 
 CPU_DIR = Path("kernels") / "cpu"
 SOURCES = ["edgec_cpu.c", "linear.c", "rows_scalar.c", "rows_avx2.c", "q8.c", "pool.c", "decoder.c", "q8_gemm.c"]
-HEADERS = ["weight.h", "linear.h", "q8.h", "pool.h", "decoder.h", "q8_acts.h", "q8_gemm_body.h"]
+HEADERS = ["storage_kinds.h", "weight.h", "linear.h", "q8.h", "pool.h", "decoder.h", "q8_acts.h", "q8_gemm_body.h"]
 
 # No -march: the AVX2 kernels carry target attributes and are chosen at run time, so the
 # binary runs on any CPU of its architecture. No FMA contraction: the exact path rounds
-# each dequantization step as numpy does.
-UNIX_FLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden", "-pthread"]
+# each dequantization step as numpy does. -Werror=switch: a storage kind missing from a switch
+# over enum Kind is a build error (see weight.h).
+UNIX_FLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden", "-pthread",
+              "-Werror=switch"]
 MSVC_FLAGS = ["/O2", "/fp:precise"]
 
 

@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from edgec.kernels import cpu
-from edgec.runtime.formats import Format, parse_format, registered_families
+from edgec.core.formats import Format, parse_format, registered_families
 
 HIDDEN, INTER, HEAD_DIM, KV_HEADS, VOCAB = 576, 1536, 64, 3, 49152
 BLOCK = {"qkv": (HIDDEN + 2 * KV_HEADS * HEAD_DIM, HIDDEN), "o": (HIDDEN, HIDDEN),

@@ -46,7 +46,7 @@ def run_one(config: tuple) -> dict:
     from edgec.evaluation.encoder import compare_encoder, split_sentences
     from edgec.models.loading import load_model
     from edgec.passes import LayerConfig
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     model, fmt, method, sparsity = config
     loaded = load_model(model)

@@ -75,7 +75,7 @@ def main() -> None:
     from edgec.planner.profiles import load_profile
     from edgec.planner.sensitivity import SensitivityCache
     from edgec.planner.units import method_for
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     work = Path(state["work"]) if Path(state.get("work", "/nonexistent")).is_dir() else \
         Path(tempfile.mkdtemp(prefix="edgec-planner-bench-"))

@@ -47,7 +47,7 @@ def main() -> None:
     import triton.testing
 
     from edgec.kernels import triton as tk
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     if not tk.available():
         sys.exit(f"Triton kernels unavailable: {tk.unavailable_reason()}")

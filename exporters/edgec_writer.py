@@ -20,11 +20,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from edgec.errors import EdgecError
-from edgec.output_files import atomic_output
-from edgec.progress import progress_counter
-from edgec.runtime.container import layout as L
-from edgec.runtime.formats import Format
+from edgec.core.errors import EdgecError
+from edgec.core.output_files import atomic_output
+from edgec.core.progress import progress_counter
+from edgec.core import container_layout as L
+from edgec.core.formats import Format
 
 
 @dataclass

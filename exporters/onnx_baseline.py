@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_files import save, staged
 
 BASELINE_KEY = "edgec.baseline"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_flat import (
     Slot,
     apply_rotary,

@@ -1,6 +1,6 @@
 """From edgec's stored buffers to what an ONNX Runtime op stores, exactly.
 
-Each storage format converts its packed buffers (see `edgec.runtime.formats`) to one
+Each storage format converts its packed buffers (see `edgec.core.formats`) to one
 *encoding*: the operands of one ONNX Runtime op family, with values that dequantize
 to the very same weights (the tests check this bit for bit through ORT):
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgec.errors import EdgecError
-from edgec.runtime.formats import (
+from edgec.core.errors import EdgecError
+from edgec.core.formats import (
     FP8,
     NF4,
     BFloat16,
@@ -37,7 +37,7 @@ from edgec.runtime.formats import (
     Int8,
     Sparse24,
 )
-from edgec.runtime.formats.bitpack import unpack_bits
+from edgec.core.formats.bitpack import unpack_bits
 
 MATMUL_NBITS_BITS = (2, 4, 8)  # what ORT 1.31's CPU MatMulNBits kernel accepts (it refuses 3)
 MATMUL_NBITS_BLOCKS = (16, 32, 64, 128, 256)  # likewise for block_size

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import onnx
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters import onnx_graph as graph_ops
 from edgec.exporters.onnx_decoder import build_decoder, kv_shape
 from edgec.exporters.onnx_encoder import build_encoder
@@ -32,16 +32,15 @@ from edgec.exporters.onnx_lowering import LinearSpec
 from edgec.exporters.onnx_summary import read_onnx_summary, tensor_bytes
 from edgec.exporters.onnx_validate import (
     Validation,
-    reference_activation_quant,
     session,
     validate_decoder,
     validate_encoder,
 )
 from edgec.exporters.source import ExportSource
 from edgec.exporters.tokenizer_files import check_beside, files_beside_model, generation_settings
-from edgec.progress import progress_counter
-from edgec.runtime.formats import Sparse24
-from edgec.version import __version__
+from edgec.core.progress import progress_counter
+from edgec.core.formats import Sparse24
+from edgec.core.version import __version__
 
 __all__ = ["OnnxExportReport", "export_onnx", "read_onnx_summary"]
 
@@ -105,7 +104,7 @@ def _state_names(flat, hf) -> dict[str, str]:
 
 def _metadata(source: ExportSource, report: OnnxExportReport) -> dict[str, str]:
     meta = {
-        "edgec.version": __version__,
+        "edgec.core.version": __version__,
         "edgec.task": report.task,
         "edgec.architecture": report.architecture,
         "edgec.source_model": source.source_name,
@@ -179,7 +178,6 @@ def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progres
         raise EdgecError(f"output {out}: {out.name} is the name of a file written beside the model; choose another name")
     check_beside(out.parent, beside)  # before the graph is built: refusing later would waste the work
     model, report, specs = build_model(source, progress)
-    act_scales = {s.name: (s.act_scale, source.layers[s.name].format) for s in specs if s.act_scale is not None}
     report.path = out
     report.beside = list(beside)
     report.external_data = report.weight_bytes > SINGLE_FILE_LIMIT
@@ -191,22 +189,21 @@ def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progres
         if verify:
             if progress:
                 print("validating in ONNX Runtime (CPUExecutionProvider)", file=sys.stderr)
-            report.validation = _validate(source, stage.model, act_scales)
+            report.validation = _validate(source, stage.model)
             set_metadata(stage.model, _metadata(source, report))
         report.file_bytes = sum(path.stat().st_size for path in stage.model_files())
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _validate(source: ExportSource, model_path: Path, act_scales: dict) -> Validation:
+def _validate(source: ExportSource, model_path: Path) -> Validation:
     loaded = source.loaded
     hf = loaded.model
     sess = session(str(model_path))
-    with reference_activation_quant(hf, act_scales):
-        if loaded.task == "causal-lm":
-            result = validate_decoder(sess, hf, loaded.tokenizer, kv_shape(hf.config))
-        else:
-            result = validate_encoder(sess, hf, loaded.tokenizer)
+    if loaded.task == "causal-lm":
+        result = validate_decoder(sess, hf, loaded.tokenizer, kv_shape(hf.config))
+    else:
+        result = validate_encoder(sess, hf, loaded.tokenizer)
     del sess
     rel = result.max_abs_diff / max(result.reference_scale, 1e-6)
     if (result.mean_kl is not None and not result.mean_kl <= MAX_MEAN_KL) or not rel <= MAX_REL_DIFF:

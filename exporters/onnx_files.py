@@ -19,9 +19,9 @@ from pathlib import Path
 
 import onnx
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters.tokenizer_files import check_beside
-from edgec.output_files import apply_output_modes, remove_stale_temporaries, temporary_beside
+from edgec.core.output_files import apply_output_modes, remove_stale_temporaries, temporary_beside
 
 
 @dataclass(frozen=True)

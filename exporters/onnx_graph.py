@@ -21,7 +21,7 @@ import torch
 from onnx import ModelProto, helper
 from torch import nn
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_encodings import BlockInt
 from edgec.exporters.onnx_flat import PLACEHOLDER_DOMAIN, PLACEHOLDER_OP
 from edgec.exporters.onnx_lowering import MS_DOMAIN, LinearSpec, Lowered, lower

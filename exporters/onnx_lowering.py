@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_encodings import (
     MATMUL_NBITS_BLOCKS,
     BlockInt,
@@ -26,7 +26,7 @@ from edgec.exporters.onnx_encodings import (
     Dense32,
     Encoding,
 )
-from edgec.runtime.formats.bitpack import pack_bits
+from edgec.core.formats.bitpack import pack_bits
 
 MS_DOMAIN = "com.microsoft"
 F8_MAX = 448.0

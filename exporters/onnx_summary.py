@@ -14,7 +14,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 JSON_KEYS = ("edgec.layers", "edgec.validation", "edgec.calibration", "edgec.generation")  # metadata values that are JSON
 _ITEM_BYTES = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8,
@@ -47,7 +47,7 @@ def read_onnx_summary(path: str | Path) -> dict:
     except (OSError, DecodeError, ValueError) as exc:
         raise EdgecError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     meta = {p.key: p.value for p in model.metadata_props}
-    if "edgec.version" not in meta:
+    if "edgec.core.version" not in meta:
         raise EdgecError(f"{path}: not an ONNX model exported by edgec (no edgec metadata)")
     for key in JSON_KEYS:
         if key in meta:

@@ -8,20 +8,17 @@ KL(reference || onnx), averaged over positions. Encoders compare
 `last_hidden_state` on the non-padding positions of a padded batch.
 
 The torch reference is the model in the export source, which holds exactly the
-dequantized weights; W8A8 layers quantize its activations as edgec.activation_quant
-does (attached for the comparison if the model was compressed in this process).
+dequantized weights and quantizes the activations of W8A8 layers (`ExportSource`).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from edgec.activation_quant import attach_activation_quant
 
 PROMPTS = (
     "It is a truth universally acknowledged, that a single man in possession",
@@ -60,18 +57,6 @@ def session(model: bytes | str, threads: int | None = None, spin: bool = False) 
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=PROVIDERS)
-
-
-@contextmanager
-def reference_activation_quant(model: torch.nn.Module, scales: dict):
-    """Quantize the inputs of W8A8 layers in the torch model for the comparison, unless it already does."""
-    missing = {n: s for n, s in scales.items() if not model.get_submodule(n)._forward_pre_hooks}
-    handles = attach_activation_quant(model, missing) if missing else []
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -1,11 +1,12 @@
 """What the exporters read: a model with, per compressed linear, its format and stored buffers.
 
-Both exporters take an `ExportSource`, built either from a folder `edgec compress`
-wrote (`source_from_folder`) or from a compression done in this process
-(`source_from_result`). The torch model in `loaded` holds the dequantized weights
-(what the compressed model computes with); each `ExportLayer` yields its packed
-buffers on demand, so an exporter can stream layer by layer without a second copy
-of the model in memory.
+Both exporters take an `ExportSource`. The toolchain builds it (`edgec.export_sources`:
+from a folder `edgec compress` wrote, or from a compression done in this process); the
+exporters never import the toolchain, so they see the loaded model only through the
+attributes `SourceModel` lists. Its torch model holds the dequantized weights and
+quantizes the activations of W8A8 layers: it computes what the compressed model
+computes. Each `ExportLayer` yields its packed buffers on demand, so an exporter can
+stream layer by layer without a second copy of the model in memory.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any, Protocol
+
 import numpy as np
-from safetensors import safe_open
 
-from edgec.compress import CompressionResult
-from edgec.compressed_manifest import PACKED, read_manifest
-from edgec.errors import EdgecError
-from edgec.models.loading import LoadedModel, load_model
-from edgec.runtime.container.layout import EXTRA_BUFFERS  # optional per-layer buffers besides the format's own
-from edgec.runtime.formats import Format, parse_format
+from edgec.core.formats import Format
 
+
+class SourceModel(Protocol):
+    """What the exporters use of a loaded model (the toolchain's `LoadedModel` is one)."""
+
+    model: Any  # a transformers model (torch.nn.Module)
+    tokenizer: Any  # a transformers fast tokenizer
+    name: str
+    adapter: Any  # names the model's linears and head: `linears(model)`, `head(model)`
+
+    @property
+    def task(self) -> str: ...  # "causal-lm" or "encoder"
 
 
 @dataclass
@@ -48,72 +56,9 @@ class ExportLayer:
 class ExportSource:
     """A model to export: the torch model, its compressed layers, and where it came from."""
 
-    loaded: LoadedModel
+    loaded: SourceModel
     layers: dict[str, ExportLayer]
     plan: dict | None = None  # the plan file the compression followed, if any
     calibration: dict | None = None  # the manifest's calibration record, if any
     source_name: str = ""  # the original (uncompressed) model's name and weights hash
     source_hash: str = ""
-
-
-def source_from_result(loaded: LoadedModel, result: CompressionResult | None, plan: dict | None = None,
-                       calibration: dict | None = None) -> ExportSource:
-    """An export source for a model compressed in this process (or not compressed, result None)."""
-    from edgec.assignment import quantizable
-
-    layers: dict[str, ExportLayer] = {}
-    if result is not None and result.layers:
-        refs = quantizable(loaded.model, loaded.adapter, include_head=loaded.adapter.head(loaded.model) is not None)
-        for name, layer in result.layers.items():
-            shape = refs[name].shape
-
-            def packed(layer=layer, shape=shape) -> dict[str, np.ndarray]:
-                out = dict(layer.config.format.pack(layer.encoded, shape))
-                if layer.input_scale is not None:
-                    out["input_scale"] = np.asarray(layer.input_scale, dtype=np.float32)
-                if layer.act_scale is not None:
-                    out["act_scale"] = np.array([layer.act_scale], dtype=np.float32)
-                return out
-
-            extras = tuple(b for b, value in zip(EXTRA_BUFFERS, (layer.input_scale, layer.act_scale)) if value is not None)
-            layers[name] = ExportLayer(name, layer.config.format, layer.config.method, layer.config.sparsity, shape, packed,
-                                       extras)
-    return ExportSource(loaded, layers, plan, calibration, loaded.name, loaded.weights_hash)
-
-
-def source_from_folder(folder: Path) -> ExportSource:
-    """An export source for a folder written by `edgec compress`; refuses any other folder."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise EdgecError(f"{folder}: not a folder written by `edgec compress` (no edgec-compression.json)")
-    packed_path = folder / PACKED
-    if not packed_path.is_file():
-        raise EdgecError(f"{packed_path}: missing; the compressed folder is incomplete")
-    loaded = load_model(folder)
-    from edgec.assignment import quantizable
-
-    refs = quantizable(loaded.model, loaded.adapter, include_head=loaded.adapter.head(loaded.model) is not None)
-    with safe_open(str(packed_path), framework="numpy") as handle:
-        keys = set(handle.keys())
-    layers: dict[str, ExportLayer] = {}
-    for name, entry in manifest["layers"].items():
-        if name not in refs:
-            raise EdgecError(f"{folder}: the manifest names layer {name!r}, which the model does not have")
-        fmt = parse_format(entry["format"])
-        wanted = [b.name for b in fmt.buffers(refs[name].shape)]
-        missing = [b for b in wanted if f"{name}::{b}" not in keys]
-        if missing:
-            raise EdgecError(f"{packed_path}: layer {name!r} lacks buffer(s) {', '.join(missing)} of format {fmt}")
-        extras = tuple(b for b in EXTRA_BUFFERS if f"{name}::{b}" in keys)
-        names = wanted + list(extras)
-
-        def packed(name=name, names=names) -> dict[str, np.ndarray]:
-            with safe_open(str(packed_path), framework="numpy") as handle:
-                return {b: handle.get_tensor(f"{name}::{b}") for b in names}
-
-        layers[name] = ExportLayer(name, fmt, entry["method"], float(entry.get("sparsity") or 0.0), refs[name].shape, packed,
-                                   extras)
-    source = manifest.get("source") or {}
-    return ExportSource(loaded, layers, manifest.get("plan"), manifest.get("calibration"),
-                        source.get("name", loaded.name), source.get("weights_sha256", ""))

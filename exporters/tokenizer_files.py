@@ -20,14 +20,14 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgec.errors import EdgecError
-from edgec.models.loading import LoadedModel
+from edgec.core.errors import EdgecError
+from edgec.exporters.source import SourceModel
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 GENERATION_CONFIG = "generation_config.json"
 
 
-def saved_tokenizer(loaded: LoadedModel) -> dict[str, bytes]:
+def saved_tokenizer(loaded: SourceModel) -> dict[str, bytes]:
     """File name -> contents of the tokenizer as transformers saves it; refuses a tokenizer without `tokenizer.json`."""
     with tempfile.TemporaryDirectory() as tmp:
         loaded.tokenizer.save_pretrained(tmp)
@@ -44,7 +44,7 @@ def _ids(vocab: int, *values) -> list[int]:
     return list(dict.fromkeys(int(v) for v in ids if 0 <= int(v) < vocab))
 
 
-def generation_settings(loaded: LoadedModel) -> dict:
+def generation_settings(loaded: SourceModel) -> dict:
     """The special token ids a generation loop needs (module docstring); an empty list or None where the model has none.
 
     The tokenizer's ids come first; the model's generation config adds ids the tokenizer does not name
@@ -63,7 +63,7 @@ def generation_settings(loaded: LoadedModel) -> dict:
             "pad_token_id": first("pad_token_id")}
 
 
-def files_beside_model(loaded: LoadedModel) -> dict[str, bytes]:
+def files_beside_model(loaded: SourceModel) -> dict[str, bytes]:
     """Everything an ONNX export writes beside the model file: the tokenizer, and for causal LMs the generation settings."""
     files = saved_tokenizer(loaded)
     if loaded.task == "causal-lm":

@@ -14,7 +14,7 @@ import mmap
 
 import numpy as np
 
-from edgec.runtime.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 
 class KVCache:

@@ -16,13 +16,13 @@ import numpy as np
 from edgec.runtime.backends import make_backend
 from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
-from edgec.runtime.errors import ContainerError, EdgecError
+from edgec.core.errors import ContainerError, EdgecError
 from edgec.runtime.heap import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
-from edgec.runtime.formats import Format
+from edgec.core.formats import Format
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgec.runtime.errors import ContainerError
+from edgec.core.errors import ContainerError
 from edgec.runtime.values import is_integer, is_number
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")

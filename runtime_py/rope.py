@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from edgec.runtime.errors import ContainerError
+from edgec.core.errors import ContainerError
 from edgec.runtime.model_config import ModelConfig
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgec.runtime.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.runtime.values import is_integer, is_number
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgec.runtime.errors import ContainerError, EdgecError
+from edgec.core.errors import ContainerError, EdgecError
 from edgec.runtime.heap import release_free_memory
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ON_SYS_PATH = [ROOT, ROOT / "tests"]
 # Folders on sys.path whose names PyPI already has (or an installed package imports), each checked
 # against a stand-in installed package of that name. To extend: add the folder's name here.
-SHADOWABLE = ["kernels", "exporters", "benchmarks", "examples"]
+SHADOWABLE = ["kernels", "exporters", "core", "benchmarks", "examples"]
 # The only regular packages allowed there: names no PyPI package has (checked when each was added).
 # Before adding one, check the name on PyPI; if it is taken, keep the folder free of `__init__.py`.
 REGULAR = {"runtime_py", "devices"}

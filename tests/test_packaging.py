@@ -19,6 +19,7 @@ MAPPING = {
     "exporters": "edgec/exporters",
     "runtime_py": "edgec/runtime",
     "kernels": "edgec/kernels",
+    "core": "edgec/core",
     "devices": "edgec/devices",
 }
 PACKAGE_DATA = {"toolchain/data": ["*.txt", "README.md"], "devices": ["*.yaml", "README.md"]}
@@ -90,7 +91,7 @@ def test_wheel_has_only_the_package_and_its_metadata(wheel_names):
 def test_runtime_and_kernels_import_without_torch_or_transformers(tmp_path):
     code = (
         "import sys, pkgutil, importlib\n"
-        "import edgec.runtime, edgec.runtime.formats, edgec.kernels\n"
+        "import edgec.runtime, edgec.core.formats, edgec.kernels\n"
         "for m in pkgutil.walk_packages(edgec.runtime.__path__, 'edgec.runtime.'):\n"
         "    importlib.import_module(m.name)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"

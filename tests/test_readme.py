@@ -22,7 +22,7 @@ def test_quick_start_has_two_commands_and_ci_runs_the_test_one():
 
 
 def test_version_and_help():
-    from edgec.version import __version__
+    from edgec.core.version import __version__
 
     done = run_cli("--version")
     assert done.returncode == 0 and __version__ in done.stdout

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgec.runtime.formats import Format
-from edgec.runtime.formats.fp8 import FP8
+from edgec.core.formats import Format
+from edgec.core.formats.fp8 import FP8
 
 
 def quantize_activation(x: torch.Tensor, scale: float, fmt: Format) -> torch.Tensor:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from edgec.errors import EdgecError, FormatError
+from edgec.core.errors import EdgecError, FormatError
 from edgec.models.adapters import Adapter, LinearRef
-from edgec.runtime.formats import Format, parse_format
+from edgec.core.formats import Format, parse_format
 
 Assignment = dict[str, Format]
 

@@ -11,8 +11,8 @@ import sys
 
 import click
 
-from edgec.errors import EdgecError
-from edgec.version import __version__
+from edgec.core.errors import EdgecError
+from edgec.core.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,10 +32,10 @@ from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
 from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED
 from edgec.data import CALIBRATION_NAME
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.models.loading import LoadedModel
-from edgec.output_files import atomic_output
-from edgec.version import __version__
+from edgec.core.output_files import atomic_output
+from edgec.core.version import __version__
 
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from safetensors.numpy import load_file
 
-from edgec.errors import EdgecError
-from edgec.runtime.formats import Format, parse_format
+from edgec.core.errors import EdgecError
+from edgec.core.formats import Format, parse_format
 
 MANIFEST = "edgec-compression.json"
 PACKED = "packed.safetensors"

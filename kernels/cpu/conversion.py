@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgec.core.storage_kinds import STORAGE_KINDS
 from edgec.kernels.cpu.extension import extension
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats import NF4, Float16, Format, Sparse24
-from edgec.runtime.formats.int_group import GroupwiseInt
+from edgec.core.errors import FormatError
+from edgec.core.formats import NF4, Float16, Format, Sparse24
+from edgec.core.formats.int_group import GroupwiseInt
 
 Packed = dict[str, np.ndarray]
 
@@ -30,7 +31,7 @@ Packed = dict[str, np.ndarray]
 class Parts:
     """What one values matrix hands the kernels (see kernels/cpu/weight.h)."""
 
-    kind: str                      # a key of _cpu.KINDS
+    kind: str                      # a key of edgec.core.storage_kinds.STORAGE_KINDS
     group: int                     # values per scale group (ignored by per-row kinds)
     arrays: dict[str, np.ndarray]  # q, and scale / minv where the kind has them
 
@@ -156,6 +157,6 @@ def prepare(fmt: Format, packed: Packed, shape: tuple[int, int]) -> PreparedWeig
     parts = storage_parts(fmt, packed, shape)
     shape = (int(shape[0]), int(shape[1]))
     a = parts.arrays
-    handle = cpu.Weight(cpu.KINDS[parts.kind], shape[0], shape[1], parts.group,
+    handle = cpu.Weight(STORAGE_KINDS[parts.kind].code, shape[0], shape[1], parts.group,
                         a["q"], a.get("scale"), a.get("minv"), a.get("meta"))
     return PreparedWeight(fmt, shape, handle, a)

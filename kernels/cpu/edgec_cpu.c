@@ -597,12 +597,7 @@ static struct PyModuleDef cpu_module = {
     NULL, NULL, NULL, NULL,
 };
 
-static const char *const KIND_NAMES[KIND_COUNT] = {
-    [KIND_F16] = "f16", [KIND_BF16] = "bf16", [KIND_FP8] = "fp8", [KIND_INT8] = "int8",
-    [KIND_INT2] = "int2", [KIND_INT3] = "int3", [KIND_INT4] = "int4",
-    [KIND_INT2_ASYM] = "int2_asym", [KIND_INT3_ASYM] = "int3_asym", [KIND_INT4_ASYM] = "int4_asym",
-    [KIND_NF4] = "nf4",
-};
+static const char *const KIND_NAMES[KIND_COUNT] = EDGEC_KIND_NAMES;
 
 PyMODINIT_FUNC PyInit__cpu(void)
 {

@@ -22,6 +22,7 @@
 
 #ifdef EDGEC_HAVE_AVX2
 #include <immintrin.h>
+#include <math.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
@@ -89,7 +90,7 @@ INLINE __m256i stream8(const uint8_t *row, int64_t j, int bits)
  * multiply-add rounds the same as numpy's multiply-then-add. */
 INLINE __m256 dec8(int kind, const uint8_t *row, int64_t j, const GroupParams *p)
 {
-    switch (kind) {
+    switch ((enum Kind)kind) {
     case KIND_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * j)));
     case KIND_BF16:
@@ -109,9 +110,12 @@ INLINE __m256 dec8(int kind, const uint8_t *row, int64_t j, const GroupParams *p
         const __m256 lo = _mm256_permutevar8x32_ps(p->lut_lo, c), hi = _mm256_permutevar8x32_ps(p->lut_hi, c);
         return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
     }
-    default:  /* INTb: c * s - 2^(b-1) * s;  ASYM: c * s + min */
+    case KIND_INT2: case KIND_INT3: case KIND_INT4:  /* c * s - 2^(b-1) * s */
+    case KIND_INT2_ASYM: case KIND_INT3_ASYM: case KIND_INT4_ASYM:  /* c * s + min */
         return _mm256_fmadd_ps(_mm256_cvtepi32_ps(stream8(row, j, kind_bits(kind))), p->s, p->m);
+    case KIND_COUNT: break;
     }
+    return _mm256_setzero_ps();
 }
 
 INLINE float hsum(__m256 v)

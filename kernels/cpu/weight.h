@@ -7,7 +7,7 @@
  *   2:4:    KV = K/2, W[n][4q + i_t] = value(n, 2q + t), t in {0, 1}, other entries 0,
  *           with i_0 | i_1 << 2 the q-th nibble of row n of `meta` (low nibble first).
  *
- * Storage kinds mirror edgec.runtime.formats, whose docstrings define the bits:
+ * Storage kinds mirror edgec.core.formats, whose docstrings define the bits:
  *
  *   F16   q: float16 (N, KV)                                      w = q
  *   BF16  q: bfloat16 bits (N, KV)                                w = q << 16
@@ -27,13 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum Kind {
-    KIND_F16, KIND_BF16, KIND_FP8, KIND_INT8,
-    KIND_INT2, KIND_INT3, KIND_INT4,
-    KIND_INT2_ASYM, KIND_INT3_ASYM, KIND_INT4_ASYM,
-    KIND_NF4,
-    KIND_COUNT
-};
+#include "storage_kinds.h"  /* enum Kind, generated from edgec.core.storage_kinds */
 
 typedef struct Weight {
     /* sizes */
@@ -53,15 +47,20 @@ typedef struct Weight {
 } Weight;
 
 /* Bits per stored value of each kind. */
+/* Switches over enum Kind list every kind and have no default: -Werror=switch (setup.py) makes a
+ * kind added to the table but not to a switch a build error, never a silent wrong decode. A kind
+ * outside the enum cannot reach them: the extension checks it when a Weight is made. */
 static inline int kind_bits(int kind)
 {
-    switch (kind) {
+    switch ((enum Kind)kind) {
     case KIND_F16: case KIND_BF16: return 16;
     case KIND_FP8: case KIND_INT8: return 8;
     case KIND_INT2: case KIND_INT2_ASYM: return 2;
     case KIND_INT3: case KIND_INT3_ASYM: return 3;
-    default: return 4;  /* INT4, INT4_ASYM, NF4 */
+    case KIND_INT4: case KIND_INT4_ASYM: case KIND_NF4: return 4;
+    case KIND_COUNT: break;
     }
+    return 0;
 }
 
 static inline int kind_is_asym(int kind)
@@ -123,7 +122,7 @@ static inline unsigned stream_code(const uint8_t *row, int64_t j, int bits)
 static inline float value_at(int kind, const uint8_t *row, int64_t j, float s, float m)
 {
     uint16_t h;
-    switch (kind) {
+    switch ((enum Kind)kind) {
     case KIND_F16: memcpy(&h, row + 2 * j, 2); return half_to_float(h);
     case KIND_BF16: memcpy(&h, row + 2 * j, 2); return bf16_to_float(h);
     case KIND_FP8: return EDGEC_E4M3[row[j]] * s;
@@ -134,8 +133,10 @@ static inline float value_at(int kind, const uint8_t *row, int64_t j, float s, f
     case KIND_INT2_ASYM: return (float)stream_code(row, j, 2) * s + m;
     case KIND_INT3_ASYM: return (float)stream_code(row, j, 3) * s + m;
     case KIND_INT4_ASYM: return (float)stream_code(row, j, 4) * s + m;
-    default: return EDGEC_NF4[stream_code(row, j, 4)] * s;  /* NF4 */
+    case KIND_NF4: return EDGEC_NF4[stream_code(row, j, 4)] * s;
+    case KIND_COUNT: break;
     }
+    return 0.0f;
 }
 
 /* ---- kernel tables ------------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 """`prepare`: a weight's stored buffers as the Triton kernels read them, on the device.
 
-The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, layout in
-kernels/cpu/weight.h): codes stay as stored, as bytes; scales and minima are float32; fp8 and
+The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
+`edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes; scales and minima are float32; fp8 and
 nf4 codes decode through a small table of their exact float32 values.
 """
 
@@ -11,18 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgec.core.storage_kinds import STORAGE_KINDS
 from edgec.kernels.cpu.conversion import storage_parts
-from edgec.runtime.formats import Format
-from edgec.runtime.formats.fp8 import e4m3fn_to_float32
-from edgec.runtime.formats.nf4 import NF4_CODEBOOK
+from edgec.core.formats import Format
+from edgec.core.formats.fp8 import e4m3fn_to_float32
+from edgec.core.formats.nf4 import NF4_CODEBOOK
 
-# storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py)
-KINDS = {
-    "f16": (0, 16, False), "bf16": (1, 16, False), "fp8": (2, 8, False), "int8": (3, 8, False),
-    "int2": (4, 2, False), "int3": (4, 3, False), "int4": (4, 4, False),
-    "int2_asym": (4, 2, True), "int3_asym": (4, 3, True), "int4_asym": (4, 4, True),
-    "nf4": (5, 4, False),
-}
+# storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
+KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
 
 
 @dataclass(frozen=True, eq=False)

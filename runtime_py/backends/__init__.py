@@ -8,7 +8,7 @@ from edgec.runtime.backends.base import Backend, Linear
 from edgec.runtime.backends.cpu import ACCURACIES, CpuBackend, cpu_kernels_reason
 from edgec.runtime.backends.reference import ReferenceBackend
 from edgec.runtime.backends.triton import TritonBackend, triton_gpu_reason, triton_reason
-from edgec.runtime.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 # fastest first: name -> (class, why it cannot run here or None, why `auto` should not pick it or None)
 _BACKENDS: dict[str, tuple[type[Backend], Callable[[], str | None], Callable[[], str | None]]] = {

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgec.runtime.formats import Format
-from edgec.runtime.formats.fp8 import FP8, e4m3fn_to_float32, float32_to_e4m3fn
+from edgec.core.formats import Format
+from edgec.core.formats.fp8 import FP8, e4m3fn_to_float32, float32_to_e4m3fn
 
 Kernel = Callable[[np.ndarray], np.ndarray]  # (T, K) float32 -> (T, N) float32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.runtime.backends.base import Backend, Kernel
-from edgec.runtime.formats import Format
+from edgec.core.formats import Format
 
 
 class ReferenceBackend(Backend):

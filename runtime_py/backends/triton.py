@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.runtime.backends.base import Backend, Kernel
-from edgec.runtime.errors import EdgecError
-from edgec.runtime.formats import Format
+from edgec.core.errors import EdgecError
+from edgec.core.formats import Format
 
 
 def triton_reason() -> str | None:

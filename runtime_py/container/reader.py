@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edgec.runtime.container import layout as L
-from edgec.runtime.container.layout import BufferSpec
-from edgec.runtime.errors import ContainerError, FormatError
-from edgec.runtime.formats import Format, parse_format
+from edgec.core import container_layout as L
+from edgec.core.container_layout import BufferSpec
+from edgec.core.errors import ContainerError, FormatError
+from edgec.core.formats import Format, parse_format
 
 NOT_CHECKED, VERIFIED, MISMATCH = "not checked", "verified", "mismatch"
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from edgec.runtime.backends.base import Backend, Linear, embedding_rows
 from edgec.runtime.container import EdgecFile
-from edgec.runtime.errors import ContainerError
+from edgec.core.errors import ContainerError
 
 
 Shape = tuple[int | None, ...]  # None: any size in that dimension

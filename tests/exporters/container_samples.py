@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.exporters.edgec_writer import TensorToWrite, write_container
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny.edgec"
 HIDDEN, INTERMEDIATE, VOCAB, HEADS, KV_HEADS = 64, 128, 96, 4, 2

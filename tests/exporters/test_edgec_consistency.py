@@ -24,8 +24,8 @@ from conftest import run_cli
 from edgec.commands.inspect_command import _inspect_edgec
 from edgec.exporters.edgec_writer import TensorToWrite, write_container
 from edgec.runtime import load
-from edgec.runtime.errors import ContainerError
-from edgec.runtime.formats import parse_format
+from edgec.core.errors import ContainerError
+from edgec.core.formats import parse_format
 
 Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
 NORM = "model.layers.1.input_layernorm.weight"

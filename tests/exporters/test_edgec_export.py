@@ -52,7 +52,7 @@ def test_payload_is_exactly_the_bytes_the_planner_counts(compressed_int4, tmp_pa
     """Compressed linears in their formats plus every other parameter once in 16 bit."""
     out = tmp_path / "m.edgec"
     cli_json("export", "--compressed", str(compressed_int4), "--to", "edgec", "-o", str(out))
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     model = load_model(compressed_int4).model
     fmt = parse_format("int4:g32")

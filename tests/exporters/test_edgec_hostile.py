@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from edgec.exporters.edgec_writer import write_container
 from edgec.runtime.container import open_container
-from edgec.runtime.container import layout as L
-from edgec.runtime.errors import ContainerError
+from edgec.core import container_layout as L
+from edgec.core.errors import ContainerError
 
 GOLDEN_BYTES = GOLDEN.read_bytes()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from edgec.runtime.formats import parse_format, registered_families
+from edgec.core.formats import parse_format, registered_families
 
 SCRIPT = Path(__file__).parents[2] / "docs" / "format_examples.py"
 

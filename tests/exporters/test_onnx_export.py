@@ -21,17 +21,17 @@ from edgec.activation_quant import quantize_activation
 from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, compress
 from edgec.compressed_io import save_compressed
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.exporters import onnx_export
 from edgec.exporters.onnx_encodings import Dense32, convert
 from edgec.exporters.onnx_export import export_onnx, read_onnx_summary
 from edgec.exporters.onnx_graph import IR_VERSION, OPSET
 from edgec.exporters.onnx_lowering import MS_DOMAIN, LinearSpec, lower
 from edgec.exporters.onnx_validate import session
-from edgec.exporters.source import source_from_folder, source_from_result
+from edgec.export_sources import source_from_folder, source_from_result
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
-from edgec.runtime.formats import FP8, Format, Int8, parse_format, registered_families
+from edgec.core.formats import FP8, Format, Int8, parse_format, registered_families
 from conftest import run_cli, tiny_tokenizer
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
@@ -291,7 +291,7 @@ def test_metadata_and_summary(tiny_llama_dir, tmp_path):
     report = export_onnx(source, out)
     summary = read_onnx_summary(out)
     meta = summary["metadata"]
-    assert meta["edgec.version"] and meta["edgec.source_weights_sha256"] == source.source_hash
+    assert meta["edgec.core.version"] and meta["edgec.source_weights_sha256"] == source.source_hash
     assert meta["edgec.plan_device"] == "rtx4090" and meta["edgec.validated_providers"] == "CPUExecutionProvider"
     assert meta["edgec.layers"]["model.layers.1.mlp.up_proj"] == {
         "format": "int4:g32", "method": "rtn", "sparsity": 0.0, "op": "MatMulNBits(bits=4, block_size=32)"}

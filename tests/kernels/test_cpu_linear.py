@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from edgec.kernels import cpu
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats import parse_format, registered_families
+from edgec.core.errors import FormatError
+from edgec.core.formats import parse_format, registered_families
 
 EXAMPLES = [fmt for cls in registered_families().values() for fmt in cls.examples()]
 # every group size, and inner formats the examples leave out
@@ -150,7 +150,7 @@ def test_a_forked_child_can_use_the_threads_again():
     code = (
         "import os, sys, numpy as np\n"
         "from edgec.kernels import cpu\n"
-        "from edgec.runtime.formats import parse_format\n"
+        "from edgec.core.formats import parse_format\n"
         "fmt = parse_format('int8'); w = np.arange(512 * 512, dtype=np.float32).reshape(512, 512) % 7 - 3\n"
         "p = cpu.prepare(fmt, fmt.quantize(w), (512, 512)); cpu.set_threads(2)\n"
         "x = np.ones((1, 512), np.float32); y = cpu.linear(p, x)\n"

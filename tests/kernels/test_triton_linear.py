@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgec.kernels import triton as tk
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 
 pytestmark = pytest.mark.skipif(not tk.available(), reason=f"{tk.unavailable_reason()}")
 
@@ -69,7 +69,7 @@ def test_bad_arguments_are_named():
         tk.linear(weight, np.ones((2, 64), np.float32))
     with pytest.raises(ValueError, match="contiguous float32"):
         tk.linear(weight, torch.ones((2, 64)), out=torch.empty((2, 9)))
-    from edgec.runtime.errors import FormatError
+    from edgec.core.errors import FormatError
 
     with pytest.raises(FormatError, match="scale"):
         tk.prepare(fmt, {"qdata": fmt.quantize(_weights(shape))["qdata"]}, shape)

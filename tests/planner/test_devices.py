@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from edgec.devices import PROFILE_DIR
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.planner.latency import Roofline
 from edgec.planner.profiles import DeviceProfile, load_profile, shipped_profiles, validate_profile
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 from conftest import cli_json, run_cli
 
 SHIPPED = ("rtx4090", "rtx3060-laptop", "a100", "h100", "jetson-orin-nano", "apple-m2-gpu", "apple-m2-cpu",

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from edgec.calibration.windows import calibration_windows
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.models.loading import load_model
 from edgec.planner.deployment import model_shape
 from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
 from edgec.planner.profiles import load_profile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, measure_sensitivity, probe_candidate
 from edgec.planner.units import planning_units, unit_candidates
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 from conftest import cli_json, run_cli
 
 FORMATS = [parse_format(f) for f in ("fp16", "int8", "int4:g32", "int3:g32", "2:4")]

@@ -12,7 +12,7 @@ from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
 from edgec.evaluation.encoder import compare_encoder, split_sentences
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig, SmoothQuant, SmoothQuantOptions
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 
 pytestmark = pytest.mark.slow
 ENCODER_CAL = CalibrationSettings(samples=16, seq_len=128)

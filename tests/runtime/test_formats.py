@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats import Int4, format_grammar, parse_format, registered_families
-from edgec.runtime.formats.base import GroupQuantizedFormat
-from edgec.runtime.formats.fp8 import float32_to_e4m3fn, e4m3fn_to_float32
-from edgec.runtime.formats.nf4 import NF4_CODEBOOK
-from edgec.runtime.formats.sparse24 import Sparse24
+from edgec.core.errors import FormatError
+from edgec.core.formats import Int4, format_grammar, parse_format, registered_families
+from edgec.core.formats.base import GroupQuantizedFormat
+from edgec.core.formats.fp8 import float32_to_e4m3fn, e4m3fn_to_float32
+from edgec.core.formats.nf4 import NF4_CODEBOOK
+from edgec.core.formats.sparse24 import Sparse24
 
 ALL_FORMATS = [fmt for cls in registered_families().values() for fmt in cls.examples()]
 SHAPES = [(8, 256), (5, 96), (3, 100)]  # (3, 100): K not a multiple of any group size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.runtime import load
 from runtime_helpers import PROMPT, export, transformers_twin
 
@@ -103,7 +103,7 @@ def test_encoder_embeddings_match_transformers(tiny_bert_dir, tmp_path):
 
 
 def test_configs_the_runtime_cannot_compute_are_refused():
-    from edgec.runtime.errors import ContainerError
+    from edgec.core.errors import ContainerError
     from edgec.runtime.model_config import model_config
 
     llama = {"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -47,7 +47,7 @@ def test_quantized_activations_run_on_the_device(tiny_llama_dir, tmp_path):
     """W8A8 (SmoothQuant): the static activation scale rounds activations on the device, before the weight kernel."""
     from edgec.commands.compression_options import CompressionOptions, run_compression
     from edgec.exporters.edgec_export import export_edgec
-    from edgec.exporters.source import source_from_result
+    from edgec.export_sources import source_from_result
     from edgec.models.loading import load_model
 
     loaded = load_model(tiny_llama_dir)
@@ -67,7 +67,7 @@ def test_device_projection_quantizes_activations_as_the_host_linear(act_format):
     from edgec.runtime.backends.base import Linear
     from edgec.runtime.backends.triton import TritonBackend
     from edgec.runtime.backends.triton_decoder import _Projection
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     fmt, shape = parse_format(act_format), (24, 64)
     rng = np.random.default_rng(0)

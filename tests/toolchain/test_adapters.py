@@ -21,7 +21,7 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
-from edgec.errors import EdgecError, ModelError
+from edgec.core.errors import EdgecError, ModelError
 from edgec.models.adapters import Adapter, LinearRef, adapter_for, supported_model_types
 
 VOCAB = 128

@@ -3,7 +3,7 @@
 import pytest
 from transformers import T5Config
 
-from edgec.errors import ModelError
+from edgec.core.errors import ModelError
 from edgec.models.embedded import EMBEDDED
 from edgec.models.hashing import weights_sha256
 from edgec.models.loading import load_model

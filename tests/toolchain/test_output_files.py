@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from edgec.output_files import TEMPORARY_MARK, atomic_output
+from edgec.core.output_files import TEMPORARY_MARK, atomic_output
 
 
 
@@ -62,7 +62,7 @@ def test_sigterm_unwinds_like_ctrl_c_and_removes_the_temporary(tmp_path):
         "import signal, sys, time\n"
         "from pathlib import Path\n"
         "from edgec.cli import _terminate\n"
-        "from edgec.output_files import atomic_output\n"
+        "from edgec.core.output_files import atomic_output\n"
         "signal.signal(signal.SIGTERM, _terminate)\n"
         "with atomic_output(Path(sys.argv[1])) as tmp:\n"
         "    tmp.write_text('partial')\n"

@@ -14,12 +14,12 @@ from edgec.calibration.sequential import run_sequential
 from edgec.calibration.windows import calibration_windows
 from edgec.compress import CalibrationSettings, compress
 from edgec.compressed_io import MANIFEST, PACKED, save_compressed
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
 from edgec.passes.obs_math import PruneSpec, obs_sweep
 from edgec.passes.pruning_math import keep_nm, keep_top, wanda_score
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 from conftest import run_cli
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)

@@ -1,4 +1,4 @@
-"""Progress is a bar on a terminal and whole log lines elsewhere (edgec.progress)."""
+"""Progress is a bar on a terminal and whole log lines elsewhere (edgec.core.progress)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 from tqdm import tqdm
 
-from edgec.progress import LogProgress, duration, progress_counter
+from edgec.core.progress import LogProgress, duration, progress_counter
 
 
 class Clock:

@@ -22,7 +22,7 @@ from torch import nn
 from edgec.calibration.stats import InputStats
 from edgec.memory import release_freed_memory
 from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
-from edgec.progress import progress_counter
+from edgec.core.progress import progress_counter
 
 
 @dataclass

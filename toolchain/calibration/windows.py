@@ -6,7 +6,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from edgec.data import calibration_text
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 
 def calibration_windows(tokenizer: PreTrainedTokenizerBase, samples: int, seq_len: int,

@@ -92,9 +92,9 @@ class CompressionRun:
 
 def check_compression(options: CompressionOptions) -> dict | None:
     """Everything about the options that can be refused before a model is loaded; returns the plan read, if any."""
-    from edgec.errors import EdgecError
+    from edgec.core.errors import EdgecError
     from edgec.planner.plan_file import read_plan
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     if options.fmt is not None and options.plan_path is not None:
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
@@ -111,12 +111,12 @@ def run_compression(loaded, options: CompressionOptions, plan: dict | None) -> C
     `check_compression` read before the model was loaded)."""
     from edgec.assignment import uniform_assignment
     from edgec.compress import CalibrationSettings, compress, plan_passes
-    from edgec.errors import EdgecError
+    from edgec.core.errors import EdgecError
     from edgec.passes import (
         PASSES, AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SmoothQuant, SmoothQuantOptions, SparseGPT, SparseGPTOptions,
     )
     from edgec.planner.plan_file import plan_request
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     if plan is not None:
         request = plan_request(plan, loaded, Path(options.plan_path))

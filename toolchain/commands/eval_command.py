@@ -34,7 +34,7 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
     from edgec.evaluation.render import render
     from edgec.evaluation.run import EvalSettings, evaluate
     from edgec.models.loading import load_model
-    from edgec.runtime.formats import parse_format
+    from edgec.core.formats import parse_format
 
     if fmt is not None:
         parse_format(fmt)  # refuse a bad string before the slow model load

@@ -46,8 +46,8 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
     two exports of one model may share a folder. Nothing is written unless the whole
     export succeeds.
     """
-    from edgec.errors import EdgecError
-    from edgec.exporters.source import source_from_folder, source_from_result
+    from edgec.core.errors import EdgecError
+    from edgec.export_sources import source_from_folder, source_from_result
 
     targets = tuple(dict.fromkeys(targets))
     paths = output_paths(output, targets)

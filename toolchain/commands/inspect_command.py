@@ -25,9 +25,9 @@ def inspect_command(file, verify, as_json) -> None:
     FILE is an `.edgec` file or an ONNX model written by `edgec export`. A checksum
     mismatch is listed and then reported as an error (exit status 2).
     """
-    from edgec.runtime.container.layout import MAGIC
+    from edgec.core.container_layout import MAGIC
 
-    from edgec.errors import EdgecError
+    from edgec.core.errors import EdgecError
 
     path = Path(file)
     with _open_bytes(path) as handle:
@@ -42,7 +42,7 @@ def inspect_command(file, verify, as_json) -> None:
 
 
 def _open_bytes(path: Path):
-    from edgec.errors import EdgecError
+    from edgec.core.errors import EdgecError
 
     try:
         return open(path, "rb")
@@ -53,7 +53,7 @@ def _open_bytes(path: Path):
 def _inspect_edgec(path: Path, verify: bool) -> dict:
     from edgec.planner.sizes import format_size
     from edgec.runtime.container import open_container
-    from edgec.runtime.errors import ContainerError
+    from edgec.core.errors import ContainerError
     from edgec.runtime.model import check_model
 
     with open_container(path, verify=verify) as f:  # --no-verify: the model check reads no checksum either
@@ -99,7 +99,7 @@ def _inspect_onnx(path: Path) -> dict:
 
     summary = read_onnx_summary(path)
     meta = summary["metadata"]
-    lines = [f"{path}: ONNX exported by edgec {meta['edgec.version']}, {format_size(summary['file_bytes'])}, "
+    lines = [f"{path}: ONNX exported by edgec {meta['edgec.core.version']}, {format_size(summary['file_bytes'])}, "
              f"{len(summary['layers'])} linears, weights {format_size(summary['weight_bytes'])}"]
     lines += [f"  {key}: {value}" for key, value in meta.items()
               if key not in ("edgec.layers", "edgec.validation", "edgec.calibration")]

@@ -27,7 +27,7 @@ def run_command(file, prompt, max_new_tokens, temperature, top_k, top_p, seed, s
 
     The runtime reads the tokenizer from the file; nothing but the file is needed.
     """
-    from edgec.errors import EdgecError
+    from edgec.core.errors import EdgecError
     from edgec.runtime import load
 
     if "" in stop:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 EVALUATION_NAME = "Pride and Prejudice"
 CALIBRATION_NAME = "Sense and Sensibility"

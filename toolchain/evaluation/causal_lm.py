@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from edgec.errors import EdgecError
-from edgec.progress import progress_counter
+from edgec.core.errors import EdgecError
+from edgec.core.progress import progress_counter
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_s
 from edgec.footprint import linear_bits_per_weight, model_bytes
 from edgec.models.loading import LoadedModel
 from edgec.passes import LayerConfig
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from edgec.errors import ModelError
+from edgec.core.errors import ModelError
 
 Task = Literal["causal-lm", "encoder"]
 _ADAPTERS: dict[str, type[Adapter]] = {}

@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgec.errors import ModelError
+from edgec.core.errors import ModelError
 
 DEFAULT_MODEL = "smollm2"
 

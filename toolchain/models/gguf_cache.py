@@ -24,8 +24,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers import modeling_gguf_pytorch_utils as gguf_utils
 from transformers.utils import logging as hf_logging
 
-from edgec.errors import ModelError
-from edgec.output_files import atomic_output
+from edgec.core.errors import ModelError
+from edgec.core.output_files import atomic_output
 
 GGUF_MAGIC = b"GGUF"
 

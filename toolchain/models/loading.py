@@ -22,7 +22,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from edgec.activation_quant import attach_activation_quant  # noqa: E402
 from edgec.compressed_manifest import activation_scales  # noqa: E402
-from edgec.errors import ModelError  # noqa: E402
+from edgec.core.errors import ModelError  # noqa: E402
 from edgec.models.adapters import Adapter, Task, adapter_for  # noqa: E402
 from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED  # noqa: E402
 from edgec.models.gguf_cache import cached_checkpoint, check_gguf_header, gguf_model_type  # noqa: E402

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgec.runtime.formats.base import GroupQuantizedFormat
+from edgec.core.formats.base import GroupQuantizedFormat
 
 
 SEARCH_ROWS = 256

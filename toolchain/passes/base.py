@@ -14,11 +14,11 @@ from typing import ClassVar
 import numpy as np
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.errors import EdgecError
-from edgec.runtime.formats import Format
-from edgec.runtime.formats.base import Encoded, GroupQuantizedFormat
-from edgec.runtime.formats.dense import DenseFloat
-from edgec.runtime.formats.sparse24 import Sparse24
+from edgec.core.errors import EdgecError
+from edgec.core.formats import Format
+from edgec.core.formats.base import Encoded, GroupQuantizedFormat
+from edgec.core.formats.dense import DenseFloat
+from edgec.core.formats.sparse24 import Sparse24
 
 
 @dataclass(frozen=True)

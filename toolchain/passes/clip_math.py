@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.formats.base import GroupQuantizedFormat
-from edgec.runtime.formats.grouping import n_groups, to_groups
+from edgec.core.formats.base import GroupQuantizedFormat
+from edgec.core.formats.grouping import n_groups, to_groups
 
 
 def clipped_params(w: np.ndarray, hessian: np.ndarray, fmt: GroupQuantizedFormat,

@@ -29,7 +29,7 @@ import torch
 
 from edgec.passes.clip_math import clipped_params
 from edgec.passes.pruning_math import keep_nm
-from edgec.runtime.formats.base import GroupQuantizedFormat
+from edgec.core.formats.base import GroupQuantizedFormat
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import datetime
 import statistics
 from dataclasses import dataclass
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.planner.profiles import DeviceProfile, RuntimeRun
 
 

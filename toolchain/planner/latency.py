@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from edgec.planner.profiles import DeviceProfile
-from edgec.runtime.formats import Format
+from edgec.core.formats import Format
 
 ACTIVATION_BYTES = 2  # activations move in 16 bit
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 from edgec.models.loading import LoadedModel
 from edgec.planner.calibration import calibration
 from edgec.planner.latency import LatencyModel, latency_model
@@ -25,7 +25,7 @@ from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, Sen
 from edgec.planner.sizes import format_size
 from edgec.planner.solver import Infeasible, Option, minimum, solve, totals
 from edgec.planner.units import Candidate, MethodPolicy, Unit, planning_units, unit_candidates
-from edgec.version import __version__
+from edgec.core.version import __version__
 
 PLAN_VERSION = 1
 DEFAULT_MAX_LOSS = {"kl": 0.05, "cosine distance": 0.01}  # summed predicted loss of the default plan

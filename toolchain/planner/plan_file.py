@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from edgec.assignment import quantizable
-from edgec.errors import EdgecError, FormatError
+from edgec.core.errors import EdgecError, FormatError
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig
 from edgec.planner.plan import PLAN_VERSION
-from edgec.runtime.formats import parse_format
+from edgec.core.formats import parse_format
 
 
 _SECTIONS = {"model": dict, "device": dict, "constraints": dict, "settings": dict, "totals": dict, "layers": dict,

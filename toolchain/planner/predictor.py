@@ -52,7 +52,7 @@ from scipy.optimize import nnls
 
 from edgec.planner.latency import Roofline
 from edgec.planner.profiles import DeviceProfile, KernelTiming
-from edgec.runtime.formats import Format, parse_format
+from edgec.core.formats import Format, parse_format
 
 FEATURES = ("call", "weight_bytes", "dequant", "dequant_spill", "flops", "activations")
 """Names of the predictor's terms, in coefficient order (see the module docstring)."""

@@ -25,10 +25,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgec.devices import PROFILE_DIR
-from edgec.errors import EdgecError, FormatError
-from edgec.output_files import atomic_output
+from edgec.core.errors import EdgecError, FormatError
+from edgec.core.output_files import atomic_output
 from edgec.planner.sizes import parse_size
-from edgec.runtime.formats import Format, parse_format
+from edgec.core.formats import Format, parse_format
 
 Compute = Literal["fp32", "fp16", "bf16", "int8", "fp8", "int4"]
 """The arithmetic a matrix kernel runs in."""

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgec.planner.profiles import KernelTiming
-from edgec.runtime.formats import Format, parse_format
-from edgec.runtime.formats.dense import DenseFloat
+from edgec.core.formats import Format, parse_format
+from edgec.core.formats.dense import DenseFloat
 
 if TYPE_CHECKING:
     from edgec.planner.profile_targets import ProfileTarget
@@ -110,7 +110,7 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     rather than every sample of one point, and the median discards it. Progress goes to
     stderr when `progress`.
     """
-    from edgec.progress import progress_counter
+    from edgec.core.progress import progress_counter
 
     if target is None:
         from edgec.planner.profile_targets import ReferenceTarget

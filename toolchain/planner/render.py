@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgec.output_files import atomic_output
+from edgec.core.output_files import atomic_output
 from edgec.planner.sizes import format_size
 
 

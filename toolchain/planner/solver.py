@@ -45,7 +45,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array
 
-from edgec.errors import EdgecError
+from edgec.core.errors import EdgecError
 
 Resource = Literal["loss", "bytes", "latency"]
 RESOURCES: tuple[Resource, ...] = ("loss", "bytes", "latency")

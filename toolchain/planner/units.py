@@ -13,8 +13,8 @@ from typing import Literal
 
 from edgec.models.loading import LoadedModel
 from edgec.passes.base import is_dense_float
-from edgec.runtime.formats import Format
-from edgec.runtime.formats.sparse24 import Sparse24
+from edgec.core.formats import Format
+from edgec.core.formats.sparse24 import Sparse24
 
 MethodPolicy = Literal["auto", "rtn"]
 HEAD_BLOCK = -1

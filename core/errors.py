@@ -1,8 +1,7 @@
 """Error types shared by every layer of edgec.
 
-They live in the runtime because it is the lowest layer that the toolchain, the
-exporters and apps all import; each carries a one-line message naming the
-culprit (a file, a field, a layer or a format string).
+They live in `edgec.core`, the bottom layer every other one imports; each carries
+a one-line message naming the culprit (a file, a field, a layer or a format string).
 """
 
 
@@ -16,3 +15,7 @@ class FormatError(EdgecError, ValueError):
 
 class ContainerError(EdgecError, ValueError):
     """A `.edgec` file is missing, truncated, corrupt, hostile or of an unsupported version."""
+
+
+class ModelError(EdgecError):
+    """A model path, file or architecture edgec cannot load; the message names it."""

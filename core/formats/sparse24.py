@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, Packed, parse_format
-from edgec.runtime.formats.bitpack import pack_bits, unpack_bits
-from edgec.runtime.formats.dense import Float16
-from edgec.runtime.formats.fp8 import FP8
-from edgec.runtime.formats.int8 import Int8
-from edgec.runtime.formats.int_group import Int4
-from edgec.runtime.formats.nf4 import NF4
+from edgec.core.errors import FormatError
+from edgec.core.formats.base import Buffer, Encoded, Format, Packed, parse_format
+from edgec.core.formats.bitpack import pack_bits, unpack_bits
+from edgec.core.formats.dense import Float16
+from edgec.core.formats.fp8 import FP8
+from edgec.core.formats.int8 import Int8
+from edgec.core.formats.int_group import Int4
+from edgec.core.formats.nf4 import NF4
 
 _PREFIX = "values."
 

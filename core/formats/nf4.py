@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import (
+from edgec.core.errors import FormatError
+from edgec.core.formats.base import (
     Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div, to_fp16,
 )
-from edgec.runtime.formats.bitpack import pack_bits, packed_row_bytes, unpack_bits
-from edgec.runtime.formats.grouping import n_groups, per_element, to_groups
-from edgec.runtime.formats.int_group import GROUP_SIZES
+from edgec.core.formats.bitpack import pack_bits, packed_row_bytes, unpack_bits
+from edgec.core.formats.grouping import n_groups, per_element, to_groups
+from edgec.core.formats.int_group import GROUP_SIZES
 
 # The 16 NormalFloat-4 values of Dettmers et al., "QLoRA" (2023), appendix E.
 NF4_CODEBOOK = np.array(

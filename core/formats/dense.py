@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, Packed, parse_options, to_fp16
+from edgec.core.errors import FormatError
+from edgec.core.formats.base import Buffer, Encoded, Format, Packed, parse_options, to_fp16
 
 
 def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:

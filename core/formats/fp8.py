@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div
+from edgec.core.errors import FormatError
+from edgec.core.formats.base import Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div
 
 E4M3_MAX = 448.0
 _MIN_NORMAL_EXP = -6

@@ -8,9 +8,9 @@ Stored buffers for a weight (N, K):
 
 from __future__ import annotations
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.base import Format, parse_options
-from edgec.runtime.formats.int_group import GroupwiseInt
+from edgec.core.errors import FormatError
+from edgec.core.formats.base import Format, parse_options
+from edgec.core.formats.int_group import GroupwiseInt
 
 
 class Int8(GroupwiseInt, name="int8"):

@@ -24,8 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgec.runtime.errors import FormatError
-from edgec.runtime.formats.grouping import per_element, to_groups
+from edgec.core.errors import FormatError
+from edgec.core.formats.grouping import per_element, to_groups
 
 Encoded = dict[str, np.ndarray]
 Packed = dict[str, np.ndarray]
