@@ -1,11 +1,11 @@
 """Lower one linear layer to ONNX Runtime nodes and initializers.
 
-A layer is `y = op(quant(x) / input_scale) + bias`, where each part is optional:
-`quant` is the static activation quantization of W8A8 layers (Clip, QuantizeLinear,
-DequantizeLinear: exactly `round(x / s).clamp(-127, 127) * s` for int8, and the
-e4m3fn cast for fp8, as edgec's torch model computes it), `input_scale` an AWQ scale
-that could not be folded, and `op` the weight's encoding (`onnx_encodings`) emitted by
-one function per encoding type.
+A layer is `y = op(quant(x / input_scale)) + bias`, the input path of
+`edgec.core.layer_input`, where each part is optional: `input_scale` an AWQ or
+SmoothQuant scale that could not be folded, `quant` the static activation quantization
+of W8A8 layers (Clip, QuantizeLinear, DequantizeLinear: exactly
+`round(x / s).clamp(-127, 127) * s` for int8, and the e4m3fn cast for fp8), and `op` the
+weight's encoding (`onnx_encodings`) emitted by one function per encoding type.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ EMITTERS: dict[type, Callable[..., None]] = {
 
 
 def _emit_act_quant(spec: LinearSpec, x: str, out: Lowered) -> str:
-    """Quantize-dequantize the input with the layer's static scale, as edgec.activation_quant does."""
+    """Quantize-dequantize the input with the layer's static scale, as edgec.core.layer_input does."""
     act = getattr(spec.encoding, "act_format", None)
     if act is None:
         raise EdgecError(f"layer {spec.name!r}: format {spec.format} has an activation scale, "
@@ -182,11 +182,11 @@ def lower(spec: LinearSpec, x: str, y: str) -> Lowered:
     """The nodes computing placeholder output `y` from input `x` for this layer (see the module docstring)."""
     out = Lowered()
     qdq = spec.act_scale is not None
-    if qdq:
-        x = _emit_act_quant(spec, x, out)
-    if spec.input_scale is not None:
+    if spec.input_scale is not None:  # the order of edgec.core.layer_input: divide, then quantize
         x = out.node("Div", [x, out.init(f"{spec.name}.input_scale", spec.input_scale.astype(np.float32))],
                      f"{spec.name}.scaled_in", f"/{spec.name}/Div")
+    if qdq:
+        x = _emit_act_quant(spec, x, out)
     mm = y if spec.bias is None else f"{spec.name}.matmul_out"
     EMITTERS[type(spec.encoding)](spec.encoding, spec, x, mm, out, qdq and isinstance(spec.encoding, BlockInt))
     if spec.bias is not None:

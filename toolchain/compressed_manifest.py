@@ -12,7 +12,8 @@ from pathlib import Path
 from safetensors.numpy import load_file
 
 from edgec.core.errors import EdgecError
-from edgec.core.formats import Format, parse_format
+from edgec.core.formats import parse_format
+from edgec.core.layer_input import ActivationQuant
 
 MANIFEST = "edgec-compression.json"
 PACKED = "packed.safetensors"
@@ -33,11 +34,12 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest
 
 
-def activation_scales(folder: Path) -> dict[str, tuple[float, Format]]:
-    """Layer -> (static activation scale, weight format) of a compressed folder's W8A8 layers."""
+def activation_scales(folder: Path) -> dict[str, ActivationQuant]:
+    """Layer -> how its input is quantized, for a compressed folder's W8A8 layers."""
     manifest = read_manifest(folder)
     if manifest is None:
         return {}
     packed = load_file(str(Path(folder) / PACKED))
-    return {name: (float(packed[f"{name}::act_scale"][0]), parse_format(entry["format"]))
+    return {name: ActivationQuant(float(packed[f"{name}::act_scale"][0]), parse_format(entry["format"]),
+                                  packed.get(f"{name}::input_scale"))
             for name, entry in manifest["layers"].items() if f"{name}::act_scale" in packed}

@@ -11,6 +11,7 @@ import numpy as np
 from safetensors import safe_open
 
 from edgec.activation_quant import attach_activation_quant
+from edgec.core.layer_input import ActivationQuant
 from edgec.assignment import quantizable
 from edgec.compress import CompressionResult
 from edgec.compressed_manifest import PACKED, read_manifest
@@ -48,7 +49,8 @@ def source_from_result(loaded: LoadedModel, result: CompressionResult | None, pl
 def _quantize_activations(loaded: LoadedModel, result: CompressionResult | None) -> None:
     """Make the torch model quantize the inputs of W8A8 layers, as the compressed model does (a model
     loaded from a compressed folder already does)."""
-    scales = {name: (layer.act_scale, layer.config.format) for name, layer in (result.layers if result else {}).items()
+    scales = {name: ActivationQuant(float(layer.act_scale), layer.config.format, layer.input_scale)
+              for name, layer in (result.layers if result else {}).items()
               if layer.act_scale is not None and not loaded.model.get_submodule(name)._forward_pre_hooks}
     if scales:
         attach_activation_quant(loaded.model, scales)

@@ -14,13 +14,14 @@ from collections.abc import Callable
 import numpy as np
 
 from edgec.core.formats import Format
-from edgec.core.formats.fp8 import FP8, e4m3fn_to_float32, float32_to_e4m3fn
+from edgec.core.layer_input import layer_input
 
 Kernel = Callable[[np.ndarray], np.ndarray]  # (T, K) float32 -> (T, N) float32
 
 
 class Linear:
-    """y = f(x) @ W^T (+ bias) for one stored weight; f divides by an input scale and/or quantizes to 8 bits."""
+    """y = layer_input(x) @ W^T (+ bias) for one stored weight (`edgec.core.layer_input`: divide by an input
+    scale, then quantize to 8 bits, each where the layer has it)."""
 
     def __init__(self, kernel: Kernel, nbytes: int, input_scale: np.ndarray | None = None,
                  act_scale: float | None = None, act_format: Format | None = None, bias: np.ndarray | None = None) -> None:
@@ -28,19 +29,9 @@ class Linear:
         self.input_scale, self.act_scale, self.act_format, self.bias = input_scale, act_scale, act_format, bias
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.input_scale is not None:
-            x = x / self.input_scale
-        if self.act_scale is not None:
-            x = quantize_activation(x, self.act_scale, self.act_format)
+        x = layer_input(x, self.input_scale, self.act_scale, self.act_format)
         y = self.kernel(np.ascontiguousarray(x, dtype=np.float32))
         return y + self.bias if self.bias is not None else y
-
-
-def quantize_activation(x: np.ndarray, scale: float, fmt: Format) -> np.ndarray:
-    """x rounded to the 8-bit grid of the layer's format (int8, or fp8 e4m3fn) under a static per-tensor scale."""
-    if isinstance(fmt, FP8):
-        return e4m3fn_to_float32(float32_to_e4m3fn(np.clip(x / scale, -448, 448))) * np.float32(scale)
-    return np.clip(np.rint(x / scale), -127, 127).astype(np.float32) * np.float32(scale)
 
 
 def format_buffers(fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ class _Projection:
 
         if self.input_scale is not None:
             h = h / self.input_scale
-        if self.act_scale is not None:  # as edgec.runtime.backends.base.quantize_activation
+        if self.act_scale is not None:  # as edgec.core.layer_input, in torch on the device
             s = self.act_scale
             if self.fp8:
                 h = (h / s).clamp(-448, 448).to(torch.float8_e4m3fn).to(torch.float32) * s

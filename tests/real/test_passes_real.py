@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from edgec.activation_quant import attach_activation_quant
+from edgec.core.layer_input import ActivationQuant
 from edgec.assignment import uniform_assignment
 from edgec.compress import CalibrationSettings, compress
 from edgec.data import evaluation_text
@@ -55,7 +56,8 @@ def test_smoothquant_w8a8_beats_unsmoothed_w8a8_on_smollm2():
         request = {n: LayerConfig(f, "smoothquant") for n, f in uniform_assignment(loaded.model, loaded.adapter, fmt).items()}
         result = compress(loaded, request, CalibrationSettings(samples=8, seq_len=512),
                           {"smoothquant": SmoothQuant(SmoothQuantOptions(smooth=smooth))}, progress=False)
-        attach_activation_quant(loaded.model, {n: (float(r.act_scale), fmt) for n, r in result.layers.items()})
+        attach_activation_quant(loaded.model, {n: ActivationQuant(float(r.act_scale), fmt, r.input_scale)
+                                              for n, r in result.layers.items()})
         perplexity[smooth] = compare_causal_lm(loaded.model, None, windows, progress=False).perplexity_original
     assert perplexity[True] < perplexity[False]
     assert perplexity[True] < 1.5 * perplexity["original"]
