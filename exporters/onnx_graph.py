@@ -74,11 +74,6 @@ def trace(flat: nn.Module, graph_io: GraphIO) -> ModelProto:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def placeholder_layers(model: ModelProto) -> list[str]:
-    """Layer names of the placeholders in graph order."""
-    return [n.attribute[0].s.decode() for n in model.graph.node if n.domain == PLACEHOLDER_DOMAIN]
-
-
 def replace_placeholders(model: ModelProto, specs: Iterable[LinearSpec]) -> dict[str, Lowered]:
     """Substitute every placeholder by its layer's lowering; returns what each layer became."""
     graph = model.graph

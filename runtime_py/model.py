@@ -17,7 +17,7 @@ from edgec.runtime.backends import make_backend
 from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
 from edgec.core.errors import ContainerError, EdgecError
-from edgec.runtime.heap import release_free_memory
+from edgec.core.memory import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor

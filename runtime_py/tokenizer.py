@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgec.core.errors import ContainerError, EdgecError
-from edgec.runtime.heap import release_free_memory
+from edgec.core.memory import release_free_memory
 
 
 class Tokenizer:

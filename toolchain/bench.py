@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgec.memory import current_rss_bytes
+from edgec.core.memory import current_rss_bytes
 
 
 @dataclass
@@ -83,9 +83,13 @@ def run_bench(path: str, prompt_ids: list[int], generate: int, backend: str = "a
     c = model.config
     kv = 2 * c.layers * cache.length * c.kv_dim * 4
     result = BenchResult(
-        model.backend.name, accuracy, _threads(model.backend.name), len(prompt_ids), generate, opened - start, prefilled - start,
-        len(prompt_ids) / (prefilled - opened), (generate - 1) / (done - prefilled) if generate > 1 else 0.0,
-        peak_rss_bytes(), baseline, sum(e.nbytes for e in model.file.tensors.values()), model.weights.nbytes, kv)
+        backend=model.backend.name, accuracy=accuracy, threads=_threads(model.backend.name),
+        prompt_tokens=len(prompt_ids), generated_tokens=generate, open_s=opened - start, first_token_s=prefilled - start,
+        prefill_tokens_per_s=len(prompt_ids) / (prefilled - opened),
+        decode_tokens_per_s=(generate - 1) / (done - prefilled) if generate > 1 else 0.0,
+        peak_rss=peak_rss_bytes(), baseline_rss=baseline,
+        weights_file_bytes=sum(e.nbytes for e in model.file.tensors.values()),
+        weights_prepared_bytes=model.weights.nbytes, kv_cache_bytes=kv)
     plan = model.file.metadata["edgec.plan"]
     if plan:
         totals = plan["totals"]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgec.calibration.stats import InputStats
-from edgec.memory import release_freed_memory
+from edgec.core.memory import release_free_memory
 from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
 from edgec.core.progress import progress_counter
 
@@ -139,6 +139,6 @@ def run_sequential(
         del stats
         if index + 1 < len(blocks):  # the last block's outputs feed nothing
             inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
-        release_freed_memory()
+        release_free_memory()
         bar.update()
     bar.close()

@@ -51,7 +51,7 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     import json
 
     from edgec.core.errors import EdgecError
-    from edgec.memory import current_rss_bytes
+    from edgec.core.memory import current_rss_bytes
     from edgec.models.loading import load_model
     from edgec.core.output_files import atomic_output
     from edgec.planner.compress_memory import compress_peak_bytes

@@ -29,10 +29,6 @@ class LayerConfig:
     method: str
     sparsity: float = 0.0
 
-    def describe(self) -> str:
-        extra = f" at {self.sparsity:.0%} sparsity" if self.sparsity else ""
-        return f"{self.format} by {self.method}{extra}"
-
 
 @dataclass
 class Compressed:
