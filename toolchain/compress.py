@@ -60,8 +60,9 @@ def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
                          f"would see its input but not the embedding tied to it)")
     for group in loaded.adapter.fused_groups(loaded.model):
         methods = {request[n].method for n in group if n in request}
-        if "awq" in methods and len(methods) > 1:
-            raise EdgecError(f"layers {', '.join(group)} share an input; awq needs all of them on awq")
+        scaling = sorted(m for m in methods if passes[m].scales_shared_input)
+        if scaling and len(methods) > 1:
+            raise EdgecError(f"layers {', '.join(group)} share an input; {scaling[0]} needs all of them on {scaling[0]}")
     return refs, passes
 
 

@@ -210,6 +210,7 @@ def test_bad_combinations_are_refused_before_any_work(tiny_llama_dir):
         ({names[0]: LayerConfig(parse_format("fp16"), "sparsegpt")}, "sparsity"),
         ({"model.layers.7.mlp.up_proj": LayerConfig(parse_format("int8"), "rtn")}, "model.layers.7.mlp.up_proj"),
         ({names[0]: LayerConfig(parse_format("int8"), "bogus")}, "unknown method 'bogus'"),
+        ({names[0]: LayerConfig(parse_format("int4:g32"), "awq")}, "share an input; awq needs all of them on awq"),
     ]
     for req, message in cases:
         with pytest.raises(EdgecError, match=message):

@@ -38,6 +38,7 @@ class AWQ(Pass):
     """Activation-aware weight quantization for group-quantized formats."""
 
     name = "awq"
+    scales_shared_input = True
 
     def __init__(self, options: AWQOptions | None = None) -> None:
         self.options = options or AWQOptions()

@@ -61,6 +61,9 @@ class Pass(ABC):
 
     name: ClassVar[str]
     calibrated: ClassVar[bool] = True
+    # True when the pass scales a shared input (AWQ): every linear of a fused group, which reads
+    # that input, must then use this pass
+    scales_shared_input: ClassVar[bool] = False
 
     @abstractmethod
     def check(self, layer: str, config: LayerConfig) -> None:
