@@ -2,8 +2,9 @@
 
 Between the linear layers (the Triton kernels of `edgec.kernels.triton`) run the Triton kernels
 of `edgec.kernels.triton.ops` (RMSNorm, rotary, attention, SwiGLU); residual adds are torch ops
-on the device. The cache's keys and values live in device tensors attached to the `KVCache`
-the runtime passes (created on its first use), so the host arrays of that cache stay untouched.
+on the device. The cache's keys and values live in device tensors that this pass owns, one pair
+per `KVCache` the runtime passes (made on its first use, freed with it), so the host arrays of
+that cache stay untouched.
 Input scales (activation-aware scaling kept apart) divide the activation on the device, and
 static activation scales (W8A8) round it to the layer's 8-bit grid there (int8, or fp8 e4m3fn
 through torch's cast, which rounds as the format library does), before the weight-only kernel.
@@ -11,6 +12,7 @@ through torch's cast, which rounds as the format library does), before the weigh
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,6 +60,7 @@ class DeviceLlama:
 
         self.config = config
         self.device = head.kernel.weight.device
+        self._device_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KVCache -> (keys, values)
 
         def dev(a):
             return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32)).to(self.device)
@@ -78,12 +81,14 @@ class DeviceLlama:
         return cls(config, blocks, norm, head, rotary)
 
     def _cache(self, cache: KVCache):
+        """The device keys and values of `cache`, which this pass owns: made on first use, freed with the cache."""
         import torch
 
-        state = getattr(cache, "device_arrays", None)
+        state = self._device_caches.get(cache)
         if state is None:
             shape = cache.key_array.shape
-            state = cache.device_arrays = (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
+            state = self._device_caches[cache] = (torch.zeros(shape, device=self.device),
+                                                  torch.zeros(shape, device=self.device))
         return state
 
     def __call__(self, x: np.ndarray, cache: KVCache, start: int, all_logits: bool) -> np.ndarray:
