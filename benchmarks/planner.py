@@ -72,6 +72,7 @@ def main() -> None:
     from edgec.models.loading import load_model
     from edgec.planner.compress_memory import compress_peak_bytes
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, point, prepare, uniform_choices
+    from edgec.planner.plan_schema import plan_json, validate_plan
     from edgec.planner.profiles import load_profile
     from edgec.planner.sensitivity import SensitivityCache
     from edgec.planner.units import method_for
@@ -117,7 +118,7 @@ def main() -> None:
     for device in DEVICES:
         profile = load_profile(device)
         inputs = prepare(loaded, profile, settings, SensitivityCache(), progress=False)
-        base_plan = state["plans"][device]
+        base_plan = validate_plan(state["plans"][device], f"{device}.json")
         rows = []
         for key, choice in uniform_choices(inputs).items():
             fmt = parse_format(key.split("@")[0])
@@ -137,21 +138,21 @@ def main() -> None:
         budgets += [("bytes", *uniform_of(f, "+head")) for f in HEAD_BUDGET_FORMATS]
         budgets.append(("decode_ms", *uniform_of(LATENCY_FORMAT)))
         # the CLI measured the loaded process's RSS for its estimate: recover it from the default plan's
-        loaded_rss = base_plan["totals"]["compress_peak_bytes"] - compress_peak_bytes(loaded, base_plan, 0)
+        loaded_rss = base_plan.totals.compress_peak_bytes - compress_peak_bytes(loaded, base_plan, 0)
         for resource, like, target in budgets:
             limit = target[resource]
             constraints = Constraints(memory_bytes=limit) if resource == "bytes" else Constraints(latency_ms=limit)
             plan = make_plan(loaded, profile, inputs, constraints, settings)
             path = work / f"{device}-{len(rows)}.json"
-            path.write_text(json.dumps(plan))
-            signature = json.dumps({n: (e["format"], e["method"]) for n, e in sorted(plan["layers"].items())})
+            path.write_text(json.dumps(plan_json(plan)))
+            signature = json.dumps({n: (e.format, e.method) for n, e in sorted(plan.layers.items())})
             flag = "--memory" if resource == "bytes" else "--latency-ms"
             real = compressed(f"{device} plan {flag} = uniform {like}", ["--plan", str(path)], signature,
                               compress_peak_bytes(loaded, plan, loaded_rss))
-            t = plan["totals"]
-            rows.append({"kind": "plan", "name": f"{flag} = uniform {like}", "bytes": t["weights_bytes"],
-                         "loss": t["predicted_loss"], "decode_ms": t["decode_ms"], "budget": [resource, limit],
-                         "formats": sorted({u["format"] for u in plan["units"]}), **real})
+            t = plan.totals
+            rows.append({"kind": "plan", "name": f"{flag} = uniform {like}", "bytes": t.weights_bytes,
+                         "loss": t.predicted_loss, "decode_ms": t.decode_ms, "budget": [resource, limit],
+                         "formats": sorted({u.format for u in plan.units}), **real})
         rho = spearmanr([r["loss"] for r in rows], [r["kl"] for r in rows]).statistic
         plans = [r for r in rows if r["kind"] == "plan"]
         rho_plans = spearmanr([r["loss"] for r in plans], [r["kl"] for r in plans]).statistic

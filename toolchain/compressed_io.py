@@ -36,6 +36,7 @@ from edgec.core.errors import EdgecError
 from edgec.models.loading import LoadedModel
 from edgec.core.output_files import atomic_output
 from edgec.core.version import __version__
+from edgec.planner.plan_schema import Plan, plan_json
 
 
 
@@ -60,7 +61,7 @@ def calibration_record(result: CompressionResult, calibration: CalibrationSettin
 
 
 def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
-                    calibration: CalibrationSettings | None, plan: dict | None = None) -> None:
+                    calibration: CalibrationSettings | None, plan: Plan | None = None) -> None:
     """Write the compressed model folder atomically (see the module docstring)."""
     check_output_path(out)
     with atomic_output(out, folder=True) as tmp:
@@ -83,6 +84,6 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
             "calibration": calibration_record(result, calibration),
             "layers": {name: {"format": str(layer.config.format), "method": layer.config.method,
                               "sparsity": layer.config.sparsity} for name, layer in result.layers.items()},
-            "plan": plan,
+            "plan": None if plan is None else plan_json(plan),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -20,11 +20,13 @@ from edgec.core.errors import EdgecError
 from edgec.core.formats import parse_format
 from edgec.exporters.source import ExportLayer, ExportSource
 from edgec.models.loading import LoadedModel, load_model
+from edgec.planner.plan_schema import Plan, plan_json
 
 
-def source_from_result(loaded: LoadedModel, result: CompressionResult | None, plan: dict | None = None,
+def source_from_result(loaded: LoadedModel, result: CompressionResult | None, plan: Plan | None = None,
                        calibration: dict | None = None) -> ExportSource:
-    """An export source for a model compressed in this process (or not compressed, result None)."""
+    """An export source for a model compressed in this process (or not compressed, result None); the
+    exporters take the plan as the JSON they embed."""
     layers: dict[str, ExportLayer] = {}
     if result is not None and result.layers:
         refs = quantizable(loaded.model, loaded.adapter, include_head=loaded.adapter.head(loaded.model) is not None)
@@ -43,7 +45,8 @@ def source_from_result(loaded: LoadedModel, result: CompressionResult | None, pl
             layers[name] = ExportLayer(name, layer.config.format, layer.config.method, layer.config.sparsity, shape, packed,
                                        extras)
     _quantize_activations(loaded, result)
-    return ExportSource(loaded, layers, plan, calibration, loaded.name, loaded.weights_hash)
+    return ExportSource(loaded, layers, None if plan is None else plan_json(plan), calibration, loaded.name,
+                        loaded.weights_hash)
 
 
 def _quantize_activations(loaded: LoadedModel, result: CompressionResult | None) -> None:

@@ -15,6 +15,7 @@ from edgec.core.errors import EdgecError
 from edgec.models.loading import load_model
 from edgec.planner.deployment import model_shape
 from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
+from edgec.planner.plan_schema import plan_json
 from edgec.planner.profiles import load_profile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, measure_sensitivity, probe_candidate
 from edgec.planner.units import planning_units, unit_candidates
@@ -138,18 +139,18 @@ def test_plan_meets_a_memory_budget_with_least_loss(llama, llama_inputs):
     full = sum(u.nbytes(parse_format("fp16")) for u in inputs.units) + shape.fixed_bytes
     budget = int(full * 0.45)
     plan = make_plan(llama, profile, inputs, Constraints(memory_bytes=budget), settings)
-    assert plan["totals"]["weights_bytes"] <= budget
-    assert set(plan["layers"]) == {r.name for r in llama.adapter.linears(llama.model)} | {"lm_head"}
-    for unit in plan["units"]:  # fused layers share one format
-        assert len({plan["layers"][n]["format"] for n in unit["layers"]}) == 1
+    assert plan.totals.weights_bytes <= budget
+    assert set(plan.layers) == {r.name for r in llama.adapter.linears(llama.model)} | {"lm_head"}
+    for unit in plan.units:  # fused layers share one format
+        assert len({plan.layers[n].format for n in unit.layers}) == 1
     # no uniform format of at most this size predicts less loss
-    for key, point in plan["frontier"]["uniform"].items():
-        if point["bytes"] <= budget:
-            assert plan["totals"]["predicted_loss"] <= point["loss"] + 1e-12, key
+    for key, point in plan.frontier.uniform.items():
+        if point.bytes <= budget:
+            assert plan.totals.predicted_loss <= point.loss + 1e-12, key
     assert make_plan(llama, profile, inputs, Constraints(memory_bytes=budget), settings) == plan  # reproducible
-    uniform = plan["frontier"]["uniform"]  # as `compress --format F` makes them, and with --include-head
+    uniform = plan.frontier.uniform  # as `compress --format F` makes them, and with --include-head
     assert {"int8@rtn", "int8@rtn+head", "2:4@sparsegpt"} <= set(uniform) and "2:4@sparsegpt+head" not in uniform
-    assert uniform["int8@rtn+head"]["bytes"] < uniform["int8@rtn"]["bytes"]
+    assert uniform["int8@rtn+head"].bytes < uniform["int8@rtn"].bytes
 
 
 def test_infeasible_memory_names_the_smallest_possible(llama, llama_inputs):
@@ -161,11 +162,11 @@ def test_infeasible_memory_names_the_smallest_possible(llama, llama_inputs):
 def test_default_plan_is_the_fastest_under_the_loss_bound(llama, llama_inputs):
     profile, settings, inputs = llama_inputs
     plan = make_plan(llama, profile, inputs, Constraints(), settings)
-    assert plan["constraints"]["objective"] == "latency"
-    assert plan["totals"]["predicted_loss"] <= 0.05
-    tight = make_plan(llama, profile, inputs, Constraints(max_loss=plan["totals"]["predicted_loss"] / 4), settings)
-    assert tight["totals"]["predicted_loss"] <= plan["totals"]["predicted_loss"] / 4
-    assert tight["totals"]["decode_ms"] >= plan["totals"]["decode_ms"]
+    assert plan.constraints.objective == "latency"
+    assert plan.totals.predicted_loss <= 0.05
+    tight = make_plan(llama, profile, inputs, Constraints(max_loss=plan.totals.predicted_loss / 4), settings)
+    assert tight.totals.predicted_loss <= plan.totals.predicted_loss / 4
+    assert tight.totals.decode_ms >= plan.totals.decode_ms
 
 
 def test_plan_cli_writes_plan_and_plot_and_compress_applies_it(tiny_llama_dir, tmp_path):
@@ -223,10 +224,10 @@ def _broken_plans(plan: dict) -> dict[str, tuple[dict, tuple[str, ...]]]:
     for key in ("totals", "device", "units", "settings", "model", "layers"):
         broken = copy.deepcopy(plan)
         del broken[key]
-        cases[f"no {key}"] = (broken, (repr(key),))
+        cases[f"no {key}"] = (broken, (f"field {key}: Field required",))
     broken = copy.deepcopy(plan)
     broken["totals"] = "x"
-    cases["totals a string"] = (broken, ("'totals'",))
+    cases["totals a string"] = (broken, ("field totals: Input should be a mapping",))
     broken = copy.deepcopy(plan)
     broken["layers"] = {}
     cases["no layers"] = (broken, ("compresses nothing",))
@@ -243,7 +244,7 @@ def test_incomplete_or_inconsistent_plans_are_refused_naming_the_field(llama, ll
     from edgec.planner.plan_file import plan_request, read_plan
 
     profile, settings, inputs = llama_inputs
-    plan = json.loads(json.dumps(make_plan(llama, profile, inputs, Constraints(), settings)))
+    plan = plan_json(make_plan(llama, profile, inputs, Constraints(), settings))
     path = tmp_path / "plan.json"
     for case, (broken, named) in _broken_plans(plan).items():
         path.write_text(json.dumps(broken))
@@ -262,6 +263,50 @@ def test_incomplete_or_inconsistent_plans_are_refused_naming_the_field(llama, ll
         assert re.search("leaves out 1 of|shape|not a quantizable linear", str(info.value)), case
     path.write_text(json.dumps(plan))
     assert set(plan_request(read_plan(path), llama, path)) == set(plan["layers"])
+
+
+def test_plan_file_schema_round_trip_version_and_field_errors(llama, llama_inputs, tmp_path):
+    from edgec.planner.plan_file import read_plan
+
+    profile, settings, inputs = llama_inputs
+    plan = make_plan(llama, profile, inputs, Constraints(), settings)
+    path = tmp_path / "plan.json"
+    text = json.dumps(plan_json(plan), indent=1)
+    path.write_text(text + "\n")
+    again = read_plan(path)
+    assert again == plan and json.dumps(plan_json(again), indent=1) == text  # read back: the same plan, the same JSON
+    assert plan.edgec_plan == 1 and json.loads(text)["edgec_plan"] == 1
+    first = next(iter(plan.layers))
+
+    def refusal(change) -> str:
+        broken = plan_json(plan)
+        change(broken)
+        path.write_text(json.dumps(broken))
+        with pytest.raises(EdgecError) as info:
+            read_plan(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message
+        return message
+
+    without_version = plan_json(plan)
+    del without_version["edgec_plan"]  # read as version 1
+    path.write_text(json.dumps(without_version))
+    assert read_plan(path).edgec_plan == 1
+    assert "plan version 2 is not supported" in refusal(lambda p: p.update(edgec_plan=2))
+    assert "field edgec_plan: Input should be a valid integer" in refusal(lambda p: p.update(edgec_plan="1"))
+    assert refusal(lambda p: p["totals"].update(weights_bytes="12")).endswith(
+        "field totals.weights_bytes: Input should be a valid integer")
+    assert refusal(lambda p: p["totals"].update(decode_ms=float("inf"))).endswith(
+        "field totals.decode_ms: Input should be a finite number")
+    assert refusal(lambda p: p["settings"].update(fuse=1)).endswith("field settings.fuse: Input should be a valid boolean")
+    assert refusal(lambda p: p["units"][0].update(loss=True)).endswith("field units.0.loss: Input should be a valid number")
+    assert refusal(lambda p: p["constraints"]["applied"].update({"--memory": "80MB"})).endswith(
+        "field constraints.applied.--memory: Input should be a valid number")
+    assert refusal(lambda p: p.update(totls=p.pop("totals"))).endswith("field totls: unknown field; did you mean 'totals'?")
+    assert refusal(lambda p: p["layers"][first].update(fromat="int8")).endswith(
+        f"field layers[{first!r}].fromat: unknown field; did you mean 'format'?")
+    assert "field frontier.uniform" in refusal(lambda p: p["frontier"]["uniform"][next(iter(p["frontier"]["uniform"]))]
+                                               .update(extra=1))
 
 
 def test_compress_and_export_refuse_a_bad_plan_or_format_before_loading_the_model(tmp_path):
@@ -289,16 +334,22 @@ def _paths(value, prefix=()):
             yield from _paths(item, (*prefix, index))
 
 
+def _kind(value) -> str:
+    """A JSON value's kind, integers and floats alike ("number")."""
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
 def test_fuzzed_plans_are_refused_with_edgec_errors_only(llama, llama_inputs, tmp_path):
     """Drop, retype or perturb fields of a real plan anywhere in its tree: the plan is refused with an
-    EdgecError before the model is needed, or by the model check, or it is a plan compress can follow."""
+    EdgecError before the model is needed, or by the model check, or it is a plan compress can follow.
+    A value of another kind (a string for a number, a list for a mapping, ...) is the schema's to refuse."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     from edgec.planner.plan_file import plan_request, read_plan
 
     profile, settings_, inputs = llama_inputs
-    plan = json.loads(json.dumps(make_plan(llama, profile, inputs, Constraints(), settings_)))
+    plan = plan_json(make_plan(llama, profile, inputs, Constraints(), settings_))
     paths = [p for p in _paths(plan) if p]
     odd = st.sampled_from([None, 0, -1, 1.5, "x", "int5:g128", [], {}, [1, 1], True, 10**30])
     path = tmp_path / "plan.json"
@@ -310,6 +361,8 @@ def test_fuzzed_plans_are_refused_with_edgec_errors_only(llama, llama_inputs, tm
         parent = broken
         for key in where[:-1]:
             parent = parent[key]
+        retyped = not (drop and isinstance(parent, dict)) and None not in (value, parent[where[-1]]) \
+            and _kind(value) != _kind(parent[where[-1]])
         if drop and isinstance(parent, dict):
             del parent[where[-1]]
         else:
@@ -319,7 +372,9 @@ def test_fuzzed_plans_are_refused_with_edgec_errors_only(llama, llama_inputs, tm
             request = plan_request(read_plan(path), llama, path)
         except EdgecError as exc:
             assert str(path) in str(exc) or "was made for" in str(exc), exc
+            assert not retyped or f"{path}: field " in str(exc), exc
             return
+        assert not retyped, (where, value)
         assert {r.name for r in llama.adapter.linears(llama.model)} <= set(request)  # accepted: every block linear
         for name, config in request.items():  # and each layer as the model has it
             assert tuple(broken["layers"][name]["shape"]) == tuple(

@@ -10,10 +10,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgec.commands.options import FiniteFloatRange, format_option
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without the planner
+    from edgec.planner.plan_schema import Plan
 
 METHODS = ["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"]
 
@@ -86,11 +90,11 @@ class CompressionRun:
     """What `run_compression` did: the result, the plan it followed and the calibration it used."""
 
     result: object  # edgec.compress.CompressionResult
-    plan: dict | None
+    plan: Plan | None
     calibration: object  # edgec.compress.CalibrationSettings
 
 
-def check_compression(options: CompressionOptions) -> dict | None:
+def check_compression(options: CompressionOptions) -> Plan | None:
     """Everything about the options that can be refused before a model is loaded; returns the plan read, if any."""
     from edgec.core.errors import EdgecError
     from edgec.planner.plan_file import read_plan
@@ -106,7 +110,7 @@ def check_compression(options: CompressionOptions) -> dict | None:
     return read_plan(Path(options.plan_path)) if options.plan_path is not None else None
 
 
-def run_compression(loaded, options: CompressionOptions, plan: dict | None) -> CompressionRun:
+def run_compression(loaded, options: CompressionOptions, plan: Plan | None) -> CompressionRun:
     """Compress `loaded` in place as the options say (a format for every layer, or `plan`, which
     `check_compression` read before the model was loaded)."""
     from edgec.assignment import uniform_assignment

@@ -56,6 +56,7 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     from edgec.core.output_files import atomic_output
     from edgec.planner.compress_memory import compress_peak_bytes
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
+    from edgec.planner.plan_schema import plan_json
     from edgec.planner.profiles import load_profile
     from edgec.planner.render import plan_table, plot_frontier
     from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings
@@ -75,12 +76,14 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     loaded_rss = current_rss_bytes()
     inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True)
     plan = make_plan(loaded, profile, inputs, constraints, settings)
-    plan["totals"]["compress_peak_bytes"] = compress_peak_bytes(loaded, plan, loaded_rss)
+    peak = compress_peak_bytes(loaded, plan, loaded_rss)
+    plan = plan.model_copy(update={"totals": plan.totals.model_copy(update={"compress_peak_bytes": peak})})
+    text = json.dumps(plan_json(plan), indent=1)
     with atomic_output(out) as tmp:
-        tmp.write_text(json.dumps(plan, indent=1) + "\n")
+        tmp.write_text(text + "\n")
     plot_frontier(plan, png)
     if as_json:
-        click.echo(json.dumps(plan, indent=1))
+        click.echo(text)
         return
     click.echo(plan_table(plan))
     table = inputs.table
@@ -89,6 +92,6 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
            f"cache; model-output loss measured for {table.measured_losses} of {len(table.errors)} (unit, candidate) "
            f"pairs on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens{error}")
     click.echo(how)
-    for note in plan["solver_notes"]:
+    for note in plan.solver_notes:
         click.echo(f"note: {note}")
     click.echo(f"wrote {out} and {png}")

@@ -16,20 +16,21 @@ from __future__ import annotations
 
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES
+from edgec.planner.plan_schema import Plan
 
 CALIBRATION_WINDOWS = 32  # `edgec compress` defaults
 CALIBRATION_SEQ_LEN = 512
 WORKSPACE_COPIES = 4
 
 
-def compress_peak_bytes(loaded: LoadedModel, plan: dict, loaded_rss: int, samples: int = CALIBRATION_WINDOWS,
+def compress_peak_bytes(loaded: LoadedModel, plan: Plan, loaded_rss: int, samples: int = CALIBRATION_WINDOWS,
                         seq_len: int = CALIBRATION_SEQ_LEN) -> int:
     """Estimated peak resident bytes of `edgec compress --plan` for `plan` (see the module docstring)."""
     params = {name: p for name, p in loaded.model.named_parameters(remove_duplicate=False)}
     rewritten = sum(params[f"{name}.weight"].numel() * params[f"{name}.weight"].element_size()
-                    for u in plan["units"] for name in u["layers"] if f"{name}.weight" in params)
+                    for u in plan.units for name in u.layers if f"{name}.weight" in params)
     loaded_rss += 2 * rewritten
-    calibrated = [u for u in plan["units"] if PASSES[u["method"]].calibrated]
+    calibrated = [u for u in plan.units if PASSES[u.method].calibrated]
     if not calibrated:
         return loaded_rss
     config = loaded.model.config
@@ -37,11 +38,11 @@ def compress_peak_bytes(loaded: LoadedModel, plan: dict, loaded_rss: int, sample
     activations = 2 * samples * seq_len * hidden * 4
     refs = {ref.name: ref for ref in loaded.adapter.linears(loaded.model)}
     per_block: dict[int, int] = {}
-    for unit in plan["units"]:  # a unit's linears read one input: one XᵀX per unit
-        ref = refs.get(unit["layers"][0])
+    for unit in plan.units:  # a unit's linears read one input: one XᵀX per unit
+        ref = refs.get(unit.layers[0])
         if ref is not None:
             per_block[ref.block] = per_block.get(ref.block, 0) + 12 * ref.shape[1] ** 2
     statistics = max(per_block.values(), default=0)
-    workspace = max(WORKSPACE_COPIES * 4 * sum(n * k for n, k in (refs[name].shape for name in u["layers"]))
+    workspace = max(WORKSPACE_COPIES * 4 * sum(n * k for n, k in (refs[name].shape for name in u.layers))
                     for u in calibrated)
     return loaded_rss + activations + statistics + workspace

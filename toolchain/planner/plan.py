@@ -20,6 +20,7 @@ from edgec.planner.calibration import calibration
 from edgec.planner.latency import LatencyModel, latency_model
 from edgec.passes.base import is_dense_float
 from edgec.planner.deployment import ModelShape, fixed_seconds, model_shape, unit_seconds
+from edgec.planner.plan_schema import PLAN_VERSION, Plan
 from edgec.planner.profiles import DeviceProfile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, SensitivityTable, measure_sensitivity
 from edgec.planner.sizes import format_size
@@ -27,7 +28,6 @@ from edgec.planner.solver import Infeasible, Option, minimum, solve, totals
 from edgec.planner.units import Candidate, MethodPolicy, Unit, planning_units, unit_candidates
 from edgec.core.version import __version__
 
-PLAN_VERSION = 1
 DEFAULT_MAX_LOSS = {"kl": 0.05, "cosine distance": 0.01}  # summed predicted loss of the default plan
 FRONTIER_POINTS = 24
 
@@ -202,7 +202,7 @@ def frontier(inputs: PlanInputs, resource: str, notes: list[str] | None = None) 
 
 
 def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, constraints: Constraints,
-              settings: PlanSettings) -> dict:
+              settings: PlanSettings) -> Plan:
     """The plan file's content (docs/planner.md, "The plan file"): identity, constraints, per-layer choices, totals, candidates, frontier."""
     limits, origin, objective = _limits(inputs, constraints, profile, settings)
     notes: list[str] = []  # where the solver's answer failed the check and the exact search ran
@@ -228,7 +228,7 @@ def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, c
     kv = shape.kv_cache_bytes(settings.context)
     prefill = sum(inputs.prefill[(u.label, c.key)] for u, c in zip(inputs.units, picked)) + inputs.fixed_prefill
     uniform = {key: point(inputs, c) for key, c in uniform_choices(inputs).items()}
-    return {
+    return Plan.model_validate({
         "edgec_plan": PLAN_VERSION,
         "edgec_version": __version__,
         "model": {"name": loaded.name, "weights_sha256": loaded.weights_hash, "task": loaded.task,
@@ -253,4 +253,4 @@ def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, c
         "frontier": {"bytes": frontier(inputs, "bytes", notes), "latency": frontier(inputs, "latency", notes),
                      "uniform": uniform},
         "solver_notes": notes,
-    }
+    })

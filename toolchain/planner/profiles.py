@@ -13,7 +13,6 @@ microseconds.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -22,11 +21,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from edgec.devices import PROFILE_DIR
 from edgec.core.errors import EdgecError, FormatError
 from edgec.core.output_files import atomic_output
+from edgec.planner.schema import Count, Number, StrictModel, schema_error
 from edgec.planner.sizes import parse_size
 from edgec.core.formats import Format, parse_format
 
@@ -38,16 +38,9 @@ _FLOAT_COMPUTE = ("fp32", "fp16", "bf16")
 _SOURCED_FIELDS = ("memory_bytes", "bandwidth_gbs", "peak_tops", "dispatch_us", "formats")
 
 Bytes = Annotated[int, BeforeValidator(lambda v: parse_size(v, "memory_bytes"))]
-# YAML reads `yes` as true and `.inf` as infinity; a lax float field took true as 1 GB/s.
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Count = Annotated[int, Field(strict=True)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FormatPath(_Strict):
+class FormatPath(StrictModel):
     """How a device runs a linear stored in one format.
 
     `native`: the hardware multiplies in the format itself (int8 tensor cores, fp8 on
@@ -59,7 +52,7 @@ class FormatPath(_Strict):
     native: bool
 
 
-class KernelTiming(_Strict):
+class KernelTiming(StrictModel):
     """One measured kernel call: y (tokens, n) = x (tokens, k) @ W(format)^T."""
 
     format: str
@@ -69,7 +62,7 @@ class KernelTiming(_Strict):
     seconds: Number = Field(gt=0)
 
 
-class Measurements(_Strict):
+class Measurements(StrictModel):
     """Kernel timings measured on the device by `edgec profile`."""
 
     kernels: str  # which kernels were timed, e.g. "numpy reference (dequantize + matmul)"
@@ -78,7 +71,7 @@ class Measurements(_Strict):
     timings: list[KernelTiming] = Field(min_length=1)
 
 
-class RuntimeRun(_Strict):
+class RuntimeRun(StrictModel):
     """One `edgec bench --append-profile` run: a planned model measured by the runtime on this device.
 
     Predictions are the plan's own, divided by the calibration that plan was made with, so
@@ -97,7 +90,7 @@ class RuntimeRun(_Strict):
     measured_prefill_ms_per_token: Number = Field(gt=0)
 
 
-class DeviceProfile(_Strict):
+class DeviceProfile(StrictModel):
     """One device: capacity, bandwidth, throughput per arithmetic, and the formats it runs."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
@@ -227,32 +220,9 @@ def validate_profile(data: dict, origin: str = "profile") -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-        err = (unknown or errors)[0]  # a typo'd field also makes the field it meant "required": name the typo
-        where = ".".join(str(p) for p in err["loc"]) or "profile"
-        if unknown:
-            known = list(_fields_at(err["loc"][:-1]))
-            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-            raise EdgecError(f"{origin}: field {where}: unknown field{hint}") from None
-        raise EdgecError(f"{origin}: field {where}: {err['msg']}") from None
+        raise schema_error(exc, DeviceProfile, origin, "profile") from None
     except EdgecError as exc:  # a size that does not parse
         raise EdgecError(f"{origin}: {exc}") from None
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The field names a profile allows at `loc` (the top level, or a nested model's)."""
-    model: type[BaseModel] = DeviceProfile
-    for part in loc:
-        annotation = model.model_fields.get(str(part))
-        inner = getattr(annotation, "annotation", None) if annotation is not None else None
-        args = getattr(inner, "__args__", ()) or (inner,)
-        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not nested:
-            return list(model.model_fields)
-        model = nested[0]
-    return list(model.model_fields)
 
 
 def save_profile(profile: DeviceProfile, path: Path) -> None:
