@@ -20,6 +20,7 @@ CASES = [
     (["plan", "--device", "rtx4090", "--memory", "nan"], "--memory"),
     (["compress", "--format", "int4:g32", "--method", "wanda", "--sparsity", "nan", "-o", "x"], "--sparsity"),
     (["compress", "--format", "int4:g32", "--method", "gptq", "--damp", "inf", "-o", "x"], "--damp"),
+    (["compress", "--format", "int4:g32", "--method", "bogus", "-o", "x"], "--method"),
     (["eval", "--format"], "--format"),
     (["no-such-verb"], "no-such-verb"),
 ]
@@ -37,3 +38,10 @@ def test_bad_values_get_one_line_naming_the_option(tmp_path, args, named):
 def test_edgec_alone_still_prints_its_help():
     done = run_cli()
     assert "Commands:" in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_method_choices_are_the_registered_passes():
+    from edgec.passes import PASSES
+
+    done = run_cli("compress", "--help")
+    assert "[" + "|".join(PASSES) + "]" in done.stdout.replace("\n", "").replace(" ", ""), done.stdout

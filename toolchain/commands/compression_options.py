@@ -19,7 +19,22 @@ from edgec.commands.options import FiniteFloatRange, format_option
 if TYPE_CHECKING:  # imported where used: the CLI starts without the planner
     from edgec.planner.plan_schema import Plan
 
-METHODS = ["rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"]
+class MethodChoice(click.Choice):
+    """A choice among the compression passes (`edgec.passes.PASSES`), read when click first needs it: the
+    passes import torch, and `edgec --help` or a refused option should not wait for that."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:
+        from edgec.passes import PASSES
+
+        return list(PASSES)
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ assigns the (empty) list given above
+        pass
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ _OPTIONS = [
     format_option,
     click.option("--plan", "plan_path", default=None, type=click.Path(dir_okay=False), metavar="PLAN",
                  help="A plan from `edgec plan`: each layer's format and method (instead of --format/--method)."),
-    click.option("--method", default="rtn", show_default=True, type=click.Choice(METHODS),
+    click.option("--method", default="rtn", show_default=True, type=MethodChoice(),
                  help="Compression method for every layer."),
     click.option("--sparsity", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=None,
                  help="Unstructured sparsity for magnitude/wanda/sparsegpt with a 16-bit format (e.g. 0.5)."),
