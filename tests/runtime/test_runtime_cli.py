@@ -68,7 +68,7 @@ def test_bench_appends_to_a_profile_and_plans_follow_it(tiny_llama_dir, tmp_path
     assert second["device"]["calibration"]["decode"] == factor
     assert second["layers"] == first["layers"]  # a budget on bytes: the same layers, priced in measured time
     assert abs(second["totals"]["decode_ms"] / (first["totals"]["decode_ms"] * factor) - 1) < 1e-9
-    assert "calibrated by 1 runtime run" in second["device"]["latency_model"]
+    assert "scaled by 1 runtime run" in second["device"]["latency_model"]
 
 
 def test_bench_refuses_to_append_without_a_plan_for_that_device(tiny_llama_dir, tmp_path):

@@ -27,7 +27,7 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, thread
     with the ratio (a plan made for another device predicts that device, not this one).
     With --append-profile the measurement is added to the profile's `runtime` runs, and
     later plans for that profile scale their latency predictions by the median
-    measured/predicted ratio (see edgec.planner.calibration).
+    measured/predicted ratio (see edgec.planner.latency_scaling).
     """
     from edgec.bench import run_bench
     from edgec.data import evaluation_text
@@ -39,7 +39,7 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, thread
         tokenizer = Tokenizer(f.metadata.read("tokenizer.json"), f.metadata["tokenizer.config"])
         stored_plan = f.metadata["edgec.plan"]
     if profile_path:
-        from edgec.planner.calibration import check_plan_device
+        from edgec.planner.latency_scaling import check_plan_device
         from edgec.planner.profiles import load_profile
 
         check_plan_device(stored_plan, load_profile(profile_path), file)  # before measuring
@@ -67,9 +67,9 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, thread
     if "weights_bytes" in plan:
         click.echo(f"plan's weight bytes {format_size(plan['weights_bytes']):>10}")
     if appended is not None:
-        from edgec.planner.calibration import calibration
+        from edgec.planner.latency_scaling import latency_scaling
 
-        scale = calibration(appended)
+        scale = latency_scaling(appended)
         click.echo(f"appended to {profile_path}: {scale.runs} runtime run(s); plans for {appended.name} now scale "
                    f"predicted decode by x{scale.decode:.2f} and prefill by x{scale.prefill:.2f}")
 
@@ -78,7 +78,7 @@ def _append_profile(profile_path: str, file: str, plan: dict | None, r):
     """Add the measurement to the profile at profile_path (rewritten atomically); returns the new profile."""
     from pathlib import Path
 
-    from edgec.planner.calibration import runtime_run
+    from edgec.planner.latency_scaling import runtime_run
     from edgec.planner.profiles import load_profile, save_profile
 
     profile = load_profile(profile_path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgec.core.errors import EdgecError
 from edgec.models.loading import LoadedModel
-from edgec.planner.calibration import calibration
+from edgec.planner.latency_scaling import latency_scaling
 from edgec.planner.latency import LatencyModel, latency_model
 from edgec.passes.base import is_dense_float
 from edgec.planner.deployment import ModelShape, fixed_seconds, model_shape, unit_seconds
@@ -86,11 +86,11 @@ def prepare(loaded: LoadedModel, profile: DeviceProfile, settings: PlanSettings,
                              f"can store its shape {unit.shapes[0]}")
     table = measure_sensitivity(loaded, units, candidates, settings.sensitivity, cache, progress)
     latency = latency or latency_model(profile)
-    scale = calibration(profile)
+    scale = latency_scaling(profile)
     shape = model_shape(loaded, units)
     predictor = "roofline" if profile.measured is None else "fitted to measured kernel timings"
     if scale.runs:
-        predictor += f", calibrated by {scale.runs} runtime run(s)"
+        predictor += f", scaled by {scale.runs} runtime run(s)"
     inputs = PlanInputs(units, candidates, table, shape, {}, {},
                         scale.decode * fixed_seconds(shape, profile, latency, 1, settings.context),
                         scale.prefill * fixed_seconds(shape, profile, latency, settings.prompt_tokens, settings.prompt_tokens),
@@ -234,7 +234,7 @@ def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, c
         "model": {"name": loaded.name, "weights_sha256": loaded.weights_hash, "task": loaded.task,
                   "planned_params": inputs.params},
         "device": {"name": profile.name, "profile_sha256": profile.digest(), "latency_model": inputs.predictor,
-                   "calibration": calibration(profile).to_json()},
+                   "calibration": latency_scaling(profile).to_json()},
         "constraints": {**{k: v for k, v in asdict(constraints).items() if v is not None},
                         "applied": {origin[r]: limits[r] for r in limits}, "objective": objective},
         "settings": {"fuse": settings.fuse, "include_head": settings.include_head, "methods": settings.methods,

@@ -36,8 +36,9 @@ class ModelSection(StrictModel):
     planned_params: Size
 
 
-class CalibrationSection(StrictModel):
-    """The factors the device profile's runtime runs applied to the latency predictions."""
+class LatencyScalingSection(StrictModel):
+    """The factors the device profile's runtime runs applied to the latency predictions
+    (`edgec.planner.latency_scaling`; the key is `calibration` in plan files)."""
 
     decode: Number = 1.0
     prefill: Number = 1.0
@@ -50,7 +51,7 @@ class DeviceSection(StrictModel):
     name: str
     profile_sha256: str
     latency_model: str
-    calibration: CalibrationSection = CalibrationSection()
+    calibration: LatencyScalingSection = LatencyScalingSection()
 
 
 class ConstraintsSection(StrictModel):

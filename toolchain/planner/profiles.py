@@ -74,8 +74,8 @@ class Measurements(StrictModel):
 class RuntimeRun(StrictModel):
     """One `edgec bench --append-profile` run: a planned model measured by the runtime on this device.
 
-    Predictions are the plan's own, divided by the calibration that plan was made with, so
-    that runs recorded under different calibrations compare with the same uncalibrated model.
+    Predictions are the plan's own, divided by the latency scaling that plan was made with, so
+    that runs recorded under different scalings compare with the same unscaled model.
     """
 
     file: str

@@ -1,4 +1,7 @@
-"""End-to-end calibration of the planner's latency predictions by runtime measurements.
+"""Latency scaling: the planner's latency predictions corrected by whole-model runtime measurements.
+
+(Not to be confused with calibration, which in edgec means the activation statistics that the
+passes and the sensitivity measurement collect on calibration text.)
 
 The predictor (`edgec.planner.predictor`, or the roofline) prices each planned layer from
 kernel timings; a whole model on the runtime also pays what no kernel timing sees (norms,
@@ -22,7 +25,7 @@ from edgec.planner.profiles import DeviceProfile, RuntimeRun
 
 
 @dataclass(frozen=True)
-class Calibration:
+class LatencyScaling:
     """Factors applied to predicted decode and prefill seconds; 1.0 when the profile has no runs."""
 
     decode: float = 1.0
@@ -33,12 +36,12 @@ class Calibration:
         return {"decode": self.decode, "prefill": self.prefill, "runs": self.runs}
 
 
-def calibration(profile: DeviceProfile) -> Calibration:
+def latency_scaling(profile: DeviceProfile) -> LatencyScaling:
     """The median measured/predicted ratios of the profile's recorded runtime runs."""
     runs = profile.runtime
     if not runs:
-        return Calibration()
-    return Calibration(statistics.median(r.measured_decode_ms / r.predicted_decode_ms for r in runs),
+        return LatencyScaling()
+    return LatencyScaling(statistics.median(r.measured_decode_ms / r.predicted_decode_ms for r in runs),
                        statistics.median(r.measured_prefill_ms_per_token / r.predicted_prefill_ms_per_token
                                          for r in runs), len(runs))
 
@@ -51,7 +54,7 @@ def check_plan_device(plan: dict | None, profile: DeviceProfile, file: str) -> N
     device = plan["device"]["name"]
     if device != profile.name:
         raise EdgecError(f"{file} was planned for device {device!r}, not {profile.name!r}: plan for {profile.name} "
-                         "(edgec plan --device PROFILE) to calibrate its profile")
+                         "(edgec plan --device PROFILE) to scale its profile's predictions")
 
 
 def runtime_run(plan: dict | None, profile: DeviceProfile, file: str, backend: str, accuracy: str, threads: int,
