@@ -12,9 +12,13 @@ P may be 0 (the first step). Attention is causal by cache index, as in HF.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from edgec.core.architecture_config import config_values
+from edgec.core.architectures import GPT2, LLAMA, architecture_for
 from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_flat import (
     Slot,
@@ -36,21 +40,19 @@ def _refuse(config, what: str) -> EdgecError:
 class LlamaBlock(nn.Module):
     """One pre-norm block: GQA attention with rotary positions, then a SwiGLU MLP."""
 
-    def __init__(self, hf_block: nn.Module, prefix: str, config, window: int | None) -> None:
+    def __init__(self, hf: nn.Module, i: int, figures: dict[str, Any], window: int | None) -> None:
         super().__init__()
-        attn, mlp = hf_block.self_attn, hf_block.mlp
-        self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.eps = config.rms_norm_eps
-        self.scale = attn.scaling
+        hf_block = hf.get_submodule(LLAMA.block.format(i=i))
+        self.n_heads, self.n_kv, self.head_dim = figures["heads"], figures["kv_heads"], figures["head_dim"]
+        self.eps = figures["norm_eps"]
+        self.scale = hf_block.self_attn.scaling
         self.window = window
-        self.attn_norm = shared(hf_block.input_layernorm.weight)
-        self.mlp_norm = shared(hf_block.post_attention_layernorm.weight)
-        self.q_norm = shared(attn.q_norm.weight) if hasattr(attn, "q_norm") else None  # Qwen3
-        self.k_norm = shared(attn.k_norm.weight) if hasattr(attn, "k_norm") else None
-        self.q, self.k, self.v, self.o = (Slot(f"{prefix}.self_attn.{p}_proj", getattr(attn, f"{p}_proj")) for p in "qkvo")
-        self.gate, self.up, self.down = (Slot(f"{prefix}.mlp.{p}_proj", getattr(mlp, f"{p}_proj")) for p in ("gate", "up", "down"))
-        self.act = mlp.act_fn
+        self.attn_norm, self.mlp_norm = (_weight(hf, LLAMA.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
+        self.q_norm, self.k_norm = (_weight(hf, LLAMA.block_tensor(i, role), optional=True)  # Qwen3
+                                    for role in ("q_norm", "k_norm"))
+        self.q, self.k, self.v, self.o, self.gate, self.up, self.down = (Slot.of(hf, LLAMA.block_tensor(i, role))
+                                                                         for role in LLAMA.linears)
+        self.act = hf_block.mlp.act_fn
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor, past_v: Tensor,
                 attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -71,6 +73,16 @@ class LlamaBlock(nn.Module):
         return x, k, v
 
 
+def _weight(hf: nn.Module, name: str, optional: bool = False) -> Tensor | None:
+    """The weight of the module `name` of `hf`, shared (None if `optional` and the model has no such module)."""
+    try:
+        return shared(hf.get_submodule(name).weight)
+    except AttributeError:
+        if optional:
+            return None
+        raise
+
+
 def _cat(past: Tensor, new: Tensor) -> Tensor:
     """The cache after this step: past (B, h, P, hd) then new (B, h, T, hd) along the sequence."""
     return torch.cat([past, new], dim=2)
@@ -82,21 +94,22 @@ class LlamaDecoder(nn.Module):
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         config = hf.config
-        rotary_emb = hf.model.rotary_emb
+        figures = _figures(config)
+        rotary_emb = hf.get_submodule(LLAMA.base).rotary_emb
         rope_type = getattr(rotary_emb, "rope_type", "default")
         if rope_type not in STATIC_ROPE:
             raise _refuse(config, f"rope type {rope_type!r} (its frequencies change with the length)")
-        self.embed = shared(hf.model.embed_tokens.weight)  # (V, D)
+        self.embed = _weight(hf, LLAMA.tensors["embedding"])  # (V, D)
         self.inv_freq = shared(rotary_emb.inv_freq)  # from the HF module: the right base (rope_theta) and scaling
         self.rope_scaling = float(rotary_emb.attention_scaling)
-        layer_types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+        layer_types = getattr(config, "layer_types", None) or ["full_attention"] * figures["layers"]
         window = getattr(config, "sliding_window", None)
         self.blocks = nn.ModuleList(
-            LlamaBlock(block, f"model.layers.{i}", config, window if layer_types[i] == "sliding_attention" else None)
-            for i, block in enumerate(hf.model.layers))
-        self.norm = shared(hf.model.norm.weight)
-        self.eps = config.rms_norm_eps
-        self.head = Slot("lm_head", hf.lm_head)
+            LlamaBlock(hf, i, figures, window if layer_types[i] == "sliding_attention" else None)
+            for i in range(len(hf.get_submodule(LLAMA.blocks))))
+        self.norm = _weight(hf, LLAMA.tensors["final_norm"])
+        self.eps = figures["norm_eps"]
+        self.head = Slot.of(hf, LLAMA.tensors["head"])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         x = self.embed[input_ids]  # (B, T, D)
@@ -112,17 +125,14 @@ class LlamaDecoder(nn.Module):
 class GPT2Block(nn.Module):
     """One GPT-2 block: LayerNorm, fused-qkv attention, LayerNorm, GELU MLP (biases outside the slots)."""
 
-    def __init__(self, hf_block: nn.Module, prefix: str, config, index: int) -> None:
+    def __init__(self, hf: nn.Module, i: int, figures: dict[str, Any]) -> None:
         super().__init__()
+        hf_block = hf.get_submodule(GPT2.block.format(i=i))
         attn = hf_block.attn
-        self.n_heads = config.n_head
-        self.head_dim = config.n_embd // config.n_head
+        self.n_heads, self.head_dim = figures["heads"], figures["head_dim"]
         self.scale = attn.scaling if hasattr(attn, "scaling") else self.head_dim**-0.5
-        self.ln_1, self.ln_2 = hf_block.ln_1, hf_block.ln_2
-        self.qkv = Slot(f"{prefix}.attn.c_attn", attn.c_attn)
-        self.proj = Slot(f"{prefix}.attn.c_proj", attn.c_proj)
-        self.fc = Slot(f"{prefix}.mlp.c_fc", hf_block.mlp.c_fc)
-        self.out = Slot(f"{prefix}.mlp.c_proj", hf_block.mlp.c_proj)
+        self.ln_1, self.ln_2 = (hf.get_submodule(GPT2.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
+        self.qkv, self.proj, self.fc, self.out = (Slot.of(hf, GPT2.block_tensor(i, role)) for role in GPT2.linears)
         self.act = hf_block.mlp.act
 
     def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -143,11 +153,11 @@ class GPT2Decoder(nn.Module):
         config = hf.config
         if getattr(config, "add_cross_attention", False):
             raise _refuse(config, "cross-attention")
-        tr = hf.transformer
-        self.wte, self.wpe = shared(tr.wte.weight), shared(tr.wpe.weight)  # (V, D), (n_positions, D)
-        self.blocks = nn.ModuleList(GPT2Block(block, f"transformer.h.{i}", config, i) for i, block in enumerate(tr.h))
-        self.ln_f = tr.ln_f
-        self.head = Slot("lm_head", hf.lm_head)
+        figures = _figures(config)
+        self.wte, self.wpe = (_weight(hf, GPT2.tensors[role]) for role in ("embedding", "positions"))  # (V, D), (n_positions, D)
+        self.blocks = nn.ModuleList(GPT2Block(hf, i, figures) for i in range(len(hf.get_submodule(GPT2.blocks))))
+        self.ln_f = hf.get_submodule(GPT2.tensors["final_norm"])
+        self.head = Slot.of(hf, GPT2.tensors["head"])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         x = self.wte[input_ids] + self.wpe[position_ids]  # (B, T, D)
@@ -158,22 +168,24 @@ class GPT2Decoder(nn.Module):
         return (self.head(self.ln_f(x)), *present)
 
 
-DECODERS: dict[str, type[nn.Module]] = {
-    "llama": LlamaDecoder, "mistral": LlamaDecoder, "qwen2": LlamaDecoder, "qwen3": LlamaDecoder, "gpt2": GPT2Decoder,
-}
+DECODERS: dict[str, type[nn.Module]] = {LLAMA.family: LlamaDecoder, GPT2.family: GPT2Decoder}  # family -> decoder
+
+
+def _figures(config) -> dict[str, Any]:
+    """The ModelConfig figures of an HF config (`edgec.core.architecture_config`)."""
+    return config_values(architecture_for(config.model_type), config.model_type, config.to_dict())
 
 
 def kv_shape(config) -> tuple[int, int, int]:
     """(layers, KV heads, head dim) of a decoder config."""
-    if config.model_type == "gpt2":
-        return config.n_layer, config.n_head, config.n_embd // config.n_head
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return config.num_hidden_layers, config.num_key_value_heads, head_dim
+    figures = _figures(config)
+    return figures["layers"], figures["kv_heads"], figures["head_dim"]
 
 
 def build_decoder(hf: nn.Module) -> nn.Module:
     """The flat decoder of an HF causal LM; refuses architectures it does not cover."""
-    cls = DECODERS.get(hf.config.model_type)
+    arch = architecture_for(hf.config.model_type)
+    cls = DECODERS.get(arch.family) if arch is not None else None
     if cls is None:
         raise _refuse(hf.config, "this architecture")
     return cls(hf).eval()

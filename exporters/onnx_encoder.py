@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from edgec.core.architectures import BERT, architecture_for
 from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_flat import Slot, attend, shared
 
@@ -18,18 +19,17 @@ from edgec.exporters.onnx_flat import Slot, attend, shared
 class BertBlock(nn.Module):
     """One post-norm block: attention, add & LayerNorm, GELU MLP, add & LayerNorm (biases inside the slots)."""
 
-    def __init__(self, hf_layer: nn.Module, prefix: str, config) -> None:
+    def __init__(self, hf: nn.Module, i: int, config) -> None:
         super().__init__()
         self.n_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        attn = hf_layer.attention
-        self.q, self.k, self.v = (Slot(f"{prefix}.attention.self.{p}", getattr(attn.self, p)) for p in ("query", "key", "value"))
-        self.o = Slot(f"{prefix}.attention.output.dense", attn.output.dense)
-        self.ln_attn = attn.output.LayerNorm
-        self.up = Slot(f"{prefix}.intermediate.dense", hf_layer.intermediate.dense)
-        self.act = hf_layer.intermediate.intermediate_act_fn
-        self.down = Slot(f"{prefix}.output.dense", hf_layer.output.dense)
-        self.ln_out = hf_layer.output.LayerNorm
+        name = {role: BERT.block_tensor(i, role) for role in BERT.block_tensors}
+        self.q, self.k, self.v, self.o = (Slot.of(hf, name[role]) for role in ("q", "k", "v", "o"))
+        self.ln_attn = hf.get_submodule(name["attn_norm"])
+        self.up = Slot.of(hf, name["up"])
+        self.act = hf.get_submodule(BERT.block.format(i=i)).intermediate.intermediate_act_fn
+        self.down = Slot.of(hf, name["down"])
+        self.ln_out = hf.get_submodule(name["out_norm"])
 
     def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -47,11 +47,10 @@ class BertEncoder(nn.Module):
         if getattr(config, "position_embedding_type", "absolute") != "absolute" or config.is_decoder:
             raise EdgecError(f"model type {config.model_type!r}: only absolute-position BERT encoders are supported "
                              f"by the ONNX exporter")
-        emb = hf.embeddings
-        self.word, self.pos, self.types = (shared(e.weight) for e in (emb.word_embeddings, emb.position_embeddings,
-                                                                       emb.token_type_embeddings))
-        self.ln_emb = emb.LayerNorm
-        self.blocks = nn.ModuleList(BertBlock(layer, f"encoder.layer.{i}", config) for i, layer in enumerate(hf.encoder.layer))
+        self.word, self.pos, self.types = (shared(hf.get_submodule(BERT.tensors[role]).weight)
+                                           for role in ("embedding", "positions", "token_types"))
+        self.ln_emb = hf.get_submodule(BERT.tensors["embedding_norm"])
+        self.blocks = nn.ModuleList(BertBlock(hf, i, config) for i in range(len(hf.get_submodule(BERT.blocks))))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
         t = input_ids.shape[1]
@@ -65,6 +64,6 @@ class BertEncoder(nn.Module):
 
 def build_encoder(hf: nn.Module) -> nn.Module:
     """The flat encoder of an HF BERT model; refuses other encoders."""
-    if hf.config.model_type != "bert":
+    if architecture_for(hf.config.model_type) is not BERT:
         raise EdgecError(f"model type {hf.config.model_type!r}: only BERT encoders are supported by the ONNX exporter")
     return BertEncoder(hf).eval()

@@ -52,6 +52,11 @@ class Slot(nn.Module):
         self.out_features = weight.shape[1] if type(module).__name__ == "Conv1D" else weight.shape[0]
         object.__setattr__(self, "module", module)  # not registered: its weight must not be traced
 
+    @classmethod
+    def of(cls, hf: nn.Module, name: str) -> Slot:
+        """The slot of the linear `name` of the HF model `hf`."""
+        return cls(name, hf.get_submodule(name))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _LinearSlotFn.apply(x, self.name, self)
 

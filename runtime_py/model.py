@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from edgec.runtime.backends import make_backend
 from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
+from edgec.core.architectures import architecture_for
 from edgec.core.errors import ContainerError, EdgecError
 from edgec.core.memory import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
@@ -24,7 +25,7 @@ from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.core.formats import Format
 from edgec.runtime.kv_cache import KVCache
-from edgec.runtime.model_config import LLAMA_FAMILY, ModelConfig, model_config
+from edgec.runtime.model_config import ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token
 from edgec.runtime.tokenizer import Tokenizer
 from edgec.runtime.values import is_integer
@@ -33,6 +34,12 @@ DEFAULT_CONTEXT = 4096
 
 
 Executor = LlamaExecutor | GPT2Executor | BertExecutor
+# family (edgec.core.architectures) -> its executor, built from (config, weights, context)
+EXECUTORS: dict[str, Callable[[ModelConfig, Weights, int], Executor]] = {
+    "llama": LlamaExecutor,
+    "gpt2": lambda config, weights, _context: GPT2Executor(config, weights),
+    "bert": lambda config, weights, _context: BertExecutor(config, weights),
+}
 
 
 def build_executor(file: EdgecFile, backend: Backend, context: int | None) -> tuple[ModelConfig, Weights, Executor, int]:
@@ -43,19 +50,13 @@ def build_executor(file: EdgecFile, backend: Backend, context: int | None) -> tu
         config = model_config(meta["general.architecture"], meta["model.config"])
     except ContainerError as exc:
         raise ContainerError(f"{file.path}: {exc}") from None
-    task = "encoder" if config.architecture == "bert" else "causal-lm"
-    if meta["general.task"] != task:
+    arch = architecture_for(config.architecture)
+    if meta["general.task"] != arch.task:
         raise ContainerError(f"{file.path}: general.task is {meta['general.task']!r}, but a "
-                             f"{config.architecture} model is {task!r}")
+                             f"{config.architecture} model is {arch.task!r}")
     context = min(context or DEFAULT_CONTEXT, config.max_positions)
     weights = Weights(file, backend)
-    executor: Executor
-    if config.architecture in LLAMA_FAMILY:
-        executor = LlamaExecutor(config, weights, context)
-    elif config.architecture == "gpt2":
-        executor = GPT2Executor(config, weights)
-    else:
-        executor = BertExecutor(config, weights)
+    executor = EXECUTORS[arch.family](config, weights, context)
     weights.check_all_used(f"the {config.layers}-layer {config.architecture} model")
     return config, weights, executor, context
 
@@ -89,7 +90,7 @@ class RuntimeModel:
 
     @property
     def is_encoder(self) -> bool:
-        return isinstance(self.executor, BertExecutor)
+        return architecture_for(self.config.architecture).task == "encoder"
 
     def _need(self, encoder: bool, what: str) -> None:
         if self.is_encoder != encoder:

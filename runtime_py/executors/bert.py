@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgec.runtime.executors.common import Embedding, Weights, attention, gelu, layer_norm
+from edgec.core.architectures import BERT
+from edgec.runtime.executors.common import Embedding, FamilyWeights, Weights, attention, gelu, layer_norm
 from edgec.runtime.model_config import ModelConfig
 
 
@@ -29,30 +30,19 @@ class BertExecutor:
 
     def __init__(self, config: ModelConfig, weights: Weights) -> None:
         self.config = config
-        prefix = "embeddings." if "embeddings.word_embeddings.weight" in weights.file.tensors else "bert.embeddings."
-        root = prefix[: -len("embeddings.")]
+        w = FamilyWeights(weights, BERT)
+        if not w.stored("embedding"):  # saved from a task model: the base model's tensors under its prefix
+            w = FamilyWeights(weights, BERT, f"{BERT.base}.")
         d, ff = config.hidden_size, config.intermediate_size
-        self.words: Embedding = weights.embedding(prefix + "word_embeddings.weight", (config.vocab_size, d))
-        self.positions = weights.vector(prefix + "position_embeddings.weight", (config.max_positions, d))
-        self.token_type = weights.vector(prefix + "token_type_embeddings.weight", (None, d))[0]
-        self.embed_norm = self._norm(weights, prefix + "LayerNorm", d)
-        self.blocks = []
-        for i in range(config.layers):
-            p = f"{root}encoder.layer.{i}."
-            att = p + "attention."
-            self.blocks.append(BertBlock(
-                *(weights.linear(f"{att}self.{n}.weight", (d, d), f"{att}self.{n}.bias") for n in ("query", "key", "value")),
-                weights.linear(att + "output.dense.weight", (d, d), att + "output.dense.bias"),
-                self._norm(weights, att + "output.LayerNorm", d),
-                weights.linear(p + "intermediate.dense.weight", (ff, d), p + "intermediate.dense.bias"),
-                weights.linear(p + "output.dense.weight", (d, ff), p + "output.dense.bias"),
-                self._norm(weights, p + "output.LayerNorm", d)))
-        weights.allow(root + "pooler.dense.weight", (d, d))  # sentence embeddings mean-pool instead
-        weights.allow(root + "pooler.dense.bias", (d,))
-
-    @staticmethod
-    def _norm(weights: Weights, name: str, d: int) -> tuple[np.ndarray, np.ndarray]:
-        return weights.vector(name + ".weight", (d,)), weights.vector(name + ".bias", (d,))
+        self.words: Embedding = w.embedding("embedding", (config.vocab_size, d))
+        self.positions = w.vector("positions", (config.max_positions, d))
+        self.token_type = w.vector("token_types", (None, d))[0]
+        self.embed_norm = w.norm("embedding_norm", d)
+        self.blocks = [BertBlock(*(w.linear(role, (d, d), i) for role in ("q", "k", "v", "o")), w.norm("attn_norm", d, i),
+                                 w.linear("up", (ff, d), i), w.linear("down", (d, ff), i), w.norm("out_norm", d, i))
+                       for i in range(config.layers)]
+        weights.allow(w.name("pooler"), (d, d))  # sentence embeddings mean-pool instead
+        weights.allow(w.name("pooler", part="bias"), (d,))
 
     def hidden_states(self, ids: np.ndarray) -> np.ndarray:
         """The last layer's hidden states (T, hidden) of one unpadded sequence."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgec.core.architectures import NORM_PARAMETERS, Architecture
 from edgec.runtime.backends.base import Backend, Linear, embedding_rows
 from edgec.runtime.container import EdgecFile
 from edgec.core.errors import ContainerError
@@ -67,6 +68,42 @@ class Weights:
             more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
             raise ContainerError(f"{self.file.path}: tensor {unused[0]!r}{more} is no part of {model} that "
                                  f"model.config describes")
+
+
+class FamilyWeights:
+    """A model's tensors asked for by role, named by its family's description (`edgec.core.architectures`).
+
+    `i` picks block i's tensor of that role (None: a tensor outside the blocks); `root` prefixes every
+    name (a base model's tensors stored under a task model's prefix).
+    """
+
+    def __init__(self, weights: Weights, arch: Architecture, root: str = "") -> None:
+        self.weights, self.arch, self.root = weights, arch, root
+
+    def name(self, role: str, i: int | None = None, part: str = "weight") -> str:
+        """The stored name of the `part` ("weight", "bias") of `role`."""
+        module = self.arch.tensors[role] if i is None else self.arch.block_tensor(i, role)
+        return f"{self.root}{module}.{part}"
+
+    def stored(self, role: str, i: int | None = None) -> bool:
+        """Whether the file holds the weight of `role` (for tensors only some variants have)."""
+        return self.name(role, i) in self.weights.file.tensors
+
+    def linear(self, role: str, shape: tuple[int, int], i: int | None = None, bias: bool = True) -> Linear:
+        """The linear of `role` (N, K), with its bias if `bias` and stored."""
+        return self.weights.linear(self.name(role, i), shape, self.name(role, i, "bias") if bias else None)
+
+    def vector(self, role: str, shape: Shape, i: int | None = None, part: str = "weight") -> np.ndarray:
+        """The `part` of `role` as float32."""
+        return self.weights.vector(self.name(role, i, part), shape)
+
+    def norm(self, role: str, size: int, i: int | None = None) -> tuple[np.ndarray, ...]:
+        """The parameters of the norm `role`, as the family's norm kind stores them (weight, and bias for LayerNorm)."""
+        return tuple(self.vector(role, (size,), i, part) for part in NORM_PARAMETERS[self.arch.norm])
+
+    def embedding(self, role: str, shape: tuple[int, int]) -> Embedding:
+        """The embedding table of `role`, kept in its stored format."""
+        return self.weights.embedding(self.name(role), shape)
 
 
 class Embedding:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgec.runtime.executors.common import Embedding, Weights, attention, gelu_tanh, layer_norm
+from edgec.core.architectures import GPT2
+from edgec.runtime.executors.common import Embedding, FamilyWeights, Weights, attention, gelu_tanh, layer_norm
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 
@@ -31,25 +32,15 @@ class GPT2Executor:
 
     def __init__(self, config: ModelConfig, weights: Weights) -> None:
         self.config = config
+        w = FamilyWeights(weights, GPT2)
         d, ff = config.hidden_size, config.intermediate_size
-        self.embed: Embedding = weights.embedding("transformer.wte.weight", (config.vocab_size, d))
-        self.positions = weights.vector("transformer.wpe.weight", (config.max_positions, d))
-        self.blocks = []
-        for i in range(config.layers):
-            p = f"transformer.h.{i}."
-            self.blocks.append(GPT2Block(
-                self._norm(weights, p + "ln_1", d),
-                weights.linear(p + "attn.c_attn.weight", (3 * d, d), p + "attn.c_attn.bias"),
-                weights.linear(p + "attn.c_proj.weight", (d, d), p + "attn.c_proj.bias"),
-                self._norm(weights, p + "ln_2", d),
-                weights.linear(p + "mlp.c_fc.weight", (ff, d), p + "mlp.c_fc.bias"),
-                weights.linear(p + "mlp.c_proj.weight", (d, ff), p + "mlp.c_proj.bias")))
-        self.norm = self._norm(weights, "transformer.ln_f", d)
-        self.head = weights.linear("lm_head.weight", (config.vocab_size, d))
-
-    @staticmethod
-    def _norm(weights: Weights, name: str, d: int) -> tuple[np.ndarray, np.ndarray]:
-        return weights.vector(name + ".weight", (d,)), weights.vector(name + ".bias", (d,))
+        self.embed: Embedding = w.embedding("embedding", (config.vocab_size, d))
+        self.positions = w.vector("positions", (config.max_positions, d))
+        self.blocks = [GPT2Block(w.norm("attn_norm", d, i), w.linear("qkv", (3 * d, d), i), w.linear("o", (d, d), i),
+                                 w.norm("mlp_norm", d, i), w.linear("up", (ff, d), i), w.linear("down", (d, ff), i))
+                       for i in range(config.layers)]
+        self.norm = w.norm("final_norm", d)
+        self.head = w.linear("head", (config.vocab_size, d), bias=False)
 
     def new_cache(self, context: int) -> KVCache:
         return KVCache(self.config.layers, context, self.config.heads, self.config.head_dim)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgec.runtime.executors.common import Embedding, Weights, attention, rms_norm, silu
+from edgec.core.architectures import LLAMA
+from edgec.runtime.executors.common import Embedding, FamilyWeights, Weights, attention, rms_norm, silu
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary
@@ -37,27 +38,21 @@ class LlamaExecutor:
 
     def __init__(self, config: ModelConfig, weights: Weights, context: int) -> None:
         self.config = config
-        tensors = weights.file.tensors
+        w = FamilyWeights(weights, LLAMA)
         d, q_dim, kv_dim, hd, ff = config.hidden_size, config.heads * config.head_dim, config.kv_dim, config.head_dim, \
             config.intermediate_size
-        self.embed: Embedding = weights.embedding("model.embed_tokens.weight", (config.vocab_size, d))
-        self.blocks = []
-        for i in range(config.layers):
-            p = f"model.layers.{i}."
-            attn, mlp = p + "self_attn.", p + "mlp."
-            self.blocks.append(LlamaBlock(
-                weights.vector(p + "input_layernorm.weight", (d,)),
-                weights.linear(attn + "q_proj.weight", (q_dim, d), attn + "q_proj.bias"),
-                weights.linear(attn + "k_proj.weight", (kv_dim, d), attn + "k_proj.bias"),
-                weights.linear(attn + "v_proj.weight", (kv_dim, d), attn + "v_proj.bias"),
-                weights.linear(attn + "o_proj.weight", (d, q_dim), attn + "o_proj.bias"),
-                weights.vector(p + "post_attention_layernorm.weight", (d,)),
-                weights.linear(mlp + "gate_proj.weight", (ff, d)), weights.linear(mlp + "up_proj.weight", (ff, d)),
-                weights.linear(mlp + "down_proj.weight", (d, ff)),
-                weights.vector(attn + "q_norm.weight", (hd,)) if attn + "q_norm.weight" in tensors else None,
-                weights.vector(attn + "k_norm.weight", (hd,)) if attn + "k_norm.weight" in tensors else None))
-        self.norm = weights.vector("model.norm.weight", (d,))
-        self.head = weights.linear("lm_head.weight", (config.vocab_size, d))
+        self.embed: Embedding = w.embedding("embedding", (config.vocab_size, d))
+        self.blocks = [LlamaBlock(
+            w.vector("attn_norm", (d,), i),
+            w.linear("q", (q_dim, d), i), w.linear("k", (kv_dim, d), i), w.linear("v", (kv_dim, d), i),
+            w.linear("o", (d, q_dim), i),
+            w.vector("mlp_norm", (d,), i),
+            w.linear("gate", (ff, d), i, bias=False), w.linear("up", (ff, d), i, bias=False),
+            w.linear("down", (d, ff), i, bias=False),
+            *(w.vector(role, (hd,), i) if w.stored(role, i) else None for role in ("q_norm", "k_norm")))
+            for i in range(config.layers)]
+        self.norm = w.vector("final_norm", (d,))
+        self.head = w.linear("head", (config.vocab_size, d), bias=False)
         self.rotary = Rotary(config, context)
         # the backend's own whole-pass implementation, if it has one for these layers
         self.fused = weights.backend.fused_llama(config, self.blocks, self.norm, self.head, self.rotary)

@@ -7,39 +7,25 @@ forward hooks on the real modules.
 
 import pytest
 import torch
+from conftest import LLAMA_FAMILIES
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    BertConfig,
-    BertModel,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    MistralConfig,
-    Qwen2Config,
-    Qwen3Config,
-)
+from transformers import AutoModelForCausalLM, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
+from edgec.core.architectures import LLAMA
 from edgec.core.errors import EdgecError, ModelError
 from edgec.models.adapters import Adapter, LinearRef, adapter_for, supported_model_types
 
 VOCAB = 128
 SEQ = 6
-_DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64)
 
 
 def _build(family):
     torch.manual_seed(0)
-    if family == "llama":
-        model = AutoModelForCausalLM.from_config(LlamaConfig(**_DECODER))
-    elif family == "mistral":
-        model = AutoModelForCausalLM.from_config(MistralConfig(**_DECODER))
-    elif family == "qwen2":
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**_DECODER))
-    elif family == "qwen3":
-        model = AutoModelForCausalLM.from_config(Qwen3Config(**_DECODER, head_dim=16))
+    if family in LLAMA_FAMILIES:  # conftest.py's config of each LLaMA-family variant, at this test's sizes
+        config = LLAMA_FAMILIES[family]()
+        config.vocab_size, config.max_position_embeddings, config.tie_word_embeddings = VOCAB, 64, False
+        model = AutoModelForCausalLM.from_config(config)
     elif family == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64,
                                           bos_token_id=0, eos_token_id=0))
@@ -51,8 +37,7 @@ def _build(family):
     return model.eval()
 
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"]
-LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
+FAMILIES = supported_model_types()
 # Linears the model runs outside its blocks that are neither blocks' nor the head's:
 # BERT's pooler is not part of an encoder block (sentence embedders don't use it).
 OUTSIDE_BLOCKS = {"bert": ["pooler.dense"]}
@@ -123,7 +108,7 @@ def _block_prefixes(adapter, model):
 def test_supported_model_types_lists_every_family_sorted():
     types = supported_model_types()
     assert types == sorted(types)
-    assert set(FAMILIES) <= set(types)
+    assert {"llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"} <= set(types)
 
 
 def test_adapter_for_each_family_has_the_right_task(family, model):
@@ -216,7 +201,7 @@ def test_set_weight_refuses_a_wrong_shape(family, fresh_model):
 
 
 def _expected_fused(family, n_blocks):
-    if family in LLAMA_FAMILY:
+    if family in LLAMA.model_types:
         return [g for i in range(n_blocks) for g in (
             [f"model.layers.{i}.self_attn.{p}_proj" for p in "qkv"],
             [f"model.layers.{i}.mlp.gate_proj", f"model.layers.{i}.mlp.up_proj"])]

@@ -1,24 +1,23 @@
 """Architecture adapters: which modules of a model are its quantizable linears.
 
-An adapter knows, for one model family, the blocks of the model and the linear
-layers of each block in execution order, which of them a runtime fuses (and so
-must share a format), and the output head. Everything downstream (evaluation,
-passes, planner, exporters) sees linears only through `LinearRef`.
+An adapter applies a family's description (`edgec.core.architectures`) to a loaded model: the
+blocks and the linear layers of each block in execution order, which of them a runtime fuses
+(and so must share a format), where input scales fold, and the output head. Everything
+downstream (evaluation, passes, planner, exporters) sees linears only through `LinearRef`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from edgec.core.architecture_config import config_values
+from edgec.core.architectures import Architecture, ScaleFold, Task, architecture_for, supported_model_types
 from edgec.core.errors import ModelError
-
-Task = Literal["causal-lm", "encoder"]
-_ADAPTERS: dict[str, type[Adapter]] = {}
 
 
 @dataclass(frozen=True)
@@ -73,160 +72,90 @@ class ScaleGroup:
     source: ScaleSource | None
 
 
-class Adapter(ABC):
-    """Per-family knowledge of a model's structure. Subclasses register with `model_types=`."""
+def _grouped_value_rows(figures: dict[str, Any]) -> torch.Tensor:
+    """Grouped-query attention: the value row each input feature of the output projection reads."""
+    head_dim, repeat = figures["head_dim"], figures["heads"] // figures["kv_heads"]
+    j = torch.arange(figures["heads"] * head_dim)
+    return (j // head_dim // repeat) * head_dim + j % head_dim
 
-    model_types: ClassVar[tuple[str, ...]]
-    task: ClassVar[Task]
-    block_linears: ClassVar[tuple[str, ...]]  # paths inside a block, in execution order
-    fused: ClassVar[tuple[tuple[str, ...], ...]] = ()  # groups of block_linears a runtime fuses
 
-    def __init_subclass__(cls, model_types: tuple[str, ...] = (), **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        for mt in model_types:
-            if mt in _ADAPTERS:
-                raise TypeError(f"model type {mt!r} already has adapter {_ADAPTERS[mt].__name__}")
-            _ADAPTERS[mt] = cls
-        cls.model_types = model_types
+def _fused_value_rows(figures: dict[str, Any]) -> torch.Tensor:
+    """A fused q/k/v projection: its value outputs."""
+    q_dim, kv_dim = figures["heads"] * figures["head_dim"], figures["kv_heads"] * figures["head_dim"]
+    return torch.arange(q_dim + kv_dim, q_dim + 2 * kv_dim)
 
-    @abstractmethod
+
+_ROW_MAPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
+    "grouped-values": _grouped_value_rows, "fused-values": _fused_value_rows,
+}
+
+
+class Adapter:
+    """A family's structure (`edgec.core.architectures`) applied to a loaded model, task model or base model."""
+
+    def __init__(self, arch: Architecture) -> None:
+        self.arch = arch
+
+    @property
+    def task(self) -> Task:
+        """What the family's models do: "causal-lm" or "encoder"."""
+        return self.arch.task
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The repeated transformer blocks, in execution order."""
+        return list(model.base_model.get_submodule(self.arch.in_base(self.arch.blocks)))
 
     def head(self, model: nn.Module) -> LinearRef | None:
         """The output projection to the vocabulary, if the model has one."""
-        return None
+        name = self.arch.tensors.get("head")
+        head = getattr(model, name, None) if name is not None else None
+        return LinearRef(name, -1, head) if isinstance(head, nn.Linear) else None
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The norm between the last block and the head (None if the blocks' output is final)."""
-        return None
+        name = self.arch.tensors.get("final_norm")
+        return model.base_model.get_submodule(self.arch.in_base(name)) if name is not None else None
 
     def linears(self, model: nn.Module) -> list[LinearRef]:
         """Every quantizable linear of every block, in execution order (head excluded)."""
         names = {id(m): n for n, m in model.named_modules()}
         refs = []
         for i, block in enumerate(self.blocks(model)):
-            for path in self.block_linears:
-                module = block.get_submodule(path)
-                refs.append(LinearRef(names[id(module)], i, module, transposed=self._is_transposed(module)))
+            for role in self.arch.linears:
+                module = self._module(block, role)
+                refs.append(LinearRef(names[id(module)], i, module, transposed=type(module).__name__ == "Conv1D"))
         return refs
 
     def fused_groups(self, model: nn.Module) -> list[list[str]]:
         """Names of linears that must share one format because a runtime fuses them."""
         names = {id(m): n for n, m in model.named_modules()}
-        return [
-            [names[id(block.get_submodule(p))] for p in group]
-            for block in self.blocks(model)
-            for group in self.fused
-        ]
+        return [[names[id(self._module(block, role))] for role in group]
+                for block in self.blocks(model) for group in self.arch.fused]
 
     def scale_groups(self, model: nn.Module, block_index: int) -> list[ScaleGroup]:
         """Groups of a block's linears sharing an input, each with the op an input scale folds into."""
         names = {id(m): n for n, m in model.named_modules()}
         block = self.blocks(model)[block_index]
-        return [ScaleGroup(tuple(names[id(block.get_submodule(p))] for p in consumers),
-                           self._scale_source(model, block, source) if source else None)
-                for source, consumers in self.scale_paths]
+        return [ScaleGroup(tuple(names[id(self._module(block, role))] for role in fold.consumers),
+                           self._scale_source(model, block, fold) if fold.source else None)
+                for fold in self.arch.scale_folds]
 
-    scale_paths: ClassVar[tuple[tuple[str | None, tuple[str, ...]], ...]] = ()
+    def _module(self, block: nn.Module, role: str) -> nn.Module:
+        return block.get_submodule(self.arch.block_tensors[role])
 
-    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
-        return ScaleSource(block.get_submodule(path))
-
-    @staticmethod
-    def _is_transposed(module: nn.Module) -> bool:
-        return type(module).__name__ == "Conv1D"
-
-
-def _head_ref(model: nn.Module, attr: str = "lm_head") -> LinearRef | None:
-    head = getattr(model, attr, None)
-    return LinearRef(attr, -1, head) if isinstance(head, nn.Linear) else None
-
-
-class LlamaFamily(Adapter, model_types=("llama", "mistral", "qwen2", "qwen3")):
-    """LLaMA-style decoders: SmolLM2, Llama, Mistral, Qwen2/3 (RMSNorm, GQA, SwiGLU)."""
-
-    task = "causal-lm"
-    block_linears = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-    fused = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("mlp.gate_proj", "mlp.up_proj"))
-    scale_paths = (
-        ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-        ("self_attn.v_proj", ("self_attn.o_proj",)),
-        ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
-        ("mlp.up_proj", ("mlp.down_proj",)),
-    )
-
-    def blocks(self, model: nn.Module) -> list[nn.Module]:
-        return list(model.base_model.layers)
-
-    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
-        if path != "self_attn.v_proj":
-            return ScaleSource(block.get_submodule(path))
-        config = model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        repeat = config.num_attention_heads // config.num_key_value_heads
-        j = torch.arange(config.num_attention_heads * head_dim)
-        return ScaleSource(block.get_submodule(path), rows=(j // head_dim // repeat) * head_dim + j % head_dim)
-
-    def head(self, model: nn.Module) -> LinearRef | None:
-        return _head_ref(model)
-
-    def final_norm(self, model: nn.Module) -> nn.Module | None:
-        return model.base_model.norm
-
-
-class GPT2Family(Adapter, model_types=("gpt2",)):
-    """GPT-2: fused qkv projection (Conv1D, weights stored transposed)."""
-
-    task = "causal-lm"
-    block_linears = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-    scale_paths = (("ln_1", ("attn.c_attn",)), ("attn.c_attn", ("attn.c_proj",)), ("ln_2", ("mlp.c_fc",)),
-                   (None, ("mlp.c_proj",)))
-
-    def blocks(self, model: nn.Module) -> list[nn.Module]:
-        return list(model.base_model.h)
-
-    def _scale_source(self, model: nn.Module, block: nn.Module, path: str) -> ScaleSource:
-        if path != "attn.c_attn":
-            return ScaleSource(block.get_submodule(path))
-        hidden = model.config.n_embd
-        return ScaleSource(block.get_submodule(path), rows=torch.arange(2 * hidden, 3 * hidden))  # the value outputs
-
-    def head(self, model: nn.Module) -> LinearRef | None:
-        return _head_ref(model)
-
-    def final_norm(self, model: nn.Module) -> nn.Module | None:
-        return model.base_model.ln_f
-
-
-class BertFamily(Adapter, model_types=("bert",)):
-    """BERT encoders, e.g. all-MiniLM-L6-v2."""
-
-    task = "encoder"
-    block_linears = ("attention.self.query", "attention.self.key", "attention.self.value",
-                     "attention.output.dense", "intermediate.dense", "output.dense")
-    fused = (("attention.self.query", "attention.self.key", "attention.self.value"),)
-    # Post-norm: the LayerNorms before query/key/value and the intermediate also feed the
-    # residual stream, so scales there cannot be folded; only the value rows can take one.
-    scale_paths = ((None, ("attention.self.query", "attention.self.key", "attention.self.value")),
-                   ("attention.self.value", ("attention.output.dense",)),
-                   (None, ("intermediate.dense",)), (None, ("output.dense",)))
-
-    def blocks(self, model: nn.Module) -> list[nn.Module]:
-        return list(model.base_model.encoder.layer)
-
-
-def supported_model_types() -> list[str]:
-    """Every `config.model_type` edgec has an adapter for."""
-    return sorted(_ADAPTERS)
+    def _scale_source(self, model: nn.Module, block: nn.Module, fold: ScaleFold) -> ScaleSource:
+        module = self._module(block, fold.source)
+        if fold.rows is None:
+            return ScaleSource(module)
+        figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
+        return ScaleSource(module, rows=_ROW_MAPS[fold.rows](figures))
 
 
 def adapter_for(model_type: str, source: str = "model") -> Adapter:
     """The adapter of a model type; refuses unknown architectures naming them and the source."""
-    cls = _ADAPTERS.get(model_type)
-    if cls is None:
+    arch = architecture_for(model_type)
+    if arch is None:
         raise ModelError(
             f"{source}: unsupported architecture {model_type!r} (supported: {', '.join(supported_model_types())})"
         )
-    return cls()
+    return Adapter(arch)
