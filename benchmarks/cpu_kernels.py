@@ -38,8 +38,8 @@ import time
 
 import numpy as np
 
-from edgec.kernels import cpu
 from edgec.core.formats import Format, parse_format, registered_families
+from edgec.kernels import cpu
 
 HIDDEN, INTER, HEAD_DIM, KV_HEADS, VOCAB = 576, 1536, 64, 3, 49152
 BLOCK = {"qkv": (HIDDEN + 2 * KV_HEADS * HEAD_DIM, HIDDEN), "o": (HIDDEN, HIDDEN),

@@ -40,8 +40,8 @@ def median_seconds(fn, runs: int = RUNS) -> float:
 
 def open_figures(edgec_file: Path, work: Path) -> dict:
     """Open time of the .edgec file against safetensors holding exactly the same buffers."""
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     from edgec.runtime.container import open_container
 

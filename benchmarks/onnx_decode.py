@@ -77,12 +77,12 @@ def export_all(folder: Path) -> dict[str, Path]:
     """The four ONNX files of the default model (see the module docstring)."""
     from edgec.assignment import uniform_assignment
     from edgec.compress import compress
+    from edgec.core.formats import parse_format
+    from edgec.export_sources import source_from_result
     from edgec.exporters.onnx_baseline import ort_int4_baseline
     from edgec.exporters.onnx_export import export_onnx
-    from edgec.export_sources import source_from_result
     from edgec.models.loading import load_model
     from edgec.passes import LayerConfig
-    from edgec.core.formats import parse_format
 
     paths = {"fp32": folder / "smollm2-fp32.onnx", "ort int4 (MatMulNBitsQuantizer)": folder / "smollm2-ort-int4-b128.onnx",
              "edgec int4:g128 rtn": folder / "smollm2-edgec-int4-g128.onnx",

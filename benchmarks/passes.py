@@ -41,12 +41,12 @@ def run_one(config: tuple) -> dict:
 
     from edgec.assignment import uniform_assignment
     from edgec.compress import CalibrationSettings, compress
+    from edgec.core.formats import parse_format
     from edgec.data import evaluation_text
     from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
     from edgec.evaluation.encoder import compare_encoder, split_sentences
     from edgec.models.loading import load_model
     from edgec.passes import LayerConfig
-    from edgec.core.formats import parse_format
 
     model, fmt, method, sparsity = config
     loaded = load_model(model)

@@ -67,6 +67,7 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
+    from edgec.core.formats import parse_format
     from edgec.data import evaluation_text
     from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
     from edgec.models.loading import load_model
@@ -76,7 +77,6 @@ def main() -> None:
     from edgec.planner.profiles import load_profile
     from edgec.planner.sensitivity import SensitivityCache
     from edgec.planner.units import method_for
-    from edgec.core.formats import parse_format
 
     work = Path(state["work"]) if Path(state.get("work", "/nonexistent")).is_dir() else \
         Path(tempfile.mkdtemp(prefix="edgec-planner-bench-"))

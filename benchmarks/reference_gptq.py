@@ -62,11 +62,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from edgec.calibration.windows import calibration_windows
 from edgec.data import evaluation_text
 from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
 from edgec.models.loading import load_model
-from torch import nn
 
 # The reference's --true-sequential order for LLaMA blocks.
 TRUE_SEQUENTIAL = [

@@ -46,8 +46,8 @@ def main() -> None:
     import torch
     import triton.testing
 
-    from edgec.kernels import triton as tk
     from edgec.core.formats import parse_format
+    from edgec.kernels import triton as tk
 
     if not tk.available():
         sys.exit(f"Triton kernels unavailable: {tk.unavailable_reason()}")

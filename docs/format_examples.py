@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.exporters.edgec_writer import TensorToWrite, write_container
 from edgec.core import container_layout as L
 from edgec.core.formats import parse_format
+from edgec.exporters.edgec_writer import TensorToWrite, write_container
 
 FORMATS = ["fp16", "bf16", "int8", "int4:g32", "int4:g32:asym", "int3:g32", "int2:g32", "nf4:g32", "fp8", "2:4",
            "2:4+int4:g32"]

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from edgec.core.errors import EdgecError
-from edgec.exporters.edgec_writer import TensorToWrite, WriteReport, write_container
-from edgec.exporters.source import ExportSource
-from edgec.exporters.tokenizer_files import saved_tokenizer
 from edgec.core.formats import Format, parse_format
 from edgec.core.formats.base import FormatError
 from edgec.core.version import __version__
+from edgec.exporters.edgec_writer import TensorToWrite, WriteReport, write_container
+from edgec.exporters.source import ExportSource
+from edgec.exporters.tokenizer_files import saved_tokenizer
 
 FP16, BF16 = parse_format("fp16"), parse_format("bf16")
 FP16_MAX = 65504.0

@@ -20,11 +20,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from edgec.core import container_layout as L
 from edgec.core.errors import EdgecError
+from edgec.core.formats import Format
 from edgec.core.output_files import atomic_output
 from edgec.core.progress import progress_counter
-from edgec.core import container_layout as L
-from edgec.core.formats import Format
 
 
 @dataclass

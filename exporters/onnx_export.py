@@ -23,6 +23,9 @@ from pathlib import Path
 import onnx
 
 from edgec.core.errors import EdgecError
+from edgec.core.formats import Sparse24
+from edgec.core.progress import progress_counter
+from edgec.core.version import __version__
 from edgec.exporters import onnx_graph as graph_ops
 from edgec.exporters.onnx_decoder import build_decoder, kv_shape
 from edgec.exporters.onnx_encoder import build_encoder
@@ -38,9 +41,6 @@ from edgec.exporters.onnx_validate import (
 )
 from edgec.exporters.source import ExportSource
 from edgec.exporters.tokenizer_files import check_beside, files_beside_model, generation_settings
-from edgec.core.progress import progress_counter
-from edgec.core.formats import Sparse24
-from edgec.core.version import __version__
 
 __all__ = ["OnnxExportReport", "export_onnx", "read_onnx_summary"]
 

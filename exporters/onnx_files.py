@@ -20,8 +20,8 @@ from pathlib import Path
 import onnx
 
 from edgec.core.errors import EdgecError
-from edgec.exporters.tokenizer_files import check_beside
 from edgec.core.output_files import apply_output_modes, remove_stale_temporaries, temporary_beside
+from edgec.exporters.tokenizer_files import check_beside
 
 
 @dataclass(frozen=True)

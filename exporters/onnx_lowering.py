@@ -17,6 +17,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from edgec.core.errors import EdgecError
+from edgec.core.formats.bitpack import pack_bits
 from edgec.exporters.onnx_encodings import (
     MATMUL_NBITS_BLOCKS,
     BlockInt,
@@ -26,7 +27,6 @@ from edgec.exporters.onnx_encodings import (
     Dense32,
     Encoding,
 )
-from edgec.core.formats.bitpack import pack_bits
 
 MS_DOMAIN = "com.microsoft"
 F8_MAX = 448.0

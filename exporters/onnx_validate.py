@@ -19,7 +19,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-
 PROMPTS = (
     "It is a truth universally acknowledged, that a single man in possession",
     "The quick brown fox jumps over",

@@ -13,17 +13,17 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from edgec.core.architectures import architecture_for
+from edgec.core.errors import ContainerError, EdgecError
+from edgec.core.formats import Format
+from edgec.core.memory import release_free_memory
 from edgec.runtime.backends import make_backend
 from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
-from edgec.core.architectures import architecture_for
-from edgec.core.errors import ContainerError, EdgecError
-from edgec.core.memory import release_free_memory
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
-from edgec.core.formats import Format
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token

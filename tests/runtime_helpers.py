@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+
 from edgec.commands.compression_options import CompressionOptions, run_compression
-from edgec.exporters.edgec_export import export_edgec
 from edgec.export_sources import source_from_result
+from edgec.exporters.edgec_export import export_edgec
 from edgec.models.loading import load_model
 from edgec.runtime.container import open_container
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from exporters.test_onnx_export import run_layer
 
 from edgec.activation_quant import attach_activation_quant
 from edgec.core.formats import FP8, Int8
@@ -14,7 +15,6 @@ from edgec.core.layer_input import ActivationQuant, layer_input
 from edgec.exporters.onnx_encodings import convert
 from edgec.exporters.onnx_lowering import LinearSpec
 from edgec.runtime.backends import available_backends, make_backend
-from exporters.test_onnx_export import run_layer
 
 SHAPE = (24, 64)  # (N, K)
 FORMATS = [Int8(), FP8()]

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from torch import nn
 
 from edgec.core.errors import EdgecError, FormatError
-from edgec.models.adapters import Adapter, LinearRef
 from edgec.core.formats import Format, parse_format
+from edgec.models.adapters import Adapter, LinearRef
 
 Assignment = dict[str, Format]
 

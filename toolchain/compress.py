@@ -18,11 +18,11 @@ from edgec.assignment import validate_assignment
 from edgec.calibration.sequential import BlockCalibration, run_sequential
 from edgec.calibration.windows import calibration_windows
 from edgec.core.errors import EdgecError
+from edgec.core.progress import progress_counter
 from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, LayerResult, Pass
 from edgec.passes.base import Compressed
-from edgec.core.progress import progress_counter
 
 
 @dataclass(frozen=True)

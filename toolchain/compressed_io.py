@@ -31,13 +31,12 @@ from safetensors.numpy import save_file
 from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
 from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED
-from edgec.data import CALIBRATION_NAME
 from edgec.core.errors import EdgecError
-from edgec.models.loading import LoadedModel
 from edgec.core.output_files import atomic_output
 from edgec.core.version import __version__
+from edgec.data import CALIBRATION_NAME
+from edgec.models.loading import LoadedModel
 from edgec.planner.plan_schema import Plan, plan_json
-
 
 
 def check_output_path(out: Path) -> None:

@@ -11,13 +11,13 @@ import numpy as np
 from safetensors import safe_open
 
 from edgec.activation_quant import attach_activation_quant
-from edgec.core.layer_input import ActivationQuant
 from edgec.assignment import quantizable
 from edgec.compress import CompressionResult
 from edgec.compressed_manifest import PACKED, read_manifest
 from edgec.core.container_layout import EXTRA_BUFFERS  # optional per-layer buffers besides the format's own
 from edgec.core.errors import EdgecError
 from edgec.core.formats import parse_format
+from edgec.core.layer_input import ActivationQuant
 from edgec.exporters.source import ExportLayer, ExportSource
 from edgec.models.loading import LoadedModel, load_model
 from edgec.planner.plan_schema import Plan, plan_json

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from torch import nn
 
 from edgec.assignment import validate_assignment
-from edgec.models.adapters import Adapter
 from edgec.core.formats import Format
+from edgec.models.adapters import Adapter
 
 
 def model_bytes(model: nn.Module, adapter: Adapter, assignment: Mapping[str, Format] | None = None) -> int:

@@ -14,7 +14,14 @@ import numpy as np
 
 from edgec.core.errors import FormatError
 from edgec.core.formats.base import (
-    Buffer, Encoded, Format, GroupQuantizedFormat, Packed, parse_options, safe_div, to_fp16,
+    Buffer,
+    Encoded,
+    Format,
+    GroupQuantizedFormat,
+    Packed,
+    parse_options,
+    safe_div,
+    to_fp16,
 )
 from edgec.core.formats.bitpack import pack_bits, packed_row_bytes, unpack_bits
 from edgec.core.formats.grouping import n_groups, per_element, to_groups

@@ -12,7 +12,13 @@ False and `unavailable_reason()` says why. docs/kernels.md describes the kernels
 
 from edgec.kernels.cpu.conversion import CONVERTERS, PreparedWeight, prepare
 from edgec.kernels.cpu.extension import (
-    available, set_simd, set_threads, simd, simd_levels, threads, unavailable_reason,
+    available,
+    set_simd,
+    set_threads,
+    simd,
+    simd_levels,
+    threads,
+    unavailable_reason,
 )
 from edgec.kernels.cpu.matmul import linear
 

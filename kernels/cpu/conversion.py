@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgec.core.storage_kinds import STORAGE_KINDS
-from edgec.kernels.cpu.extension import extension
 from edgec.core.errors import FormatError
 from edgec.core.formats import NF4, Float16, Format, Sparse24
 from edgec.core.formats.int_group import GroupwiseInt
+from edgec.core.storage_kinds import STORAGE_KINDS
+from edgec.kernels.cpu.extension import extension
 
 Packed = dict[str, np.ndarray]
 

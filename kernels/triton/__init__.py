@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-
 _GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
 
 

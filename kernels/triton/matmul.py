@@ -19,7 +19,6 @@ import os
 
 import triton
 import triton.language as tl
-
 from edgec.kernels.triton.dequant import decode_tile
 
 GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16

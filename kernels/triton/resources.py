@@ -92,7 +92,6 @@ def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...]
     """RMSNorm over each hidden size, SwiGLU, rotary and both attention kernels for each head size,
     with the block sizes `edgec.kernels.triton.ops` launches them with."""
     import triton
-
     from edgec.kernels.triton import ops
 
     for n in hidden:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgec.core.storage_kinds import STORAGE_KINDS
-from edgec.kernels.cpu.conversion import storage_parts
 from edgec.core.formats import Format
 from edgec.core.formats.fp8 import e4m3fn_to_float32
 from edgec.core.formats.nf4 import NF4_CODEBOOK
+from edgec.core.storage_kinds import STORAGE_KINDS
+from edgec.kernels.cpu.conversion import storage_parts
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}

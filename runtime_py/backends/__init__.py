@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edgec.core.errors import EdgecError
 from edgec.runtime.backends.base import Backend, Linear
 from edgec.runtime.backends.cpu import ACCURACIES, CpuBackend, cpu_kernels_reason
 from edgec.runtime.backends.reference import ReferenceBackend
 from edgec.runtime.backends.triton import TritonBackend, triton_gpu_reason, triton_reason
-from edgec.core.errors import EdgecError
 
 # fastest first: name -> (class, why it cannot run here or None, why `auto` should not pick it or None)
 _BACKENDS: dict[str, tuple[type[Backend], Callable[[], str | None], Callable[[], str | None]]] = {

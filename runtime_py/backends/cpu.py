@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.backends.base import Backend, Kernel
 from edgec.core.errors import EdgecError
 from edgec.core.formats import Format
+from edgec.runtime.backends.base import Backend, Kernel
 
 ACCURACIES = ("exact", "int8")
 

@@ -20,7 +20,6 @@ from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary
 
 
-
 def _handle(linear: Linear, bias_allowed: bool = True):
     """The prepared weight behind a plain cpu `Linear`, or None if the fused pass cannot run it."""
     prepared = getattr(linear.kernel, "prepared", None)

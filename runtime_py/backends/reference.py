@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.runtime.backends.base import Backend, Kernel
 from edgec.core.formats import Format
+from edgec.runtime.backends.base import Backend, Kernel
 
 
 class ReferenceBackend(Backend):

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgec.runtime.backends.base import Linear
 from edgec.core.formats.fp8 import FP8
+from edgec.runtime.backends.base import Linear
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary

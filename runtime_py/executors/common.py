@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.core.architectures import NORM_PARAMETERS, Architecture
+from edgec.core.errors import ContainerError
 from edgec.runtime.backends.base import Backend, Linear, embedding_rows
 from edgec.runtime.container import EdgecFile
-from edgec.core.errors import ContainerError
-
 
 Shape = tuple[int | None, ...]  # None: any size in that dimension
 

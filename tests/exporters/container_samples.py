@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.exporters.edgec_writer import TensorToWrite, write_container
 from edgec.core.formats import parse_format
+from edgec.exporters.edgec_writer import TensorToWrite, write_container
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny.edgec"
 HIDDEN, INTERMEDIATE, VOCAB, HEADS, KV_HEADS = 64, 128, 96, 4, 2

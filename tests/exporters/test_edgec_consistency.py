@@ -15,17 +15,17 @@ import re
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from container_samples import HIDDEN, METADATA, sample_tensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_edgec_hostile import key_position, patched
 
-from conftest import run_cli
 from edgec.commands.inspect_command import _inspect_edgec
-from edgec.exporters.edgec_writer import TensorToWrite, write_container
-from edgec.runtime import load
 from edgec.core.errors import ContainerError
 from edgec.core.formats import parse_format
+from edgec.exporters.edgec_writer import TensorToWrite, write_container
+from edgec.runtime import load
 
 Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
 NORM = "model.layers.1.input_layernorm.weight"

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from container_samples import EXTRAS, GOLDEN, LAYER_FORMATS, METADATA, extra_values, float_values, sample_tensors, write_sample
 
-from edgec.core.errors import EdgecError
+from edgec.core import container_layout as L
+from edgec.core.errors import ContainerError, EdgecError
+from edgec.core.formats import parse_format, registered_families
 from edgec.exporters.edgec_writer import TensorToWrite, write_container
 from edgec.runtime.container import MISMATCH, NOT_CHECKED, VERIFIED, open_container
-from edgec.core import container_layout as L
-from edgec.core.errors import ContainerError
-from edgec.core.formats import parse_format, registered_families
 
 
 def test_writer_reproduces_the_golden_file_byte_for_byte(tmp_path):

@@ -19,10 +19,10 @@ from container_samples import GOLDEN, METADATA, sample_tensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgec.exporters.edgec_writer import write_container
-from edgec.runtime.container import open_container
 from edgec.core import container_layout as L
 from edgec.core.errors import ContainerError
+from edgec.exporters.edgec_writer import write_container
+from edgec.runtime.container import open_container
 
 GOLDEN_BYTES = GOLDEN.read_bytes()
 

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import run_cli, tiny_tokenizer
 from onnx import TensorProto, helper
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig
 
@@ -22,17 +23,16 @@ from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, compress
 from edgec.compressed_io import save_compressed
 from edgec.core.errors import EdgecError
+from edgec.core.formats import FP8, Format, Int8, parse_format, registered_families
+from edgec.export_sources import source_from_folder, source_from_result
 from edgec.exporters import onnx_export
 from edgec.exporters.onnx_encodings import Dense32, convert
 from edgec.exporters.onnx_export import export_onnx, read_onnx_summary
 from edgec.exporters.onnx_graph import IR_VERSION, OPSET
 from edgec.exporters.onnx_lowering import MS_DOMAIN, LinearSpec, lower
 from edgec.exporters.onnx_validate import session
-from edgec.export_sources import source_from_folder, source_from_result
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
-from edgec.core.formats import FP8, Format, Int8, parse_format, registered_families
-from conftest import run_cli, tiny_tokenizer
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
 SHAPE = (48, 256)  # (N, K) of the single-layer checks

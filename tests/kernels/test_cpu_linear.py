@@ -15,9 +15,9 @@ import threading
 import numpy as np
 import pytest
 
-from edgec.kernels import cpu
 from edgec.core.errors import FormatError
 from edgec.core.formats import parse_format, registered_families
+from edgec.kernels import cpu
 
 EXAMPLES = [fmt for cls in registered_families().values() for fmt in cls.examples()]
 # every group size, and inner formats the examples leave out

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.kernels import triton as tk
 from edgec.core.formats import parse_format
+from edgec.kernels import triton as tk
 
 pytestmark = pytest.mark.skipif(not tk.available(), reason=f"{tk.unavailable_reason()}")
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import yaml
+from conftest import cli_json, run_cli
 
-from edgec.devices import PROFILE_DIR
 from edgec.core.errors import EdgecError
+from edgec.core.formats import parse_format
+from edgec.devices import PROFILE_DIR
 from edgec.planner.latency import Roofline
 from edgec.planner.profiles import DeviceProfile, load_profile, shipped_profiles, validate_profile
-from edgec.core.formats import parse_format
-from conftest import cli_json, run_cli
 
 SHIPPED = ("rtx4090", "rtx3060-laptop", "a100", "h100", "jetson-orin-nano", "apple-m2-gpu", "apple-m2-cpu",
            "raspberry-pi-5", "snapdragon-8-gen3-cpu", "x86-avx2-laptop")
@@ -27,7 +27,7 @@ def _raw(name: str = "rtx4090") -> dict:
     """A shipped profile as the plain mapping its YAML holds (the loader's own YAML rules)."""
     from edgec.planner.profiles import _ProfileLoader
 
-    return yaml.load((PROFILE_DIR / f"{name}.yaml").read_text(), Loader=_ProfileLoader)  # noqa: S506 (a SafeLoader)
+    return yaml.load((PROFILE_DIR / f"{name}.yaml").read_text(), Loader=_ProfileLoader)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import cli_json, run_cli
 
 from edgec.calibration.windows import calibration_windows
 from edgec.core.errors import EdgecError
+from edgec.core.formats import parse_format
 from edgec.models.loading import load_model
 from edgec.planner.deployment import model_shape
 from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
@@ -19,8 +21,6 @@ from edgec.planner.plan_schema import plan_json
 from edgec.planner.profiles import load_profile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, measure_sensitivity, probe_candidate
 from edgec.planner.units import planning_units, unit_candidates
-from edgec.core.formats import parse_format
-from conftest import cli_json, run_cli
 
 FORMATS = [parse_format(f) for f in ("fp16", "int8", "int4:g32", "int3:g32", "2:4")]
 FAST = SensitivitySettings(samples=4, seq_len=128, loss_samples=2, loss_seq_len=64, loss_every=2)

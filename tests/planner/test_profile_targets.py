@@ -4,15 +4,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from edgec.core.errors import EdgecError
+from edgec.core.formats import parse_format
 from edgec.kernels import triton as tk
 from edgec.planner.predictor import fit_predictor
 from edgec.planner.profile_targets import CpuTarget, ReferenceTarget, TritonTarget, profile_target
 from edgec.planner.profiles import load_profile
 from edgec.planner.profiling import QUICK_SHAPES, QUICK_TOKENS, linear_kernel, measure_kernels
-from edgec.core.formats import parse_format
-from conftest import run_cli
 
 
 class CountingTarget(ReferenceTarget):

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
+from edgec.core.formats import parse_format
 from edgec.planner.latency import Roofline, latency_model
 from edgec.planner.predictor import CACHE_CANDIDATES, MeasuredLatency, features, fit_predictor
 from edgec.planner.profiles import KernelTiming, load_profile, validate_profile
 from edgec.planner.profiling import DEFAULT_SHAPES, DEFAULT_TOKENS, HOST_FORMATS, linear_kernel, measure_kernels
-from edgec.core.formats import parse_format
-from conftest import run_cli
 
 BLAS_1 = {"OPENBLAS_NUM_THREADS": "1"}  # a busy 2-core machine stalls multi-threaded BLAS on tiny matmuls
 

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from conftest import cli_json
 from transformers import AutoModelForCausalLM
 
 from edgec.models.embedded import EMBEDDED
 from edgec.models.gguf_cache import cached_checkpoint
 from edgec.models.hashing import weights_sha256
 from edgec.models.loading import load_model
-from conftest import cli_json
 
 pytestmark = pytest.mark.slow
 

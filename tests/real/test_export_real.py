@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgec.commands.compression_options import CompressionOptions, run_compression
-from edgec.exporters.edgec_export import export_edgec
 from edgec.export_sources import source_from_result
+from edgec.exporters.edgec_export import export_edgec
 from edgec.models.loading import load_model
 from edgec.planner.deployment import model_shape
 from edgec.planner.units import planning_units

@@ -5,15 +5,15 @@ import copy
 import pytest
 
 from edgec.activation_quant import attach_activation_quant
-from edgec.core.layer_input import ActivationQuant
 from edgec.assignment import uniform_assignment
 from edgec.compress import CalibrationSettings, compress
+from edgec.core.formats import parse_format
+from edgec.core.layer_input import ActivationQuant
 from edgec.data import evaluation_text
 from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
 from edgec.evaluation.encoder import compare_encoder, split_sentences
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig, SmoothQuant, SmoothQuantOptions
-from edgec.core.formats import parse_format
 
 pytestmark = pytest.mark.slow
 ENCODER_CAL = CalibrationSettings(samples=16, seq_len=128)

@@ -6,7 +6,6 @@ Kept short for CI: RTN candidates (no GPTQ sweeps) and few calibration windows.
 import json
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from runtime_helpers import PROMPT, export, transformers_twin
+
 from edgec.runtime import load
 from edgec.runtime.backends import available_backends
-from runtime_helpers import PROMPT, export, transformers_twin
 
 pytestmark = pytest.mark.slow
 

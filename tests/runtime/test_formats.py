@@ -6,7 +6,7 @@ import pytest
 from edgec.core.errors import FormatError
 from edgec.core.formats import Int4, format_grammar, parse_format, registered_families
 from edgec.core.formats.base import GroupQuantizedFormat
-from edgec.core.formats.fp8 import float32_to_e4m3fn, e4m3fn_to_float32
+from edgec.core.formats.fp8 import e4m3fn_to_float32, float32_to_e4m3fn
 from edgec.core.formats.nf4 import NF4_CODEBOOK
 from edgec.core.formats.sparse24 import Sparse24
 
@@ -120,7 +120,7 @@ def test_malformed_strings_are_refused_with_the_grammar(text):
 
 def test_duplicate_format_name_is_an_error():
     with pytest.raises(TypeError, match="already registered"):
-        class Again(Int4, name="int4"):  # noqa: F841
+        class Again(Int4, name="int4"):
             pass
 
 

@@ -12,12 +12,12 @@ import torch
 from runtime_helpers import PROMPT, export, transformers_twin
 
 from edgec.commands.compression_options import CompressionOptions, run_compression
-from edgec.exporters.edgec_export import export_edgec
+from edgec.core.errors import EdgecError
 from edgec.export_sources import source_from_result
+from edgec.exporters.edgec_export import export_edgec
 from edgec.models.loading import load_model
 from edgec.runtime import load
 from edgec.runtime.backends import available_backends
-from edgec.core.errors import EdgecError
 
 pytestmark = pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the CPU kernels were not built")
 

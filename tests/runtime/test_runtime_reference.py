@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from runtime_helpers import PROMPT, export, transformers_twin
+
 from edgec.core.errors import EdgecError
 from edgec.runtime import load
-from runtime_helpers import PROMPT, export, transformers_twin
 
 
 @pytest.fixture(scope="module", params=[("llama", None), ("llama", "int8"), ("llama", "int4:g32"), ("llama", "nf4:g32"),

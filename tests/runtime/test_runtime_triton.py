@@ -46,8 +46,8 @@ def test_auto_never_picks_the_interpreter():
 def test_quantized_activations_run_on_the_device(tiny_llama_dir, tmp_path):
     """W8A8 (SmoothQuant): the static activation scale rounds activations on the device, before the weight kernel."""
     from edgec.commands.compression_options import CompressionOptions, run_compression
-    from edgec.exporters.edgec_export import export_edgec
     from edgec.export_sources import source_from_result
+    from edgec.exporters.edgec_export import export_edgec
     from edgec.models.loading import load_model
 
     loaded = load_model(tiny_llama_dir)
@@ -64,10 +64,10 @@ def test_quantized_activations_run_on_the_device(tiny_llama_dir, tmp_path):
 def test_device_projection_quantizes_activations_as_the_host_linear(act_format):
     import torch
 
+    from edgec.core.formats import parse_format
     from edgec.runtime.backends.base import Linear
     from edgec.runtime.backends.triton import TritonBackend
     from edgec.runtime.backends.triton_decoder import _Projection
-    from edgec.core.formats import parse_format
 
     fmt, shape = parse_format(act_format), (24, 64)
     rng = np.random.default_rng(0)

@@ -7,19 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import cli_json, run_cli
 
 from edgec.assignment import uniform_assignment, validate_assignment
-from edgec.data import calibration_text, evaluation_text, read_user_text
+from edgec.compress import compress
 from edgec.core.errors import EdgecError
+from edgec.core.formats import parse_format
+from edgec.data import calibration_text, evaluation_text, read_user_text
 from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
 from edgec.evaluation.encoder import compare_encoder, embed, split_sentences
 from edgec.evaluation.run import EvalSettings, evaluate
 from edgec.footprint import model_bytes
 from edgec.models.loading import load_model
-from edgec.compress import compress
 from edgec.passes import LayerConfig
-from edgec.core.formats import parse_format
-from conftest import cli_json, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """Model loading: folders, aliases, and clear one-line errors for every kind of bad input."""
 
 import pytest
+from conftest import run_cli
 from transformers import T5Config
 
 from edgec.core.errors import ModelError
 from edgec.models.embedded import EMBEDDED
 from edgec.models.hashing import weights_sha256
 from edgec.models.loading import load_model
-from conftest import run_cli
 
 
 def test_loads_a_model_folder(tiny_llama_dir):

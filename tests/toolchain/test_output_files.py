@@ -14,7 +14,6 @@ import pytest
 from edgec.core.output_files import TEMPORARY_MARK, atomic_output
 
 
-
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(done.stdout)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.numpy import load_file
 
 from edgec.assignment import uniform_assignment
@@ -15,12 +16,11 @@ from edgec.calibration.windows import calibration_windows
 from edgec.compress import CalibrationSettings, compress
 from edgec.compressed_io import MANIFEST, PACKED, save_compressed
 from edgec.core.errors import EdgecError
+from edgec.core.formats import parse_format
 from edgec.models.loading import load_model
 from edgec.passes import LayerConfig
 from edgec.passes.obs_math import PruneSpec, obs_sweep
 from edgec.passes.pruning_math import keep_nm, keep_top, wanda_score
-from edgec.core.formats import parse_format
-from conftest import run_cli
 
 CAL = CalibrationSettings(samples=4, seq_len=32, batch_size=2)
 
@@ -105,8 +105,8 @@ def test_gptq_clip_search_lowers_output_error_below_min_max_fit(act_order):
 
 
 def test_gptq_on_linears_sharing_an_input_equals_separate_sweeps():
-    from edgec.passes import GPTQ
     from edgec.calibration.stats import InputStats
+    from edgec.passes import GPTQ
 
     fmt = parse_format("int4:g32")
     rng = np.random.default_rng(6)

@@ -21,8 +21,8 @@ from torch import nn
 
 from edgec.calibration.stats import InputStats
 from edgec.core.memory import release_free_memory
-from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
 from edgec.core.progress import progress_counter
+from edgec.models.adapters import Adapter, LinearRef, ScaleGroup
 
 
 @dataclass

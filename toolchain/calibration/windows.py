@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from edgec.data import calibration_text
 from edgec.core.errors import EdgecError
+from edgec.data import calibration_text
 
 
 def calibration_windows(tokenizer: PreTrainedTokenizerBase, samples: int, seq_len: int,

@@ -29,8 +29,8 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
     from edgec.commands.compression_options import check_compression, run_compression
     from edgec.compressed_io import check_output_path, save_compressed
     from edgec.core.errors import EdgecError
-    from edgec.models.loading import load_model
     from edgec.core.formats import parse_format
+    from edgec.models.loading import load_model
 
     if not compression.requested:
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`)")

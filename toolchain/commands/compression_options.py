@@ -112,8 +112,8 @@ class CompressionRun:
 def check_compression(options: CompressionOptions) -> Plan | None:
     """Everything about the options that can be refused before a model is loaded; returns the plan read, if any."""
     from edgec.core.errors import EdgecError
-    from edgec.planner.plan_file import read_plan
     from edgec.core.formats import parse_format
+    from edgec.planner.plan_file import read_plan
 
     if options.fmt is not None and options.plan_path is not None:
         raise EdgecError("give either --format (one format for every layer) or --plan (a plan from `edgec plan`), not both")
@@ -131,11 +131,20 @@ def run_compression(loaded, options: CompressionOptions, plan: Plan | None) -> C
     from edgec.assignment import uniform_assignment
     from edgec.compress import CalibrationSettings, compress, plan_passes
     from edgec.core.errors import EdgecError
+    from edgec.core.formats import parse_format
     from edgec.passes import (
-        PASSES, AWQ, GPTQ, AWQOptions, GPTQOptions, LayerConfig, SmoothQuant, SmoothQuantOptions, SparseGPT, SparseGPTOptions,
+        AWQ,
+        GPTQ,
+        PASSES,
+        AWQOptions,
+        GPTQOptions,
+        LayerConfig,
+        SmoothQuant,
+        SmoothQuantOptions,
+        SparseGPT,
+        SparseGPTOptions,
     )
     from edgec.planner.plan_file import plan_request
-    from edgec.core.formats import parse_format
 
     if plan is not None:
         request = plan_request(plan, loaded, Path(options.plan_path))

@@ -30,11 +30,11 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
     and weight bytes before and after. For an encoder it prints the cosine similarity
     of sentence embeddings instead. Without --format only the original is evaluated.
     """
+    from edgec.core.formats import parse_format
     from edgec.data import read_user_text
     from edgec.evaluation.render import render
     from edgec.evaluation.run import EvalSettings, evaluate
     from edgec.models.loading import load_model
-    from edgec.core.formats import parse_format
 
     if fmt is not None:
         parse_format(fmt)  # refuse a bad string before the slow model load

@@ -26,7 +26,6 @@ def inspect_command(file, verify, as_json) -> None:
     mismatch is listed and then reported as an error (exit status 2).
     """
     from edgec.core.container_layout import MAGIC
-
     from edgec.core.errors import EdgecError
 
     path = Path(file)
@@ -51,9 +50,9 @@ def _open_bytes(path: Path):
 
 
 def _inspect_edgec(path: Path, verify: bool) -> dict:
+    from edgec.core.errors import ContainerError
     from edgec.planner.sizes import format_size
     from edgec.runtime.container import open_container
-    from edgec.core.errors import ContainerError
     from edgec.runtime.model import check_model
 
     with open_container(path, verify=verify) as f:  # --no-verify: the model check reads no checksum either

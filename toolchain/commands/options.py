@@ -27,7 +27,7 @@ class FiniteFloatRange(click.FloatRange):
 
     name = "finite float range"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 (click's signature)
+    def convert(self, value, param, ctx):
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)

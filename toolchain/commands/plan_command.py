@@ -52,8 +52,8 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
 
     from edgec.core.errors import EdgecError
     from edgec.core.memory import current_rss_bytes
-    from edgec.models.loading import load_model
     from edgec.core.output_files import atomic_output
+    from edgec.models.loading import load_model
     from edgec.planner.compress_memory import compress_peak_bytes
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
     from edgec.planner.plan_schema import plan_json

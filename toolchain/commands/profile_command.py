@@ -41,11 +41,11 @@ def profile_command(output, backend, name, formats, threads, quick, as_json) -> 
     from pathlib import Path
 
     from edgec.core.errors import EdgecError, FormatError
+    from edgec.core.formats import parse_format
     from edgec.planner import profiling
     from edgec.planner.predictor import fit_predictor
     from edgec.planner.profile_targets import profile_target
     from edgec.planner.profiles import save_profile, validate_profile
-    from edgec.core.formats import parse_format
 
     path = Path(output)
     if path.is_dir():

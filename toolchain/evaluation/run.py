@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass
 
 from edgec.assignment import uniform_assignment
 from edgec.compress import compress
+from edgec.core.formats import parse_format
 from edgec.data import EVALUATION_NAME, evaluation_text
 from edgec.evaluation.causal_lm import LMComparison, compare_causal_lm, token_windows
 from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_sentences
 from edgec.footprint import linear_bits_per_weight, model_bytes
 from edgec.models.loading import LoadedModel
 from edgec.passes import LayerConfig
-from edgec.core.formats import parse_format
 
 
 @dataclass(frozen=True)

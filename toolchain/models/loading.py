@@ -12,21 +12,21 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+from dataclasses import dataclass
+from pathlib import Path
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
-from edgec.activation_quant import attach_activation_quant  # noqa: E402
-from edgec.compressed_manifest import activation_scales  # noqa: E402
-from edgec.core.errors import ModelError  # noqa: E402
-from edgec.models.adapters import Adapter, Task, adapter_for  # noqa: E402
-from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED  # noqa: E402
-from edgec.models.gguf_cache import cached_checkpoint, check_gguf_header, gguf_model_type  # noqa: E402
-from edgec.models.hashing import weights_sha256  # noqa: E402
+from edgec.activation_quant import attach_activation_quant
+from edgec.compressed_manifest import activation_scales
+from edgec.core.errors import ModelError
+from edgec.models.adapters import Adapter, Task, adapter_for
+from edgec.models.embedded import DEFAULT_MODEL, EMBEDDED
+from edgec.models.gguf_cache import cached_checkpoint, check_gguf_header, gguf_model_type
+from edgec.models.hashing import weights_sha256
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()

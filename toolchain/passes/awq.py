@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from edgec.calibration.sequential import BlockCalibration
-from edgec.passes.awq_math import search_scale
-from edgec.passes.clip_math import clipped_params
-from edgec.passes.base import Compressed, LayerConfig, Pass, is_quantized
-from edgec.passes.input_scaling import input_groups
 from edgec.core.formats.grouping import to_groups
+from edgec.passes.awq_math import search_scale
+from edgec.passes.base import Compressed, LayerConfig, Pass, is_quantized
+from edgec.passes.clip_math import clipped_params
+from edgec.passes.input_scaling import input_groups
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import torch
 
 from edgec.core.formats.base import GroupQuantizedFormat
 
-
 SEARCH_ROWS = 256
 
 

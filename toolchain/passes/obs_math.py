@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgec.core.formats.base import GroupQuantizedFormat
 from edgec.passes.clip_math import clipped_params
 from edgec.passes.pruning_math import keep_nm
-from edgec.core.formats.base import GroupQuantizedFormat
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.calibration.sequential import BlockCalibration
+from edgec.core.formats.fp8 import E4M3_MAX, FP8
+from edgec.core.formats.int8 import Int8
 from edgec.passes.base import Compressed, LayerConfig, Pass
 from edgec.passes.input_scaling import input_groups
 from edgec.passes.smoothquant_math import activation_scale, smoothing_scale
-from edgec.core.formats.fp8 import E4M3_MAX, FP8
-from edgec.core.formats.int8 import Int8
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgec.core.formats import Format, parse_format
 from edgec.models.loading import LoadedModel
 from edgec.planner.latency import LatencyModel
 from edgec.planner.profiles import DeviceProfile
 from edgec.planner.units import Unit
-from edgec.core.formats import Format, parse_format
 
 FLOAT16 = parse_format("fp16")
 OPS_PER_BLOCK = 6  # non-linear kernels per block besides the linears: 2 norms, rope, attention, activation, residual

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edgec.planner.profiles import DeviceProfile
 from edgec.core.formats import Format
+from edgec.planner.profiles import DeviceProfile
 
 ACTIVATION_BYTES = 2  # activations move in 16 bit
 

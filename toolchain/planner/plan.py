@@ -15,18 +15,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgec.core.errors import EdgecError
+from edgec.core.version import __version__
 from edgec.models.loading import LoadedModel
-from edgec.planner.latency_scaling import latency_scaling
-from edgec.planner.latency import LatencyModel, latency_model
 from edgec.passes.base import is_dense_float
 from edgec.planner.deployment import ModelShape, fixed_seconds, model_shape, unit_seconds
+from edgec.planner.latency import LatencyModel, latency_model
+from edgec.planner.latency_scaling import latency_scaling
 from edgec.planner.plan_schema import PLAN_VERSION, Plan
 from edgec.planner.profiles import DeviceProfile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, SensitivityTable, measure_sensitivity
 from edgec.planner.sizes import format_size
 from edgec.planner.solver import Infeasible, Option, minimum, solve, totals
 from edgec.planner.units import Candidate, MethodPolicy, Unit, planning_units, unit_candidates
-from edgec.core.version import __version__
 
 DEFAULT_MAX_LOSS = {"kl": 0.05, "cosine distance": 0.01}  # summed predicted loss of the default plan
 FRONTIER_POINTS = 24

@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
+from edgec.core.formats import Format, parse_format
 from edgec.planner.latency import Roofline
 from edgec.planner.profiles import DeviceProfile, KernelTiming
-from edgec.core.formats import Format, parse_format
 
 FEATURES = ("call", "weight_bytes", "dequant", "dequant_spill", "flops", "activations")
 """Names of the predictor's terms, in coefficient order (see the module docstring)."""

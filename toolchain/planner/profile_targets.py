@@ -18,11 +18,18 @@ from collections.abc import Callable
 import numpy as np
 
 from edgec.core.errors import EdgecError
-from edgec.planner.profiling import (
-    DEFAULT_SHAPES, DEFAULT_TOKENS, HostFigures, kernel_threads, linear_kernel, measure_host, measure_memory,
-    seconds_per_call, usable_fraction,
-)
 from edgec.core.formats import Format, parse_format
+from edgec.planner.profiling import (
+    DEFAULT_SHAPES,
+    DEFAULT_TOKENS,
+    HostFigures,
+    kernel_threads,
+    linear_kernel,
+    measure_host,
+    measure_memory,
+    seconds_per_call,
+    usable_fraction,
+)
 
 Call = Callable[[], object]
 

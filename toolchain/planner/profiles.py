@@ -23,12 +23,12 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from edgec.devices import PROFILE_DIR
 from edgec.core.errors import EdgecError, FormatError
+from edgec.core.formats import Format, parse_format
 from edgec.core.output_files import atomic_output
+from edgec.devices import PROFILE_DIR
 from edgec.planner.schema import Count, Number, StrictModel, schema_error
 from edgec.planner.sizes import parse_size
-from edgec.core.formats import Format, parse_format
 
 Compute = Literal["fp32", "fp16", "bf16", "int8", "fp8", "int4"]
 """The arithmetic a matrix kernel runs in."""
@@ -203,7 +203,7 @@ def load_profile(spec: str | os.PathLike[str]) -> DeviceProfile:
     if not path.is_file():
         raise EdgecError(f"{path}: no such device profile file")
     try:
-        data = yaml.load(path.read_text(), Loader=_ProfileLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(path.read_text(), Loader=_ProfileLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise EdgecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgec.planner.profiles import KernelTiming
 from edgec.core.formats import Format, parse_format
 from edgec.core.formats.dense import DenseFloat
+from edgec.planner.profiles import KernelTiming
 
 if TYPE_CHECKING:
     from edgec.planner.profile_targets import ProfileTarget

@@ -48,13 +48,13 @@ import torch
 
 from edgec.calibration.sequential import BlockCalibration, _capture_block_inputs, _run_block, run_sequential
 from edgec.calibration.windows import calibration_windows
+from edgec.core.output_files import atomic_output
+from edgec.core.progress import progress_counter
 from edgec.models.gguf_cache import cache_root
 from edgec.models.loading import LoadedModel
-from edgec.core.output_files import atomic_output
 from edgec.passes import PASSES, LayerConfig, Pass
 from edgec.passes.base import is_dense_float
 from edgec.planner.units import HEAD_BLOCK, Candidate, Unit
-from edgec.core.progress import progress_counter
 
 SENSITIVITY_VERSION = 1
 

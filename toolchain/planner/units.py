@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edgec.models.loading import LoadedModel
-from edgec.passes.base import is_dense_float
 from edgec.core.formats import Format
 from edgec.core.formats.sparse24 import Sparse24
+from edgec.models.loading import LoadedModel
+from edgec.passes.base import is_dense_float
 
 MethodPolicy = Literal["auto", "rtn"]
 HEAD_BLOCK = -1
