@@ -201,7 +201,8 @@ def alternatives(runs: int) -> None:
     rng = np.random.default_rng(0)
     nb = numba_int4_linear()
     print(f"\nint4:g64 by other means (us per call; numba {'present' if nb else 'absent'})")
-    print(f"{'shape':>12} {'M':>3} | {'C exact':>8} {'C int8':>8} | {'numpy dequant+matmul':>20} | {'numba':>8} | {'torch int4pack (bf16 x)':>23}")
+    print(f"{'shape':>12} {'M':>3} | {'C exact':>8} {'C int8':>8} | {'numpy dequant+matmul':>20} | {'numba':>8} | "
+          f"{'torch int4pack (bf16 x)':>23}")
     for name in ("qkv", "gate_up"):
         n, k = BLOCK[name]
         packed = fmt.quantize(rng.standard_normal((n, k), dtype=np.float32) * 0.05)

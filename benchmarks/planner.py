@@ -83,7 +83,8 @@ def main() -> None:
     state["work"] = str(work)  # the sensitivity cache of the timed plans lives there
     env = {"EDGEC_CACHE_DIR": str(work / "cache")}
     gguf = Path(os.environ.get("EDGEC_CACHE_DIR", Path.home() / ".cache" / "edgec")) / "gguf"
-    if gguf.is_dir() and not (work / "cache" / "gguf").exists():  # keep the float checkpoint of the default model: its conversion is not planning
+    # keep the float checkpoint of the default model: its conversion is not planning
+    if gguf.is_dir() and not (work / "cache" / "gguf").exists():
         (work / "cache").mkdir()
         (work / "cache" / "gguf").symlink_to(gguf)
     timing = state["timing"]
@@ -177,7 +178,8 @@ def render(report: dict) -> str:
     for device, res in report["devices"].items():
         rows = res["rows"]
         lines += ["", f"### {device}", "",
-                  "| model | MB | decode ms (pred.) | KL pred. | KL real | perplexity | best uniform within budget | its perplexity | compress peak MB (est.) |",
+                  "| model | MB | decode ms (pred.) | KL pred. | KL real | perplexity | best uniform within budget "
+                  "| its perplexity | compress peak MB (est.) |",
                   "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
         uniforms = [r for r in rows if r["kind"] == "uniform"]
         for r in rows:

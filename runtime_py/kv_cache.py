@@ -4,8 +4,9 @@ The arrays are allocated once, at the model's context length, in an anonymous me
 whose zeroed pages the operating system provides on first touch: resident memory grows with
 the tokens actually cached, and no token ever reallocates. Not `np.zeros`: numpy asks for
 transparent huge pages on large arrays, and then the first token of each layer makes 2 MiB
-resident instead of 4 KiB (185 MB instead of 2.9 MB for SmolLM2 at 64 of 4,096 tokens). Each is (layers, context, kv_heads, head_dim), so a compiled decoder
-takes the whole cache as two buffers; `keys[layer]` and `values[layer]` are views of a layer.
+resident instead of 4 KiB (185 MB instead of 2.9 MB for SmolLM2 at 64 of 4,096 tokens).
+Each is (layers, context, kv_heads, head_dim), so a compiled decoder takes the whole cache as
+two buffers; `keys[layer]` and `values[layer]` are views of a layer.
 """
 
 from __future__ import annotations

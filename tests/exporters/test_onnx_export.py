@@ -126,7 +126,7 @@ def hf_vs_onnx(path, loaded, steps: int = 2) -> float:
     past = {i.name: np.zeros([2 if d == "batch_size" else 0 if isinstance(d, str) else d for d in i.shape], np.float32)
             for i in sess.get_inputs() if i.name.startswith("past_key_values")}  # an empty first past
     worst, start, positions = 0.0, 0, np.clip(mask.cumsum(1) - 1, 0, None)
-    for step in range(steps + 1):
+    for _ in range(steps + 1):
         out, *present = sess.run(None, {"input_ids": ids[:, start:], "attention_mask": mask,
                                         "position_ids": positions[:, start:], **past})
         with torch.no_grad():

@@ -152,7 +152,8 @@ def test_fp8_encoding_matches_torch_bit_for_bit():
 def test_bf16_matches_torch_bit_for_bit():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.standard_normal(10000) * 10.0 ** rng.integers(-30, 30, 10000), [0.0, -0.0, 1 + 2**-8, 1 + 3 * 2**-8]]).astype(np.float32)
+    x = np.concatenate([rng.standard_normal(10000) * 10.0 ** rng.integers(-30, 30, 10000),
+                        [0.0, -0.0, 1 + 2**-8, 1 + 3 * 2**-8]]).astype(np.float32)
     ours = parse_format("bf16").quantize(x.reshape(1, -1))["values"].ravel()
     theirs = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     np.testing.assert_array_equal(ours, theirs)

@@ -94,7 +94,8 @@ def _load_folder(path: Path) -> LoadedModel:
         model = auto.from_pretrained(str(path), dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:
-        raise ModelError(f"{path}: cannot load weights or tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"{path}: cannot load weights or tokenizer ({type(exc).__name__}: {first})") from None
     model.eval()
     scales = activation_scales(path)
     if scales:  # a W8A8 model: compute with its 8-bit activations, as a runtime would

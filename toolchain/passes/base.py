@@ -69,8 +69,8 @@ class Pass(ABC):
     def check(self, layer: str, config: LayerConfig) -> None:
         """Refuse a config this method cannot produce, naming the layer and the format."""
 
-    def prepare_block(self, cal: BlockCalibration, layers: dict[str, LayerConfig]) -> None:
-        """Block-level work before this block's layers are compressed (AWQ's scale search)."""
+    def prepare_block(self, cal: BlockCalibration, layers: dict[str, LayerConfig]) -> None:  # noqa: B027
+        """Block-level work before this block's layers are compressed (AWQ's scale search); none by default."""
 
     @abstractmethod
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None, layer: str) -> Compressed:

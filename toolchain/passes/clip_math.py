@@ -15,9 +15,11 @@ import numpy as np
 from edgec.core.formats.base import GroupQuantizedFormat
 from edgec.core.formats.grouping import n_groups, to_groups
 
+CLIP_RATIOS = 1 - np.arange(10) / 20  # 1.0 (the min-max fit) down to 0.55
+
 
 def clipped_params(w: np.ndarray, hessian: np.ndarray, fmt: GroupQuantizedFormat,
-                   ratios: np.ndarray = 1 - np.arange(10) / 20) -> dict[str, np.ndarray]:
+                   ratios: np.ndarray = CLIP_RATIOS) -> dict[str, np.ndarray]:
     """Group parameters (each (N, groups)) with the per-row, per-group clip ratio of least output error."""
     n, k = w.shape
     g = fmt.group_size(k)

@@ -203,7 +203,8 @@ def frontier(inputs: PlanInputs, resource: str, notes: list[str] | None = None) 
 
 def make_plan(loaded: LoadedModel, profile: DeviceProfile, inputs: PlanInputs, constraints: Constraints,
               settings: PlanSettings) -> Plan:
-    """The plan file's content (docs/planner.md, "The plan file"): identity, constraints, per-layer choices, totals, candidates, frontier."""
+    """The plan file's content (docs/planner.md, "The plan file"): identity, constraints, per-layer choices, totals,
+    candidates, frontier."""
     limits, origin, objective = _limits(inputs, constraints, profile, settings)
     notes: list[str] = []  # where the solver's answer failed the check and the exact search ran
     try:

@@ -55,7 +55,7 @@ class ProfileTarget(ABC):
     def call(self, fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], x: np.ndarray) -> Call:
         """A call computing x @ W^T with W stored in `packed`, everything prepared beforehand."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027
         """Wait until every call issued so far has finished (nothing to wait for on a CPU)."""
 
     @property
@@ -243,7 +243,7 @@ class TritonTarget(ProfileTarget):
         for name, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):
             a = torch.randn((size, size), dtype=torch.float32, device=self.device).to(dtype)
             b = torch.randn((size, size), dtype=torch.float32, device=self.device).to(dtype)
-            peaks[name] = 2 * size**3 / self._best(lambda: a @ b, 2 if quick else 10) / 1e12
+            peaks[name] = 2 * size**3 / self._best(lambda a=a, b=b: a @ b, 2 if quick else 10) / 1e12
         dispatch = self.dispatch_us(50 if self.interpreted else 500)
         return HostFigures(
             memory_bytes=int(memory), usable_memory_fraction=fraction, bandwidth_gbs=bandwidth,
