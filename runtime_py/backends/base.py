@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,9 +59,17 @@ class Backend(ABC):
         """A kernel for y = x @ W^T with W the weight stored in `buffers`, and the bytes it keeps in memory
         beyond those buffers (which are views of the mapped file)."""
 
-    def fused_llama(self, config, blocks, norm: np.ndarray, head: Linear, rotary):
-        """A callable running a whole LLaMA-family pass `(x, cache, start, all_logits) -> logits`, or None
-        when the backend has none for these layers (the executor then runs its own steps)."""
+    # The architecture families (edgec.core.architectures) this backend runs as one fused pass; every
+    # other family runs per linear, each `Linear` on this backend, with the executor's own numpy steps.
+    fused_families: ClassVar[tuple[str, ...]] = ()
+
+    def fused_pass(self, family: str, config, blocks, norm: np.ndarray, head: Linear, rotary):
+        """A callable running a whole pass of `family` `(x, cache, start, all_logits) -> logits`, or None when
+        the backend has none for that family or for these layers (the executor then runs its own steps)."""
+        return self._fused_pass(config, blocks, norm, head, rotary) if family in self.fused_families else None
+
+    def _fused_pass(self, config, blocks, norm: np.ndarray, head: Linear, rotary):
+        """The fused pass of a family in `fused_families` over these layers, or None if it cannot run them."""
         return None
 
     def linear(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int],

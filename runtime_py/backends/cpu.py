@@ -29,6 +29,7 @@ class CpuBackend(Backend):
     """Per-format SIMD kernels over the packed weights (see docs/kernels.md)."""
 
     name = "cpu"
+    fused_families = ("llama",)  # the compiled LLaMA-family decoder (cpu_decoder)
 
     def __init__(self, threads: int | None = None, accuracy: str = "exact") -> None:
         if accuracy not in ACCURACIES:
@@ -49,7 +50,7 @@ class CpuBackend(Backend):
         owned = sum(a.nbytes for a in kernel.prepared.arrays.values() if not any(np.shares_memory(a, v) for v in views))
         return kernel, owned
 
-    def fused_llama(self, config, blocks, norm, head, rotary):
+    def _fused_pass(self, config, blocks, norm, head, rotary):
         from edgec.runtime.backends.cpu_decoder import FusedLlama
 
         return FusedLlama.build(config, blocks, norm, head, rotary, self.accuracy)

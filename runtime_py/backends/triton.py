@@ -38,6 +38,7 @@ class TritonBackend(Backend):
     """Fused dequantize-and-multiply Triton kernels (see docs/triton.md)."""
 
     name = "triton"
+    fused_families = ("llama",)  # the LLaMA-family pass on the device (triton_decoder)
 
     def __init__(self) -> None:
         reason = triton_reason()
@@ -54,7 +55,7 @@ class TritonBackend(Backend):
         on_host = w.device.type == "cpu"
         return kernel, sum(t.numel() * t.element_size() for t in held) if on_host else 0
 
-    def fused_llama(self, config, blocks, norm, head, rotary):
+    def _fused_pass(self, config, blocks, norm, head, rotary):
         from edgec.runtime.backends.triton_decoder import DeviceLlama
 
         return DeviceLlama.build(config, blocks, norm, head, rotary)

@@ -55,7 +55,7 @@ class LlamaExecutor:
         self.head = w.linear("head", (config.vocab_size, d), bias=False)
         self.rotary = Rotary(config, context)
         # the backend's own whole-pass implementation, if it has one for these layers
-        self.fused = weights.backend.fused_llama(config, self.blocks, self.norm, self.head, self.rotary)
+        self.fused = weights.backend.fused_pass("llama", config, self.blocks, self.norm, self.head, self.rotary)
 
     def new_cache(self, context: int) -> KVCache:
         return KVCache(self.config.layers, context, self.config.kv_heads, self.config.head_dim)
