@@ -132,18 +132,7 @@ def run_compression(loaded, options: CompressionOptions, plan: Plan | None) -> C
     from edgec.compress import CalibrationSettings, compress, plan_passes
     from edgec.core.errors import EdgecError
     from edgec.core.formats import parse_format
-    from edgec.passes import (
-        AWQ,
-        GPTQ,
-        PASSES,
-        AWQOptions,
-        GPTQOptions,
-        LayerConfig,
-        SmoothQuant,
-        SmoothQuantOptions,
-        SparseGPT,
-        SparseGPTOptions,
-    )
+    from edgec.passes import PASSES, LayerConfig, configured_passes
     from edgec.planner.plan_file import plan_request
 
     if plan is not None:
@@ -160,10 +149,8 @@ def run_compression(loaded, options: CompressionOptions, plan: Plan | None) -> C
         request = {name: LayerConfig(f, "rtn" if head is not None and name == head.name and (PASSES[method].calibrated
                                                                                            or options.head_fmt is not None)
                                      else method, options.sparsity or 0.0) for name, f in formats.items()}
-    passes = {"gptq": GPTQ(GPTQOptions(damp=options.damp, act_order=options.act_order, clip=not options.no_clip)),
-              "sparsegpt": SparseGPT(SparseGPTOptions(damp=options.damp)),
-              "awq": AWQ(AWQOptions(clip=not options.no_clip)),
-              "smoothquant": SmoothQuant(SmoothQuantOptions(alpha=options.alpha))}
+    passes = configured_passes(damp=options.damp, act_order=options.act_order, clip=not options.no_clip,
+                               alpha=options.alpha)
     plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
     calibration = CalibrationSettings(samples=options.samples, seq_len=options.seq_len)
     result = compress(loaded, request, calibration, passes, progress=True)
