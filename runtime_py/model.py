@@ -131,7 +131,10 @@ class RuntimeModel:
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
             raise EdgecError(f"{self.file.path}: token ids must lie in 0..{self.config.vocab_size - 1} "
                              f"(the model's vocabulary), got {int(ids.min())}..{int(ids.max())}")
-        return self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
+        logits = self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
+        # A cpu kernel writes each call into a buffer it reuses (the head's too, where no fused pass
+        # runs): the caller keeps logits of its own.
+        return np.array(logits, copy=True)
 
     def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
