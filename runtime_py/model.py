@@ -24,6 +24,7 @@ from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
+from edgec.runtime.executors.phi3 import Phi3Executor
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token
@@ -33,10 +34,11 @@ from edgec.runtime.values import is_integer
 DEFAULT_CONTEXT = 4096
 
 
-Executor = LlamaExecutor | GPT2Executor | BertExecutor
+Executor = LlamaExecutor | Phi3Executor | GPT2Executor | BertExecutor
 # family (edgec.core.architectures) -> its executor, built from (config, weights, context)
 EXECUTORS: dict[str, Callable[[ModelConfig, Weights, int], Executor]] = {
     "llama": LlamaExecutor,
+    "phi3": Phi3Executor,
     "gpt2": lambda config, weights, _context: GPT2Executor(config, weights),
     "bert": lambda config, weights, _context: BertExecutor(config, weights),
 }
