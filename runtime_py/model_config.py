@@ -26,7 +26,7 @@ class ModelConfig:
     norm_eps: float
     max_positions: int
     tie_embeddings: bool = False
-    rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta and the type's own keys
+    rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta, partial_rotary_factor, the type's keys
     activation: str = "silu"
     sliding_window: int | None = None
 

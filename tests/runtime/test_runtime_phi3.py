@@ -10,7 +10,11 @@ import pytest
 import torch
 from runtime_helpers import PROMPT, export, transformers_twin
 
+from edgec.commands.compression_options import CompressionOptions, run_compression
 from edgec.core.errors import ContainerError
+from edgec.export_sources import source_from_result
+from edgec.exporters.edgec_export import export_edgec
+from edgec.models.loading import load_model
 from edgec.runtime import load
 from edgec.runtime.backends import available_backends
 from edgec.runtime.model_config import model_config
@@ -44,6 +48,22 @@ def test_phi3_greedy_generation_matches_transformers(tiny_phi3_dir, tmp_path):
     with torch.no_grad():
         out = twin.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
     assert list(model.generate_ids(ids, max_new_tokens=12)) == out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_phi3_w8a8_matches_the_compressed_torch_model(tiny_phi3_dir, backend, tmp_path):
+    """SmoothQuant int8 with int8 activations: folded scales and activation scales on the fused projections."""
+    loaded = load_model(tiny_phi3_dir)
+    options = CompressionOptions("int8", None, "smoothquant", None, False, 1, 16, True, 0.01, False, 0.5)
+    export_edgec(source_from_result(loaded, run_compression(loaded, options, None).result), tmp_path / "w8a8.edgec")
+    model = load(tmp_path / "w8a8.edgec", backend=backend)
+    ids = model.tokenizer.encode(PROMPT)
+    reference = load(tmp_path / "w8a8.edgec", backend="reference").forward(ids)
+    np.testing.assert_allclose(model.forward(ids), reference, atol=1e-5 * np.abs(reference).max(), rtol=1e-4)
+    with torch.no_grad():
+        expected = loaded.model(torch.tensor([ids])).logits[0].numpy()  # the compressed model, activations in int8
+    # float32 sums in another order can move an activation code by one: up to ~1e-2 of the largest logit
+    assert np.abs(reference - expected).max() < 1e-2 * np.abs(expected).max()
 
 
 def test_length_dependent_rope_is_refused(tiny_phi3_dir):
