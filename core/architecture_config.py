@@ -49,11 +49,14 @@ def _derive(spec: Derived, values: dict[str, Any]) -> Any:
 
 
 def _rope(source: RotarySource, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The rotary settings: rope_type, rope_theta and the type's own keys (as transformers 5 names them)."""
+    """The rotary settings: rope_type, rope_theta, partial_rotary_factor if given, and the type's own keys
+    (as transformers 5 names them)."""
     rope = dict(config.get(source.parameters) or {})
-    if "rope_theta" not in rope:  # configs written before transformers 5 keep it at the top level
+    if "rope_theta" not in rope:  # configs written before transformers 5 keep these at the top level
         rope["rope_theta"] = config.get(source.theta, source.default_theta)
         rope.update(config.get(source.scaling) or {})
+    if source.partial in config and "partial_rotary_factor" not in rope:
+        rope["partial_rotary_factor"] = config[source.partial]
     rope.setdefault("rope_type", rope.pop("type", "default"))
     return rope
 

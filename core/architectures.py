@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 Task = Literal["causal-lm", "encoder"]
 NormKind = Literal["rms", "layer"]
-RowMap = Literal["grouped-values", "fused-values"]
+RowMap = Literal["grouped-values", "fused-values", "fused-up"]
 
 # The parameters a norm of each kind stores, as suffixes of its name.
 NORM_PARAMETERS: dict[str, tuple[str, ...]] = {"rms": ("weight",), "layer": ("weight", "bias")}
@@ -55,11 +55,13 @@ class Key:
 @dataclass(frozen=True)
 class RotarySource:
     """Where a config keeps its rotary settings: the `parameters` dict (transformers 5), or for older
-    configs the top-level `theta` (`default_theta` if absent) and `scaling` dict."""
+    configs the top-level `theta` (`default_theta` if absent), `scaling` dict and `partial` factor (the
+    share of each head's dimensions that rotate)."""
 
     parameters: str = "rope_parameters"
     theta: str = "rope_theta"
     scaling: str = "rope_scaling"
+    partial: str = "partial_rotary_factor"
     default_theta: float = 10000.0
 
 
@@ -80,7 +82,8 @@ class ScaleFold:
 
     `rows` names how the consumers' input features map onto the source's outputs when not one to
     one: "grouped-values" (grouped-query attention: several heads read one value head), "fused-values"
-    (the value third of a fused q/k/v projection).
+    (the value rows of a fused q/k/v projection, grouped-query aware), "fused-up" (the up half of a
+    fused gate/up projection).
     """
 
     source: str | None
@@ -124,31 +127,33 @@ class Architecture:
 
 _LLAMA_ATTENTION = {role: f"self_attn.{role}_proj" for role in "qkvo"}
 _LLAMA_MLP = {role: f"mlp.{role}_proj" for role in ("gate", "up", "down")}
+_LLAMA_CONFIG: dict[str, Key | Derived] = {
+    "vocab_size": Key("vocab_size"),
+    "hidden_size": Key("hidden_size"),
+    "layers": Key("num_hidden_layers"),
+    "heads": Key("num_attention_heads"),
+    "kv_heads": Key("num_key_value_heads", Derived("heads"), null_means_default=True),
+    "head_dim": Key("head_dim", Derived("hidden_size", per="heads"), null_means_default=True),
+    "intermediate_size": Key("intermediate_size"),
+    "norm_eps": Key("rms_norm_eps"),
+    "max_positions": Key("max_position_embeddings", 2048),
+    "tie_embeddings": Key("tie_word_embeddings", False, null_means_default=True),
+    "activation": Key("hidden_act", "silu"),
+}
+_LLAMA_TENSORS = {"embedding": "model.embed_tokens", "final_norm": "model.norm", "head": "lm_head"}
 
 LLAMA = Architecture(
     family="llama",
     model_types=("llama", "mistral", "qwen2", "qwen3"),
     task="causal-lm",
-    config={
-        "vocab_size": Key("vocab_size"),
-        "hidden_size": Key("hidden_size"),
-        "layers": Key("num_hidden_layers"),
-        "heads": Key("num_attention_heads"),
-        "kv_heads": Key("num_key_value_heads", Derived("heads"), null_means_default=True),
-        "head_dim": Key("head_dim", Derived("hidden_size", per="heads"), null_means_default=True),
-        "intermediate_size": Key("intermediate_size"),
-        "norm_eps": Key("rms_norm_eps"),
-        "max_positions": Key("max_position_embeddings", 2048),
-        "tie_embeddings": Key("tie_word_embeddings", False, null_means_default=True),
-        "activation": Key("hidden_act", "silu"),
-    },
+    config=_LLAMA_CONFIG,
     base="model",
     block="model.layers.{i}",
     block_tensors={"attn_norm": "input_layernorm", **_LLAMA_ATTENTION,
                    "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm",  # Qwen3 only
                    "mlp_norm": "post_attention_layernorm", **_LLAMA_MLP},
     linears=("q", "k", "v", "o", "gate", "up", "down"),
-    tensors={"embedding": "model.embed_tokens", "final_norm": "model.norm", "head": "lm_head"},
+    tensors=_LLAMA_TENSORS,
     activation="silu",
     norm="rms",
     fused=(("q", "k", "v"), ("gate", "up")),
@@ -156,6 +161,28 @@ LLAMA = Architecture(
                  ScaleFold("mlp_norm", ("gate", "up")), ScaleFold("up", ("down",))),
     rotary=RotarySource(),
     sliding_window=SlidingWindowSource(on_by_default=("mistral",)),
+)
+
+# LLaMA's structure with q/k/v stored as one projection (rows: queries, keys, values) and gate/up as
+# one (rows: gate, then up), rotary positions on a share of each head (`partial_rotary_factor`), and
+# the attention window wherever the config gives one.
+PHI3 = Architecture(
+    family="phi3",
+    model_types=("phi3",),
+    task="causal-lm",
+    config={**_LLAMA_CONFIG, "head_dim": Derived("hidden_size", per="heads")},  # Phi-3 configs have no head_dim
+    base="model",
+    block="model.layers.{i}",
+    block_tensors={"attn_norm": "input_layernorm", "qkv": "self_attn.qkv_proj", "o": "self_attn.o_proj",
+                   "mlp_norm": "post_attention_layernorm", "gate_up": "mlp.gate_up_proj", "down": "mlp.down_proj"},
+    linears=("qkv", "o", "gate_up", "down"),
+    tensors=_LLAMA_TENSORS,
+    activation="silu",
+    norm="rms",
+    scale_folds=(ScaleFold("attn_norm", ("qkv",)), ScaleFold("qkv", ("o",), rows="fused-values"),
+                 ScaleFold("mlp_norm", ("gate_up",)), ScaleFold("gate_up", ("down",), rows="fused-up")),
+    rotary=RotarySource(),
+    sliding_window=SlidingWindowSource(on_by_default=("phi3",)),
 )
 
 GPT2 = Architecture(
@@ -222,7 +249,7 @@ BERT = Architecture(
                  ScaleFold(None, ("down",))),
 )
 
-ARCHITECTURES: tuple[Architecture, ...] = (LLAMA, GPT2, BERT)
+ARCHITECTURES: tuple[Architecture, ...] = (LLAMA, PHI3, GPT2, BERT)
 
 
 def _by_model_type(architectures: tuple[Architecture, ...]) -> dict[str, Architecture]:

@@ -1,4 +1,4 @@
-"""Export-friendly decoders with an explicit KV cache: LLaMA family (LLaMA, Mistral, Qwen2/3) and GPT-2.
+"""Export-friendly decoders with an explicit KV cache: LLaMA family (LLaMA, Mistral, Qwen2/3), Phi-3 and GPT-2.
 
 Each takes its tensors from a loaded Hugging Face model (no copies) and has the
 signature ONNX Runtime GenAI and optimum use for decoders:
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from edgec.core.architecture_config import config_values
-from edgec.core.architectures import GPT2, LLAMA, architecture_for
+from edgec.core.architectures import GPT2, LLAMA, PHI3, Architecture, architecture_for
 from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_flat import (
     Slot,
@@ -38,29 +38,48 @@ def _refuse(config, what: str) -> EdgecError:
 
 
 class LlamaBlock(nn.Module):
-    """One pre-norm block: GQA attention with rotary positions, then a SwiGLU MLP."""
+    """One pre-norm block: GQA attention with rotary positions, then a SwiGLU MLP.
+
+    Families with this structure but other projections (Phi-3) subclass it and replace `_linears`,
+    `_qkv` and `_gate_up`.
+    """
+
+    arch: Architecture = LLAMA
+    activation = "act_fn"  # the HF MLP's attribute holding its activation
 
     def __init__(self, hf: nn.Module, i: int, figures: dict[str, Any], window: int | None) -> None:
         super().__init__()
-        hf_block = hf.get_submodule(LLAMA.block.format(i=i))
+        hf_block = hf.get_submodule(self.arch.block.format(i=i))
         self.n_heads, self.n_kv, self.head_dim = figures["heads"], figures["kv_heads"], figures["head_dim"]
         self.eps = figures["norm_eps"]
         self.scale = hf_block.self_attn.scaling
         self.window = window
-        self.attn_norm, self.mlp_norm = (_weight(hf, LLAMA.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
-        self.q_norm, self.k_norm = (_weight(hf, LLAMA.block_tensor(i, role), optional=True)  # Qwen3
-                                    for role in ("q_norm", "k_norm"))
+        self.attn_norm, self.mlp_norm = (_weight(hf, self.arch.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
+        self.q_norm, self.k_norm = (_weight(hf, self.arch.block_tensor(i, role), optional=True)  # Qwen3
+                                    if role in self.arch.block_tensors else None for role in ("q_norm", "k_norm"))
+        self._linears(hf, i)
+        self.act = getattr(hf_block.mlp, self.activation)
+
+    def _linears(self, hf: nn.Module, i: int) -> None:
+        """The block's linears as slots, in execution order (the ONNX graph's order)."""
         self.q, self.k, self.v, self.o, self.gate, self.up, self.down = (Slot.of(hf, LLAMA.block_tensor(i, role))
                                                                          for role in LLAMA.linears)
-        self.act = hf_block.mlp.act_fn
+
+    def _qkv(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries (B, T, H * hd), keys and values (B, T, h_kv * hd) of the normed input."""
+        return self.q(h), self.k(h), self.v(h)
+
+    def _gate_up(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The MLP's gate and up projections (B, T, ff) of the normed input."""
+        return self.gate(h), self.up(h)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor, past_v: Tensor,
                 attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = x.shape
-        h = rms_norm(x, self.attn_norm, self.eps)  # (B, T, D)
-        q = self.q(h).view(b, t, self.n_heads, self.head_dim)  # (B, T, H, hd)
-        k = self.k(h).view(b, t, self.n_kv, self.head_dim)  # (B, T, h_kv, hd)
-        v = self.v(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # (B, h_kv, T, hd)
+        q, k, v = self._qkv(rms_norm(x, self.attn_norm, self.eps))
+        q = q.view(b, t, self.n_heads, self.head_dim)  # (B, T, H, hd)
+        k = k.view(b, t, self.n_kv, self.head_dim)  # (B, T, h_kv, hd)
+        v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # (B, h_kv, T, hd)
         if self.q_norm is not None:
             q, k = rms_norm(q, self.q_norm, self.eps), rms_norm(k, self.k_norm, self.eps)
         q = apply_rotary(q.transpose(1, 2), cos, sin)  # (B, H, T, hd)
@@ -68,9 +87,26 @@ class LlamaBlock(nn.Module):
         k, v = _cat(past_k, k), _cat(past_v, v)  # (B, h_kv, P+T, hd)
         allowed = decoder_mask(attention_mask, past_k.shape[2], t, self.window)  # (B, 1, T, P+T)
         x = x + self.o(attend(q, k, v, allowed, self.scale))  # (B, T, D)
-        h = rms_norm(x, self.mlp_norm, self.eps)
-        x = x + self.down(self.act(self.gate(h)) * self.up(h))
+        gate, up = self._gate_up(rms_norm(x, self.mlp_norm, self.eps))
+        x = x + self.down(self.act(gate) * up)
         return x, k, v
+
+
+class Phi3Block(LlamaBlock):
+    """A Phi-3 block: the LLaMA block over a fused q/k/v (rows: queries, keys, values) and a fused gate/up."""
+
+    arch = PHI3
+    activation = "activation_fn"
+
+    def _linears(self, hf: nn.Module, i: int) -> None:
+        self.qkv, self.o, self.gate_up, self.down = (Slot.of(hf, PHI3.block_tensor(i, role)) for role in PHI3.linears)
+
+    def _qkv(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q_dim, kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        return self.qkv(h).split([q_dim, kv_dim, kv_dim], dim=-1)
+
+    def _gate_up(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.gate_up(h).chunk(2, dim=-1)
 
 
 def _weight(hf: nn.Module, name: str, optional: bool = False) -> Tensor | None:
@@ -91,35 +127,44 @@ def _cat(past: Tensor, new: Tensor) -> Tensor:
 class LlamaDecoder(nn.Module):
     """LLaMA-family decoder over an HF `LlamaForCausalLM`-like model (also Mistral, Qwen2, Qwen3)."""
 
+    block: type[LlamaBlock] = LlamaBlock
+
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
-        config = hf.config
+        config, arch = hf.config, self.block.arch
         figures = _figures(config)
-        rotary_emb = hf.get_submodule(LLAMA.base).rotary_emb
+        rotary_emb = hf.get_submodule(arch.base).rotary_emb
         rope_type = getattr(rotary_emb, "rope_type", "default")
         if rope_type not in STATIC_ROPE:
             raise _refuse(config, f"rope type {rope_type!r} (its frequencies change with the length)")
-        self.embed = _weight(hf, LLAMA.tensors["embedding"])  # (V, D)
-        self.inv_freq = shared(rotary_emb.inv_freq)  # from the HF module: the right base (rope_theta) and scaling
+        self.embed = _weight(hf, arch.tensors["embedding"])  # (V, D)
+        self.inv_freq = shared(rotary_emb.inv_freq)  # from the HF module: the right base (rope_theta), scaling, share
         self.rope_scaling = float(rotary_emb.attention_scaling)
-        layer_types = getattr(config, "layer_types", None) or ["full_attention"] * figures["layers"]
-        window = getattr(config, "sliding_window", None)
+        # Per-layer attention kinds where the config lists them (Qwen2); else the window, if any, applies everywhere.
+        window = figures.get("sliding_window")
+        layer_types = getattr(config, "layer_types", None) or ["sliding_attention"] * figures["layers"]
         self.blocks = nn.ModuleList(
-            LlamaBlock(hf, i, figures, window if layer_types[i] == "sliding_attention" else None)
-            for i in range(len(hf.get_submodule(LLAMA.blocks))))
-        self.norm = _weight(hf, LLAMA.tensors["final_norm"])
+            self.block(hf, i, figures, window if layer_types[i] == "sliding_attention" else None)
+            for i in range(len(hf.get_submodule(arch.blocks))))
+        self.norm = _weight(hf, arch.tensors["final_norm"])
         self.eps = figures["norm_eps"]
-        self.head = Slot.of(hf, LLAMA.tensors["head"])
+        self.head = Slot.of(hf, arch.tensors["head"])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         x = self.embed[input_ids]  # (B, T, D)
-        cos, sin = rotary(position_ids, self.inv_freq, self.rope_scaling)  # (B, T, hd)
+        cos, sin = rotary(position_ids, self.inv_freq, self.rope_scaling)  # (B, T, rotated dims)
         present: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             x, k, v = block(x, cos, sin, past[2 * i], past[2 * i + 1], attention_mask)
             present += [k, v]
         logits = self.head(rms_norm(x, self.norm, self.eps))  # (B, T, V)
         return (logits, *present)
+
+
+class Phi3Decoder(LlamaDecoder):
+    """Phi-3 decoder over an HF `Phi3ForCausalLM` (rotary on a share of each head where the config says so)."""
+
+    block = Phi3Block
 
 
 class GPT2Block(nn.Module):
@@ -168,7 +213,8 @@ class GPT2Decoder(nn.Module):
         return (self.head(self.ln_f(x)), *present)
 
 
-DECODERS: dict[str, type[nn.Module]] = {LLAMA.family: LlamaDecoder, GPT2.family: GPT2Decoder}  # family -> decoder
+DECODERS: dict[str, type[nn.Module]] = {LLAMA.family: LlamaDecoder, PHI3.family: Phi3Decoder,  # family -> decoder
+                                        GPT2.family: GPT2Decoder}
 
 
 def _figures(config) -> dict[str, Any]:

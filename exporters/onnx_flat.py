@@ -81,8 +81,12 @@ def rotary(position_ids: torch.Tensor, inv_freq: torch.Tensor, scaling: float) -
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, h, T, hd) by cos, sin (B, T, hd)."""
-    half = x.shape[-1] // 2
+    """Rotate (B, h, T, hd) by cos, sin (B, T, dims): the first dims of each head (all of them unless the
+    rotary is partial); the others pass unchanged."""
+    dims = cos.shape[-1]
+    if dims < x.shape[-1]:
+        return torch.cat((apply_rotary(x[..., :dims], cos, sin), x[..., dims:]), dim=-1)
+    half = dims // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos[:, None] + rotated * sin[:, None]
 

@@ -24,6 +24,7 @@ from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
+from edgec.runtime.executors.phi3 import Phi3Executor
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig, model_config
 from edgec.runtime.sampling import SamplingSettings, make_rng, next_token
@@ -33,10 +34,11 @@ from edgec.runtime.values import is_integer
 DEFAULT_CONTEXT = 4096
 
 
-Executor = LlamaExecutor | GPT2Executor | BertExecutor
+Executor = LlamaExecutor | Phi3Executor | GPT2Executor | BertExecutor
 # family (edgec.core.architectures) -> its executor, built from (config, weights, context)
 EXECUTORS: dict[str, Callable[[ModelConfig, Weights, int], Executor]] = {
     "llama": LlamaExecutor,
+    "phi3": Phi3Executor,
     "gpt2": lambda config, weights, _context: GPT2Executor(config, weights),
     "bert": lambda config, weights, _context: BertExecutor(config, weights),
 }
@@ -131,7 +133,10 @@ class RuntimeModel:
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
             raise EdgecError(f"{self.file.path}: token ids must lie in 0..{self.config.vocab_size - 1} "
                              f"(the model's vocabulary), got {int(ids.min())}..{int(ids.max())}")
-        return self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
+        logits = self.executor.forward(ids, cache if cache is not None else self.new_cache(), all_logits)
+        # A cpu kernel writes each call into a buffer it reuses (the head's too, where no fused pass
+        # runs): the caller keeps logits of its own.
+        return np.array(logits, copy=True)
 
     def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, seed: int | None = None,

@@ -26,7 +26,7 @@ class ModelConfig:
     norm_eps: float
     max_positions: int
     tie_embeddings: bool = False
-    rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta and the type's own keys
+    rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta, partial_rotary_factor, the type's keys
     activation: str = "silu"
     sliding_window: int | None = None
 
@@ -64,6 +64,9 @@ def _check_figures(c: ModelConfig) -> None:
     theta = (c.rope or {}).get("rope_theta", 1.0)
     if not is_number(theta) or not 0 < theta < float("inf"):
         raise ContainerError(f"model.config: rope_theta must be a positive number, got {theta!r}")
+    factor = (c.rope or {}).get("partial_rotary_factor", 1.0)
+    if not is_number(factor) or not 0 < factor <= 1:
+        raise ContainerError(f"model.config: partial_rotary_factor must be a number in (0, 1], got {factor!r}")
     if c.sliding_window is not None and (not is_integer(c.sliding_window) or c.sliding_window < 1):
         raise ContainerError(f"model.config: sliding_window must be a positive integer, got {c.sliding_window!r}")
 

@@ -9,11 +9,14 @@ import numpy as np
 from edgec.core.errors import ContainerError
 from edgec.runtime.model_config import ModelConfig
 
+LENGTH_DEPENDENT = ("dynamic", "longrope")  # rope types whose frequencies change with the sequence length
+
 
 def inverse_frequencies(config: ModelConfig) -> np.ndarray:
-    """(head_dim/2,) float64 inverse frequencies, as transformers computes them for `default`, `linear`, `llama3`."""
+    """(dims/2,) float64 inverse frequencies, as transformers computes them for `default`, `linear`, `llama3`;
+    dims is the rotated share of a head (`partial_rotary_factor` of head_dim, all of it by default)."""
     rope = config.rope or {}
-    dim = config.head_dim
+    dim = int(config.head_dim * rope.get("partial_rotary_factor", 1.0))
     inv = 1.0 / rope.get("rope_theta", 10000.0) ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
     kind = rope.get("rope_type", "default")
     if kind == "default":
@@ -28,20 +31,27 @@ def inverse_frequencies(config: ModelConfig) -> np.ndarray:
         scaled = np.where(wavelen > old / low, inv / factor, inv)
         middle = (wavelen <= old / low) & (wavelen >= old / high)
         return np.where(middle, (1 - smooth) * inv / factor + smooth * inv, scaled)
-    raise ContainerError(f"rope type {kind!r} is not supported by the runtime (default, linear, llama3)")
+    raise ContainerError(f"rope type {kind!r} is not supported by the runtime (default, linear, llama3)"
+                         + (": its frequencies change with the sequence length" if kind in LENGTH_DEPENDENT else ""))
 
 
 class Rotary:
-    """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim)."""
+    """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim).
+
+    `dims` is how many leading dimensions of each head rotate (all of them unless the config gives a
+    `partial_rotary_factor`); the others pass unchanged.
+    """
 
     def __init__(self, config: ModelConfig, max_positions: int) -> None:
-        angles = np.outer(np.arange(max_positions, dtype=np.float64), inverse_frequencies(config))  # (P, hd/2)
+        angles = np.outer(np.arange(max_positions, dtype=np.float64), inverse_frequencies(config))  # (P, dims/2)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
+        self.dims = 2 * angles.shape[1]
 
     def apply(self, x: np.ndarray, positions: slice) -> np.ndarray:
-        """Rotate the two halves of each head (the HF `rotate_half` convention); x is (T, heads, hd)."""
-        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]  # (T, 1, hd/2)
-        half = x.shape[-1] // 2
-        a, b = x[..., :half], x[..., half:]
-        return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+        """Rotate the two halves of each head's rotated dimensions (the HF `rotate_half` convention); x is
+        (T, heads, hd)."""
+        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]  # (T, 1, dims/2)
+        half = self.dims // 2
+        a, b = x[..., :half], x[..., half:self.dims]
+        return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., self.dims:]], axis=-1)

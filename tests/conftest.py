@@ -21,6 +21,7 @@ from transformers import (
     BertModel,
     LlamaConfig,
     MistralConfig,
+    Phi3Config,
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen3Config,
@@ -119,13 +120,22 @@ LLAMA_FAMILIES = {
 }
 
 
-@pytest.fixture(scope="session", params=list(LLAMA_FAMILIES))
-def family_dir(request, tmp_path_factory):
-    """A tiny model of each LLaMA-family variant (LLaMA; Mistral with a window of 8; Qwen2, q/k/v biases;
-    Qwen3, q/k norms) whose biases and norm weights are random (their defaults would hide a bug)."""
-    path = tmp_path_factory.mktemp(request.param)
+# Phi-3's tiny models: full rotary with a window of 8, and rotary on half of each head (Phi-4-mini rotates 3/4).
+_PHI3_SIZES = dict(_FAMILY_SIZES, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+PHI3_VARIANTS = {
+    "phi3": lambda: Phi3Config(**_PHI3_SIZES, sliding_window=8),
+    "phi3-partial": lambda: Phi3Config(**_PHI3_SIZES, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                                       "partial_rotary_factor": 0.5}),
+}
+# The config of the tiny model of each model type built from a config (not a saved folder's).
+TINY_CONFIGS = {**LLAMA_FAMILIES, "phi3": PHI3_VARIANTS["phi3-partial"]}
+
+
+def save_tiny_decoder(config, path: Path) -> Path:
+    """A random model of `config` with random biases and norm weights (their defaults would hide a bug),
+    saved with the tiny tokenizer in folder `path`."""
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(LLAMA_FAMILIES[request.param]())
+    model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
@@ -133,3 +143,22 @@ def family_dir(request, tmp_path_factory):
     model.save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session", params=list(LLAMA_FAMILIES))
+def family_dir(request, tmp_path_factory):
+    """A tiny model of each LLaMA-family variant (LLaMA; Mistral with a window of 8; Qwen2, q/k/v biases;
+    Qwen3, q/k norms) whose biases and norm weights are random."""
+    return save_tiny_decoder(LLAMA_FAMILIES[request.param](), tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="session", params=list(PHI3_VARIANTS))
+def phi3_dir(request, tmp_path_factory):
+    """A tiny Phi-3 of each variant of PHI3_VARIANTS, with random norm weights."""
+    return save_tiny_decoder(PHI3_VARIANTS[request.param](), tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3_dir(tmp_path_factory):
+    """The tiny Phi-3 rotating half of each head, with random norm weights."""
+    return save_tiny_decoder(PHI3_VARIANTS["phi3-partial"](), tmp_path_factory.mktemp("tiny-phi3"))

@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import LLAMA_FAMILIES
+from conftest import LLAMA_FAMILIES, TINY_CONFIGS
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
@@ -24,6 +24,7 @@ from edgec.core.architectures import (
     GPT2,
     LLAMA,
     NORM_PARAMETERS,
+    PHI3,
     REQUIRED,
     Derived,
     Key,
@@ -36,7 +37,7 @@ from edgec.models.adapters import adapter_for
 from edgec.runtime.model import EXECUTORS
 from edgec.runtime.model_config import ModelConfig, model_config
 
-# The tiny model of each model type that is no LLaMA-family variant: a saved folder of conftest.py.
+# The tiny model of each model type conftest.py has no config of (TINY_CONFIGS): a saved folder.
 SAVED = {"gpt2": "tiny_gpt2_dir", "bert": "tiny_bert_dir"}
 # Qwen3's per-head query/key norms: the executors read them only where a model has them.
 OPTIONAL_ROLES = {"q_norm", "k_norm"}
@@ -44,11 +45,11 @@ _MODELS: dict[str, nn.Module] = {}
 
 
 def tiny_model(request: pytest.FixtureRequest, model_type: str) -> nn.Module:
-    """The tiny model conftest.py has for `model_type` (a LLaMA-family config, or a saved folder)."""
+    """The tiny model conftest.py has for `model_type` (a config of TINY_CONFIGS, or a saved folder)."""
     if model_type not in _MODELS:
         torch.manual_seed(0)
-        if model_type in LLAMA_FAMILIES:
-            model = AutoModelForCausalLM.from_config(LLAMA_FAMILIES[model_type]())
+        if model_type in TINY_CONFIGS:
+            model = AutoModelForCausalLM.from_config(TINY_CONFIGS[model_type]())
         else:
             assert model_type in SAVED, f"conftest.py has no tiny model of type {model_type!r}"
             auto = AutoModelForCausalLM if architecture_for(model_type).task == "causal-lm" else AutoModel
@@ -166,7 +167,7 @@ def test_a_llama_variant_is_one_entry_in_the_table(request, monkeypatch):
     """The family's model types come from LLAMA.model_types; one more there is accepted everywhere."""
     assert {t for t in supported_model_types() if architecture_for(t) is LLAMA} == set(LLAMA.model_types)
     variant = dataclasses.replace(LLAMA, model_types=(*LLAMA.model_types, "llama_variant"))
-    monkeypatch.setattr(architectures, "_BY_MODEL_TYPE", architectures._by_model_type((variant, GPT2, BERT)))
+    monkeypatch.setattr(architectures, "_BY_MODEL_TYPE", architectures._by_model_type((variant, PHI3, GPT2, BERT)))
 
     model = AutoModelForCausalLM.from_config(LLAMA_FAMILIES["llama"]())
     monkeypatch.setattr(model.config, "model_type", "llama_variant")

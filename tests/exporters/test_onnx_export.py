@@ -173,6 +173,25 @@ def test_tiny_llama_exports_each_format_to_its_op_and_matches_hf(tiny_llama_dir,
     assert ("edgec.sparse" in summary["metadata"]) == fmt.startswith("2:4")
 
 
+def test_every_llama_family_variant_exports_and_matches_hf(family_dir, tmp_path):
+    source = compressed(family_dir, "int4:g32")
+    report = export_onnx(source, tmp_path / "model.onnx")
+    assert report.validation.mean_kl < 1e-9 and report.validation.max_abs_diff < 1e-4
+    assert hf_vs_onnx(tmp_path / "model.onnx", source.loaded) < 1e-4
+
+
+@pytest.mark.parametrize("fmt", [None, "int4:g32"])
+def test_phi3_exports_its_fused_projections_and_matches_hf(phi3_dir, tmp_path, fmt):
+    """Phi-3 (a window of 8 shorter than the prompt; rotary on half of each head): one op per fused linear."""
+    source = compressed(phi3_dir, fmt)
+    out = tmp_path / "model.onnx"
+    report = export_onnx(source, out)
+    assert {n.split(".")[-1] for n in report.layers if n != "lm_head"} == {"qkv_proj", "o_proj", "gate_up_proj",
+                                                                           "down_proj"}
+    assert report.validation.mean_kl < 1e-9 and report.validation.max_abs_diff < 1e-4
+    assert hf_vs_onnx(out, source.loaded) < 1e-4
+
+
 def test_decoder_inputs_outputs_and_axes_are_those_genai_and_optimum_use(tiny_llama_dir, tmp_path):
     out = tmp_path / "model.onnx"
     export_onnx(compressed(tiny_llama_dir, "int4:g32"), out, verify=False)

@@ -39,6 +39,18 @@ def test_every_llama_family_variant_runs_on_the_device(family_dir, tmp_path):
         np.testing.assert_allclose(gpu.forward(chunk, cache[1]), expected, atol=2e-3 * np.abs(expected).max())
 
 
+def test_phi3_runs_its_steps_on_the_device_kernels(phi3_dir, tmp_path):
+    """Phi-3 has no fused device pass: the executor's steps around the Triton linear kernels."""
+    path = export(phi3_dir, tmp_path / "m.edgec", "int4:g32", include_head=True)
+    reference, gpu = load(path, backend="reference"), load(path, backend="triton")
+    assert gpu.executor.fused is None
+    ids = reference.tokenizer.encode(PROMPT + " of a good fortune")
+    cache = [reference.new_cache(), gpu.new_cache()]
+    for chunk in (ids[:-2], ids[-2:-1], ids[-1:]):
+        expected = reference.forward(chunk, cache[0])
+        np.testing.assert_allclose(gpu.forward(chunk, cache[1]), expected, atol=2e-3 * np.abs(expected).max())
+
+
 def test_auto_never_picks_the_interpreter():
     assert make_backend("auto").name != "triton"
 

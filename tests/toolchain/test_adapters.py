@@ -7,7 +7,7 @@ forward hooks on the real modules.
 
 import pytest
 import torch
-from conftest import LLAMA_FAMILIES
+from conftest import TINY_CONFIGS
 from torch import nn
 from transformers import AutoModelForCausalLM, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
@@ -22,8 +22,8 @@ SEQ = 6
 
 def _build(family):
     torch.manual_seed(0)
-    if family in LLAMA_FAMILIES:  # conftest.py's config of each LLaMA-family variant, at this test's sizes
-        config = LLAMA_FAMILIES[family]()
+    if family in TINY_CONFIGS:  # conftest.py's config of each LLaMA-family variant and Phi-3, at this test's sizes
+        config = TINY_CONFIGS[family]()
         config.vocab_size, config.max_position_embeddings, config.tie_word_embeddings = VOCAB, 64, False
         model = AutoModelForCausalLM.from_config(config)
     elif family == "gpt2":

@@ -80,13 +80,21 @@ def _grouped_value_rows(figures: dict[str, Any]) -> torch.Tensor:
 
 
 def _fused_value_rows(figures: dict[str, Any]) -> torch.Tensor:
-    """A fused q/k/v projection: its value outputs."""
+    """A fused q/k/v projection (rows: queries, keys, values): the value row each input feature of the output
+    projection reads, grouped-query aware."""
     q_dim, kv_dim = figures["heads"] * figures["head_dim"], figures["kv_heads"] * figures["head_dim"]
-    return torch.arange(q_dim + kv_dim, q_dim + 2 * kv_dim)
+    return q_dim + kv_dim + _grouped_value_rows(figures)
+
+
+def _fused_up_rows(figures: dict[str, Any]) -> torch.Tensor:
+    """A fused gate/up projection (rows: gate, then up): the down projection's input j is up row j times
+    the activated gate row j, so its scale folds into the up half."""
+    ff = figures["intermediate_size"]
+    return torch.arange(ff, 2 * ff)
 
 
 _ROW_MAPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
-    "grouped-values": _grouped_value_rows, "fused-values": _fused_value_rows,
+    "grouped-values": _grouped_value_rows, "fused-values": _fused_value_rows, "fused-up": _fused_up_rows,
 }
 
 

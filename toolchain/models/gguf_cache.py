@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 import transformers
+from gguf import GGUFReader
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers import modeling_gguf_pytorch_utils as gguf_utils
 from transformers.utils import logging as hf_logging
 
+from edgec.core.architectures import architecture_for
 from edgec.core.errors import ModelError
 from edgec.core.output_files import atomic_output
 
@@ -100,10 +102,29 @@ def _convert(path: Path, out: Path) -> None:
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    _restore_dropped_settings(path, config)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict())
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def _restore_dropped_settings(path: Path, config) -> None:
+    """Set on `config` what the file says and transformers' GGUF loader leaves out: the rotated share of each
+    head (`rope.dimension_count`: Phi-4-mini rotates 3/4 of each) and, for families whose configs apply a
+    window to every layer when they give one (Phi-3), the attention window. Without them a Phi-4-mini
+    file would load as a model that rotates whole heads."""
+    reader = GGUFReader(str(path))
+    arch = gguf_utils.read_field(reader, "general.architecture")[0]
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    rotated = gguf_utils.read_field(reader, f"{arch}.rope.dimension_count")
+    if rotated and rotated[0] != head_dim and isinstance(getattr(config, "rope_parameters", None), dict):
+        config.rope_parameters["partial_rotary_factor"] = rotated[0] / head_dim
+    window = gguf_utils.read_field(reader, f"{arch}.attention.sliding_window")
+    family = architecture_for(config.model_type)
+    source = family.sliding_window if family is not None else None
+    if window and source is not None and config.model_type in source.on_by_default:
+        config.sliding_window = int(window[0])
 
 
 def _first_line(exc: BaseException) -> str:
