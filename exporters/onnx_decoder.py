@@ -1,4 +1,4 @@
-"""Export-friendly decoders with an explicit KV cache: LLaMA family (LLaMA, Mistral, Qwen2/3) and GPT-2.
+"""Export-friendly decoders with an explicit KV cache: LLaMA family (LLaMA, Mistral, Qwen2/3), Gemma 3 and GPT-2.
 
 Each takes its tensors from a loaded Hugging Face model (no copies) and has the
 signature ONNX Runtime GenAI and optimum use for decoders:
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from edgec.core.architecture_config import config_values
-from edgec.core.architectures import GPT2, LLAMA, architecture_for
+from edgec.core.architectures import GEMMA3, GPT2, LLAMA, NORM_WEIGHT_OFFSET, Architecture, architecture_for
 from edgec.core.errors import EdgecError
 from edgec.exporters.onnx_flat import (
     Slot,
@@ -38,21 +38,29 @@ def _refuse(config, what: str) -> EdgecError:
 
 
 class LlamaBlock(nn.Module):
-    """One pre-norm block: GQA attention with rotary positions, then a SwiGLU MLP."""
+    """One pre-norm block: GQA attention with rotary positions, then a gated MLP.
 
-    def __init__(self, hf: nn.Module, i: int, figures: dict[str, Any], window: int | None) -> None:
+    Read through the family's description: LLaMA's (SwiGLU, Qwen3's optional q/k norms) or Gemma 3's
+    (norms scaling by 1 + weight, norms on the attention's and the MLP's outputs, GeGLU, soft-capped scores).
+    """
+
+    def __init__(self, hf: nn.Module, arch: Architecture, i: int, figures: dict[str, Any], window: int | None) -> None:
         super().__init__()
-        hf_block = hf.get_submodule(LLAMA.block.format(i=i))
+        hf_block = hf.get_submodule(arch.block.format(i=i))
         self.n_heads, self.n_kv, self.head_dim = figures["heads"], figures["kv_heads"], figures["head_dim"]
         self.eps = figures["norm_eps"]
         self.scale = hf_block.self_attn.scaling
+        self.cap = figures.get("attention_softcap")
         self.window = window
-        self.attn_norm, self.mlp_norm = (_weight(hf, LLAMA.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
-        self.q_norm, self.k_norm = (_weight(hf, LLAMA.block_tensor(i, role), optional=True)  # Qwen3
-                                    for role in ("q_norm", "k_norm"))
-        self.q, self.k, self.v, self.o, self.gate, self.up, self.down = (Slot.of(hf, LLAMA.block_tensor(i, role))
-                                                                         for role in LLAMA.linears)
+        self.attn_norm, self.q_norm, self.k_norm, self.attn_out_norm, self.mlp_norm, self.mlp_out_norm = (
+            _norm(hf, arch, arch.block_tensor(i, role)) if role in arch.block_tensors else None
+            for role in ("attn_norm", "q_norm", "k_norm", "attn_out_norm", "mlp_norm", "mlp_out_norm"))
+        self.q, self.k, self.v, self.o, self.gate, self.up, self.down = (Slot.of(hf, arch.block_tensor(i, role))
+                                                                         for role in arch.linears)
         self.act = hf_block.mlp.act_fn
+
+    def _out_norm(self, x: Tensor, weight: Tensor | None) -> Tensor:
+        return x if weight is None else rms_norm(x, weight, self.eps)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor, past_v: Tensor,
                 attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -67,20 +75,36 @@ class LlamaBlock(nn.Module):
         k = apply_rotary(k.transpose(1, 2), cos, sin)  # (B, h_kv, T, hd)
         k, v = _cat(past_k, k), _cat(past_v, v)  # (B, h_kv, P+T, hd)
         allowed = decoder_mask(attention_mask, past_k.shape[2], t, self.window)  # (B, 1, T, P+T)
-        x = x + self.o(attend(q, k, v, allowed, self.scale))  # (B, T, D)
+        x = x + self._out_norm(self.o(attend(q, k, v, allowed, self.scale, self.cap)), self.attn_out_norm)  # (B, T, D)
         h = rms_norm(x, self.mlp_norm, self.eps)
-        x = x + self.down(self.act(self.gate(h)) * self.up(h))
+        x = x + self._out_norm(self.down(self.act(self.gate(h)) * self.up(h)), self.mlp_out_norm)
         return x, k, v
 
 
-def _weight(hf: nn.Module, name: str, optional: bool = False) -> Tensor | None:
-    """The weight of the module `name` of `hf`, shared (None if `optional` and the model has no such module)."""
+def _weight(hf: nn.Module, name: str) -> Tensor | None:
+    """The weight of the module `name` of `hf`, shared (None if the model has no such module)."""
     try:
         return shared(hf.get_submodule(name).weight)
     except AttributeError:
-        if optional:
-            return None
-        raise
+        return None
+
+
+def _norm(hf: nn.Module, arch: Architecture, name: str) -> Tensor | None:
+    """The factor the norm `name` scales by: its weight, shared, or a new tensor (1 + weight) for Gemma's."""
+    weight = _weight(hf, name)
+    offset = NORM_WEIGHT_OFFSET[arch.norm]
+    return weight if weight is None or not offset else shared(weight + offset)
+
+
+def _rotary_table(config, rotary_emb: nn.Module, kind: str) -> tuple[Tensor, float]:
+    """The inverse frequencies (shared) and scaling of attention kind `kind`: Gemma 3's rotary module keeps them
+    prefixed by the kind, LLaMA's one table for every layer. Refuses a rope type whose frequencies change."""
+    prefix = f"{kind}_" if hasattr(rotary_emb, f"{kind}_inv_freq") else ""
+    rope_type = getattr(rotary_emb, "rope_type", "default")
+    rope_type = rope_type.get(kind, "default") if isinstance(rope_type, dict) else rope_type
+    if rope_type not in STATIC_ROPE:
+        raise _refuse(config, f"rope type {rope_type!r} (its frequencies change with the length)")
+    return shared(getattr(rotary_emb, f"{prefix}inv_freq")), float(getattr(rotary_emb, f"{prefix}attention_scaling"))
 
 
 def _cat(past: Tensor, new: Tensor) -> Tensor:
@@ -91,35 +115,55 @@ def _cat(past: Tensor, new: Tensor) -> Tensor:
 class LlamaDecoder(nn.Module):
     """LLaMA-family decoder over an HF `LlamaForCausalLM`-like model (also Mistral, Qwen2, Qwen3)."""
 
+    arch = LLAMA
+
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
-        config = hf.config
+        config, arch = hf.config, self.arch
         figures = _figures(config)
-        rotary_emb = hf.get_submodule(LLAMA.base).rotary_emb
-        rope_type = getattr(rotary_emb, "rope_type", "default")
-        if rope_type not in STATIC_ROPE:
-            raise _refuse(config, f"rope type {rope_type!r} (its frequencies change with the length)")
-        self.embed = _weight(hf, LLAMA.tensors["embedding"])  # (V, D)
-        self.inv_freq = shared(rotary_emb.inv_freq)  # from the HF module: the right base (rope_theta) and scaling
-        self.rope_scaling = float(rotary_emb.attention_scaling)
+        if figures.get("bidirectional"):
+            raise _refuse(config, "bidirectional attention")
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * figures["layers"]
+        rotary_emb = hf.get_submodule(arch.base).rotary_emb
+        # from the HF module: the right base (rope_theta) and scaling; Gemma 3 keeps a table per attention kind
+        self.inv_freq, self.rope_scaling = _rotary_table(config, rotary_emb, "full_attention")
+        self.sliding_inv_freq, self.sliding_rope_scaling = (
+            _rotary_table(config, rotary_emb, "sliding_attention") if hasattr(rotary_emb, "sliding_attention_inv_freq")
+            else (None, None))
+        self.sliding = [kind == "sliding_attention" for kind in layer_types]
+        self.embed = _weight(hf, arch.tensors["embedding"])  # (V, D)
+        self.embed_scale = figures.get("embedding_scale")
         window = getattr(config, "sliding_window", None)
         self.blocks = nn.ModuleList(
-            LlamaBlock(hf, i, figures, window if layer_types[i] == "sliding_attention" else None)
-            for i in range(len(hf.get_submodule(LLAMA.blocks))))
-        self.norm = _weight(hf, LLAMA.tensors["final_norm"])
+            LlamaBlock(hf, arch, i, figures, window if self.sliding[i] else None)
+            for i in range(len(hf.get_submodule(arch.blocks))))
+        self.norm = _norm(hf, arch, arch.tensors["final_norm"])
         self.eps = figures["norm_eps"]
-        self.head = Slot.of(hf, LLAMA.tensors["head"])
+        self.logit_cap = figures.get("logit_softcap")
+        self.head = Slot.of(hf, arch.tensors["head"])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         x = self.embed[input_ids]  # (B, T, D)
-        cos, sin = rotary(position_ids, self.inv_freq, self.rope_scaling)  # (B, T, hd)
+        if self.embed_scale is not None:
+            x = x * self.embed_scale
+        full = rotary(position_ids, self.inv_freq, self.rope_scaling)  # cos, sin (B, T, hd)
+        sliding = full if self.sliding_inv_freq is None else rotary(position_ids, self.sliding_inv_freq,
+                                                                    self.sliding_rope_scaling)
         present: list[Tensor] = []
         for i, block in enumerate(self.blocks):
-            x, k, v = block(x, cos, sin, past[2 * i], past[2 * i + 1], attention_mask)
+            x, k, v = block(x, *(sliding if self.sliding[i] else full), past[2 * i], past[2 * i + 1], attention_mask)
             present += [k, v]
         logits = self.head(rms_norm(x, self.norm, self.eps))  # (B, T, V)
+        if self.logit_cap is not None:
+            logits = torch.tanh(logits / self.logit_cap) * self.logit_cap
         return (logits, *present)
+
+
+class Gemma3Decoder(LlamaDecoder):
+    """Gemma 3 text decoder over an HF `Gemma3ForCausalLM`: sliding and global layers, each kind with its
+    own rotary base; the embedding scaled by sqrt(hidden_size)."""
+
+    arch = GEMMA3
 
 
 class GPT2Block(nn.Module):
@@ -168,7 +212,8 @@ class GPT2Decoder(nn.Module):
         return (self.head(self.ln_f(x)), *present)
 
 
-DECODERS: dict[str, type[nn.Module]] = {LLAMA.family: LlamaDecoder, GPT2.family: GPT2Decoder}  # family -> decoder
+DECODERS: dict[str, type[nn.Module]] = {LLAMA.family: LlamaDecoder, GPT2.family: GPT2Decoder,
+                                        GEMMA3.family: Gemma3Decoder}  # family -> decoder
 
 
 def _figures(config) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -10,10 +11,10 @@ from edgec.core.errors import ContainerError
 from edgec.runtime.model_config import ModelConfig
 
 
-def inverse_frequencies(config: ModelConfig) -> np.ndarray:
-    """(head_dim/2,) float64 inverse frequencies, as transformers computes them for `default`, `linear`, `llama3`."""
-    rope = config.rope or {}
-    dim = config.head_dim
+def inverse_frequencies(rope: dict[str, Any] | None, dim: int) -> np.ndarray:
+    """(dim/2,) float64 inverse frequencies of the settings `rope`, as transformers computes them for `default`,
+    `linear`, `llama3`."""
+    rope = rope or {}
     inv = 1.0 / rope.get("rope_theta", 10000.0) ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
     kind = rope.get("rope_type", "default")
     if kind == "default":
@@ -32,10 +33,14 @@ def inverse_frequencies(config: ModelConfig) -> np.ndarray:
 
 
 class Rotary:
-    """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim)."""
+    """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim).
 
-    def __init__(self, config: ModelConfig, max_positions: int) -> None:
-        angles = np.outer(np.arange(max_positions, dtype=np.float64), inverse_frequencies(config))  # (P, hd/2)
+    `rope` overrides the config's rotary settings (the sliding layers' own, in Gemma 3).
+    """
+
+    def __init__(self, config: ModelConfig, max_positions: int, rope: dict[str, Any] | None = None) -> None:
+        frequencies = inverse_frequencies(config.rope if rope is None else rope, config.head_dim)
+        angles = np.outer(np.arange(max_positions, dtype=np.float64), frequencies)  # (P, hd/2)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
 

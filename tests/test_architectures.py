@@ -37,8 +37,8 @@ from edgec.runtime.model import EXECUTORS
 from edgec.runtime.model_config import ModelConfig, model_config
 
 # The tiny model of each model type that is no LLaMA-family variant: a saved folder of conftest.py.
-SAVED = {"gpt2": "tiny_gpt2_dir", "bert": "tiny_bert_dir"}
-# Qwen3's per-head query/key norms: the executors read them only where a model has them.
+SAVED = {"gpt2": "tiny_gpt2_dir", "bert": "tiny_bert_dir", "gemma3_text": "tiny_gemma3_dir"}
+# Qwen3's per-head query/key norms: the LLaMA executor reads them only where a model has them.
 OPTIONAL_ROLES = {"q_norm", "k_norm"}
 _MODELS: dict[str, nn.Module] = {}
 
@@ -102,7 +102,7 @@ def test_templates_name_modules_the_tiny_model_has(request, model_type):
     model = tiny_model(request, model_type)
     modules = _modules(model)
     layers = len(model.get_submodule(arch.blocks))
-    assert layers == model_config(model_type, model.config.to_dict()).layers == 2
+    assert layers == model_config(model_type, model.config.to_dict()).layers >= 2
     assert type(model).base_model_prefix == arch.base
     for i in range(layers):
         for role in arch.block_tensors:

@@ -126,7 +126,7 @@ def hf_vs_onnx(path, loaded, steps: int = 2) -> float:
     past = {i.name: np.zeros([2 if d == "batch_size" else 0 if isinstance(d, str) else d for d in i.shape], np.float32)
             for i in sess.get_inputs() if i.name.startswith("past_key_values")}  # an empty first past
     worst, start, positions = 0.0, 0, np.clip(mask.cumsum(1) - 1, 0, None)
-    for step in range(steps + 1):
+    for _step in range(steps + 1):
         out, *present = sess.run(None, {"input_ids": ids[:, start:], "attention_mask": mask,
                                         "position_ids": positions[:, start:], **past})
         with torch.no_grad():
@@ -336,6 +336,17 @@ def test_gpt2_with_unfolded_awq_scales_matches_hf(tiny_gpt2_dir, tmp_path):
     report = export_onnx(source, out)
     assert any(n.op_type == "Div" and n.name.endswith("mlp.c_proj/Div") for n in nodes(out))
     assert report.validation.mean_kl < 1e-9 and hf_vs_onnx(out, source.loaded) < 1e-4
+
+
+@pytest.mark.parametrize("fmt", [None, "int4:g32"])
+def test_gemma3_with_sliding_and_global_layers_matches_hf(tiny_gemma3_dir, tmp_path, fmt):
+    """Per-layer windows and rotary bases, norms scaling by 1 + weight, the scaled embedding, soft-capped logits."""
+    source = compressed(tiny_gemma3_dir, fmt)
+    out = tmp_path / "gemma3.onnx"
+    report = export_onnx(source, out)
+    assert report.validation.mean_kl < 1e-9 and report.validation.max_abs_diff < 1e-4
+    assert hf_vs_onnx(out, source.loaded, steps=6) < 1e-4  # decode steps past the window of 4
+    assert any(n.op_type == "Tanh" for n in nodes(out))  # the logits' soft cap
 
 
 def test_bert_encoder_matches_hf(tiny_bert_dir, tmp_path):

@@ -7,7 +7,7 @@ forward hooks on the real modules.
 
 import pytest
 import torch
-from conftest import LLAMA_FAMILIES
+from conftest import LLAMA_FAMILIES, tiny_gemma3_config
 from torch import nn
 from transformers import AutoModelForCausalLM, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
@@ -29,6 +29,11 @@ def _build(family):
     elif family == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64,
                                           bos_token_id=0, eos_token_id=0))
+    elif family == "gemma3_text":  # two layers: a sliding one and a global one
+        config = tiny_gemma3_config()
+        config.vocab_size, config.max_position_embeddings, config.tie_word_embeddings = VOCAB, 64, False
+        config.num_hidden_layers, config.layer_types = 2, config.layer_types[:2]
+        model = AutoModelForCausalLM.from_config(config)
     elif family == "bert":
         model = BertModel(BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=4, vocab_size=VOCAB, max_position_embeddings=64))

@@ -173,7 +173,7 @@ def test_joint_2to4_quantization_keeps_two_of_four_on_the_grid():
     np.testing.assert_array_equal(fmt.inner.decode(enc, (8, 64)), kept)
 
 
-FAMILY_DIRS = ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir"]
+FAMILY_DIRS = ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir", "tiny_gemma3_dir"]
 METHOD_FORMATS = [("rtn", "int4:g32"), ("gptq", "int4:g32"), ("gptq", "nf4:g32"), ("awq", "int4:g32:asym"),
                   ("smoothquant", "int8"), ("magnitude", "2:4"), ("wanda", "2:4+int8"), ("sparsegpt", "2:4+int4:g32"),
                   ("sparsegpt", "fp16")]
@@ -290,11 +290,11 @@ def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir"])
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_gemma3_dir"])
 @pytest.mark.parametrize("method, text", [("awq", "int3:g32"), ("smoothquant", "int8")])
 def test_scale_folding_leaves_the_float_model_unchanged(family, method, text, request):
     """Run AWQ's / SmoothQuant's block preparation (scale search and folding) but skip quantization:
-    the model must compute the same outputs."""
+    the model must compute the same outputs (Gemma's norms scale by 1 + weight: the fold must keep the 1)."""
     from edgec.passes import PASSES
 
     loaded = load_model(request.getfixturevalue(family))
