@@ -41,7 +41,7 @@ class LlamaBlock(nn.Module):
     """One pre-norm block: GQA attention with rotary positions, then a gated MLP.
 
     Read through the family's description: LLaMA's (SwiGLU, Qwen3's optional q/k norms) or Gemma 3's
-    (norms scaling by 1 + weight, norms on the attention's and the MLP's outputs, GeGLU, soft-capped scores).
+    (norms scaling by 1 + weight, norms on the attention's and the MLP's outputs, GeGLU).
     """
 
     def __init__(self, hf: nn.Module, arch: Architecture, i: int, figures: dict[str, Any], window: int | None) -> None:
@@ -50,11 +50,12 @@ class LlamaBlock(nn.Module):
         self.n_heads, self.n_kv, self.head_dim = figures["heads"], figures["kv_heads"], figures["head_dim"]
         self.eps = figures["norm_eps"]
         self.scale = hf_block.self_attn.scaling
-        self.cap = figures.get("attention_softcap")
         self.window = window
-        self.attn_norm, self.q_norm, self.k_norm, self.attn_out_norm, self.mlp_norm, self.mlp_out_norm = (
-            _norm(hf, arch, arch.block_tensor(i, role)) if role in arch.block_tensors else None
-            for role in ("attn_norm", "q_norm", "k_norm", "attn_out_norm", "mlp_norm", "mlp_out_norm"))
+        self.attn_norm, self.mlp_norm = (_norm(hf, arch, arch.block_tensor(i, role)) for role in ("attn_norm", "mlp_norm"))
+        # Qwen3's per-head query/key norms and Gemma 3's norms on the attention's and the MLP's outputs
+        self.q_norm, self.k_norm, self.attn_out_norm, self.mlp_out_norm = (
+            _norm(hf, arch, arch.block_tensor(i, role), optional=True) if role in arch.block_tensors else None
+            for role in ("q_norm", "k_norm", "attn_out_norm", "mlp_out_norm"))
         self.q, self.k, self.v, self.o, self.gate, self.up, self.down = (Slot.of(hf, arch.block_tensor(i, role))
                                                                          for role in arch.linears)
         self.act = hf_block.mlp.act_fn
@@ -75,23 +76,26 @@ class LlamaBlock(nn.Module):
         k = apply_rotary(k.transpose(1, 2), cos, sin)  # (B, h_kv, T, hd)
         k, v = _cat(past_k, k), _cat(past_v, v)  # (B, h_kv, P+T, hd)
         allowed = decoder_mask(attention_mask, past_k.shape[2], t, self.window)  # (B, 1, T, P+T)
-        x = x + self._out_norm(self.o(attend(q, k, v, allowed, self.scale, self.cap)), self.attn_out_norm)  # (B, T, D)
+        x = x + self._out_norm(self.o(attend(q, k, v, allowed, self.scale)), self.attn_out_norm)  # (B, T, D)
         h = rms_norm(x, self.mlp_norm, self.eps)
         x = x + self._out_norm(self.down(self.act(self.gate(h)) * self.up(h)), self.mlp_out_norm)
         return x, k, v
 
 
-def _weight(hf: nn.Module, name: str) -> Tensor | None:
-    """The weight of the module `name` of `hf`, shared (None if the model has no such module)."""
+def _weight(hf: nn.Module, name: str, optional: bool = False) -> Tensor | None:
+    """The weight of the module `name` of `hf`, shared (None if `optional` and the model has no such module)."""
     try:
         return shared(hf.get_submodule(name).weight)
     except AttributeError:
-        return None
+        if optional:
+            return None
+        raise
 
 
-def _norm(hf: nn.Module, arch: Architecture, name: str) -> Tensor | None:
-    """The factor the norm `name` scales by: its weight, shared, or a new tensor (1 + weight) for Gemma's."""
-    weight = _weight(hf, name)
+def _norm(hf: nn.Module, arch: Architecture, name: str, optional: bool = False) -> Tensor | None:
+    """The factor the norm `name` scales by: its weight, shared, or a new tensor (1 + weight) for Gemma's
+    (None if `optional` and the model has no such norm)."""
+    weight = _weight(hf, name, optional)
     offset = NORM_WEIGHT_OFFSET[arch.norm]
     return weight if weight is None or not offset else shared(weight + offset)
 
@@ -123,6 +127,8 @@ class LlamaDecoder(nn.Module):
         figures = _figures(config)
         if figures.get("bidirectional"):
             raise _refuse(config, "bidirectional attention")
+        if figures.get("attention_softcap") is not None:  # transformers' Gemma 3 reads it but never applies it
+            raise _refuse(config, "attention logit soft-capping")
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * figures["layers"]
         rotary_emb = hf.get_submodule(arch.base).rotary_emb
         # from the HF module: the right base (rope_theta) and scaling; Gemma 3 keeps a table per attention kind

@@ -104,19 +104,16 @@ def decoder_mask(attention_mask: torch.Tensor, past_len: torch.Tensor | int, seq
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
-           scale: float | None = None, cap: float | None = None) -> torch.Tensor:
+           scale: float | None = None) -> torch.Tensor:
     """Grouped-query attention: q (B, H, T, hd), k/v (B, h_kv, S, hd), allowed (B, 1, T, S) -> (B, T, H*hd).
 
-    Query heads are grouped by the KV head they share instead of repeating K and V. Scores are
-    soft-capped to cap * tanh(scores / cap) if `cap` is given (Gemma).
+    Query heads are grouped by the KV head they share instead of repeating K and V.
     """
     b, h, t, hd = q.shape
     h_kv = k.shape[1]
     q = q.reshape(b, h_kv, h // h_kv, t, hd)  # (B, h_kv, rep, T, hd)
     scores = q @ k[:, :, None].transpose(-1, -2)  # (B, h_kv, rep, T, S)
     scores = scores * (scale if scale is not None else 1.0 / math.sqrt(hd))
-    if cap is not None:
-        scores = torch.tanh(scores / cap) * cap
     scores = scores.masked_fill(~allowed[:, :, None], NEG_INF)  # mask (B, 1, 1, T, S)
     probs = torch.softmax(scores, dim=-1)
     out = probs @ v[:, :, None]  # (B, h_kv, rep, T, hd)

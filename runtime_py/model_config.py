@@ -33,22 +33,21 @@ class ModelConfig:
     sliding_rope: dict[str, Any] | None = None  # the rotary settings of the sliding layers, where they differ
     embedding_scale: float | None = None  # multiplies the embedding's output
     attention_scalar: float | None = None  # attention scores are scaled by its -1/2 power (None: head_dim's)
-    attention_softcap: float | None = None  # scores become cap * tanh(scores / cap)
-    logit_softcap: float | None = None  # the same on the final logits
+    attention_softcap: float | None = None  # refused: transformers' Gemma 3 reads it but never applies it
+    logit_softcap: float | None = None  # the final logits become cap * tanh(logits / cap)
     bidirectional: bool = False
 
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
+    def is_sliding(self, layer: int) -> bool:
+        """Whether `layer` is one of the sliding layers a config with per-layer attention kinds names."""
+        return self.sliding_layers is not None and self.sliding_layers[layer]
+
     def window(self, layer: int) -> int | None:
         """The attention window of `layer` (None: it attends to every earlier position)."""
-        return self.sliding_window if self.sliding_layers is None or self.sliding_layers[layer] else None
-
-    def layer_rope(self, layer: int) -> dict[str, Any] | None:
-        """The rotary settings of `layer`."""
-        sliding = self.sliding_layers is not None and self.sliding_layers[layer]
-        return self.sliding_rope if sliding and self.sliding_rope is not None else self.rope
+        return self.sliding_window if self.sliding_layers is None or self.is_sliding(layer) else None
 
 
 def model_config(architecture: str, config: dict[str, Any]) -> ModelConfig:
@@ -81,12 +80,15 @@ def _check_figures(c: ModelConfig) -> None:
         theta = (rope or {}).get("rope_theta", 1.0)
         if not is_number(theta) or not 0 < theta < float("inf"):
             raise ContainerError(f"model.config: rope_theta must be a positive number, got {theta!r}")
-    for field in ("embedding_scale", "attention_scalar", "attention_softcap", "logit_softcap"):
+    for field in ("embedding_scale", "attention_scalar", "logit_softcap"):
         value = getattr(c, field)
         if value is not None and (not is_number(value) or not 0 < value < float("inf")):
             raise ContainerError(f"model.config: {field} must be a positive number or null, got {value!r}")
     if c.bidirectional is not False:
         raise ContainerError("model.config: bidirectional attention is not supported by the runtime")
+    if c.attention_softcap is not None:
+        raise ContainerError("model.config: attention logit soft-capping is set, but transformers' Gemma 3 does not "
+                             "apply it; the runtime refuses rather than compute another model")
     if c.sliding_window is not None and (not is_integer(c.sliding_window) or c.sliding_window < 1):
         raise ContainerError(f"model.config: sliding_window must be a positive integer, got {c.sliding_window!r}")
 

@@ -169,20 +169,18 @@ def softcap(x: np.ndarray, cap: float | None) -> np.ndarray:
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int, causal: bool = True,
-              window: int | None = None, mask: np.ndarray | None = None, scalar: float | None = None,
-              cap: float | None = None) -> np.ndarray:
+              window: int | None = None, mask: np.ndarray | None = None, scalar: float | None = None) -> np.ndarray:
     """Scaled dot-product attention of T new queries over S keys, grouped-query aware.
 
     q: (T, H, hd) at positions start..start+T-1; k, v: (S, KVH, hd) at positions 0..S-1; H a
     multiple of KVH. `mask` (S,) bool drops keys (padding). Scores are scaled by scalar**-0.5
-    (scalar defaults to hd), then soft-capped at `cap` if given. Returns (T, H * hd).
+    (scalar defaults to hd). Returns (T, H * hd).
     """
     t, heads, hd = q.shape
     s, kv_heads, _ = k.shape
     group = heads // kv_heads
     qg = q.reshape(t, kv_heads, group, hd).transpose(1, 2, 0, 3)  # (KVH, G, T, hd)
     scores = qg @ k.transpose(1, 2, 0)[:, None] * np.float32(1 / np.sqrt(scalar or hd))  # (KVH, G, T, S)
-    scores = softcap(scores, cap)
     allowed = np.ones((t, s), bool) if mask is None else np.broadcast_to(mask[None, :], (t, s)).copy()
     if causal:
         query_pos = np.arange(start, start + t)[:, None]

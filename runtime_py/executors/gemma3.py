@@ -2,8 +2,8 @@
 
 Four RMSNorms per block scaling by (1 + weight) (before and after attention, before and after the
 MLP), per-head query/key norms, a GeGLU MLP, the embedding scaled by sqrt(hidden_size), attention
-scores scaled by query_pre_attn_scalar**-0.5 and optionally soft-capped, layers that attend within
-a sliding window or globally, each kind with its own rotary base, and optionally soft-capped logits.
+scores scaled by query_pre_attn_scalar**-0.5, layers that attend within a sliding window or
+globally, each kind with its own rotary base, and optionally soft-capped logits.
 """
 
 from __future__ import annotations
@@ -50,11 +50,10 @@ class Gemma3Executor:
         d, q_dim, kv_dim, hd, ff = config.hidden_size, config.heads * config.head_dim, config.kv_dim, config.head_dim, \
             config.intermediate_size
         self.embed: Embedding = w.embedding("embedding", (config.vocab_size, d))
-        rotaries: dict[int, Rotary] = {}  # one table per distinct rotary setting
+        full = Rotary(config, context)
+        sliding = full if config.sliding_rope is None else Rotary(config, context, config.sliding_rope)
         self.blocks = []
         for i in range(config.layers):
-            rope = config.layer_rope(i)
-            rotary = rotaries.setdefault(id(rope), Rotary(config, context, rope))
             self.blocks.append(GemmaBlock(
                 *w.norm("attn_norm", d, i),
                 w.linear("q", (q_dim, d), i), w.linear("k", (kv_dim, d), i), w.linear("v", (kv_dim, d), i),
@@ -64,7 +63,7 @@ class Gemma3Executor:
                 w.linear("gate", (ff, d), i, bias=False), w.linear("up", (ff, d), i, bias=False),
                 w.linear("down", (d, ff), i, bias=False),
                 *w.norm("mlp_out_norm", d, i),
-                rotary, config.window(i)))
+                sliding if config.is_sliding(i) else full, config.window(i)))
         (self.norm,) = w.norm("final_norm", d)
         self.head = w.linear("head", (config.vocab_size, d), bias=False)
 
@@ -85,8 +84,7 @@ class Gemma3Executor:
             v = block.v(h).reshape(t, c.kv_heads, c.head_dim)
             q, k = block.rotary.apply(q, positions), block.rotary.apply(k, positions)
             keys, values = cache.store(layer, positions, k, v)  # (S, KVH, hd)
-            attended = attention(q, keys, values, positions.start, window=block.window, scalar=c.attention_scalar,
-                                 cap=c.attention_softcap)
+            attended = attention(q, keys, values, positions.start, window=block.window, scalar=c.attention_scalar)
             x = x + rms_norm(block.o(attended), block.attn_out_norm, c.norm_eps)
             h = rms_norm(x, block.mlp_norm, c.norm_eps)
             x = x + rms_norm(block.down(gelu_tanh(block.gate(h)) * block.up(h)), block.mlp_out_norm, c.norm_eps)

@@ -349,6 +349,19 @@ def test_gemma3_with_sliding_and_global_layers_matches_hf(tiny_gemma3_dir, tmp_p
     assert any(n.op_type == "Tanh" for n in nodes(out))  # the logits' soft cap
 
 
+def test_gemma3_settings_transformers_does_not_compute_are_refused():
+    from conftest import tiny_gemma3_config
+
+    from edgec.exporters.onnx_decoder import build_decoder
+
+    for setting, named in (("attn_logit_softcapping", "attention logit soft-capping"),
+                           ("use_bidirectional_attention", "bidirectional attention")):
+        config = tiny_gemma3_config()
+        setattr(config, setting, True if setting.startswith("use_") else 50.0)
+        with pytest.raises(EdgecError, match=named):
+            build_decoder(AutoModelForCausalLM.from_config(config))
+
+
 def test_bert_encoder_matches_hf(tiny_bert_dir, tmp_path):
     source = compressed(tiny_bert_dir, "int8")
     out = tmp_path / "bert.onnx"

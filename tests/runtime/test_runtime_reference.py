@@ -160,7 +160,8 @@ def test_gemma3_configs_the_runtime_cannot_compute_are_refused():
                                  "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
     config = model_config("gemma3_text", gemma)
     assert [config.window(i) for i in range(2)] == [4, None]
-    assert [config.layer_rope(i)["rope_theta"] for i in range(2)] == [1e4, 1e6]
+    assert [config.is_sliding(i) for i in range(2)] == [True, False]
+    assert (config.sliding_rope["rope_theta"], config.rope["rope_theta"]) == (1e4, 1e6)
     assert config.embedding_scale == pytest.approx(8**0.5) and config.attention_scalar == 256
     assert model_config("gemma3_text", {**gemma, "dtype": "bfloat16"}).embedding_scale == 2.828125
     for change, named in (({"use_bidirectional_attention": True}, "bidirectional"),
@@ -168,6 +169,7 @@ def test_gemma3_configs_the_runtime_cannot_compute_are_refused():
                           ({"layer_types": ["sliding_attention", "chunked_attention"]}, "layer_types"),
                           ({"rope_parameters": {}}, "lacks 'full_attention'"),
                           ({"final_logit_softcapping": -1.0}, "logit_softcap"),
+                          ({"attn_logit_softcapping": 50.0}, "does not apply it"),
                           ({"hidden_activation": "relu"}, "activation 'relu'")):
         with pytest.raises(ContainerError, match=named):
             model_config("gemma3_text", {**gemma, **change})
