@@ -1,6 +1,7 @@
 """Compression passes: golden comparisons on tiny shapes, and every pass on tiny models of every family."""
 
 import copy
+import functools
 import itertools
 import json
 
@@ -235,6 +236,31 @@ def test_sequential_pipeline_feeds_each_block_the_compressed_outputs(tiny_llama_
         embedded = loaded.model.model.embed_tokens(ids)
     torch.testing.assert_close(seen[0], embedded)
     torch.testing.assert_close(seen[1], embedded)  # a zeroed block adds nothing to the residual stream
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir"])
+def test_sequential_pipeline_gives_each_block_the_models_own_inputs(family, request):
+    """Left uncompressed, every block sees what the model's forward passes it: Gemma 3's global layers get
+    their own rotary tables and mask, not those of the sliding layer before them."""
+    loaded = load_model(request.getfixturevalue(family))
+    ids, _ = calibration_windows(loaded.tokenizer, 2, 16)
+    seen = {}
+    run_sequential(loaded.model, loaded.adapter, ids, lambda cal: seen.setdefault(cal.index, cal.inputs[0].clone()),
+                   batch_size=2, progress=False)
+    blocks = loaded.adapter.blocks(loaded.model)
+    real = {}
+
+    def record(i, module, args, kwargs):
+        real[i] = (args[0] if args else kwargs["hidden_states"]).clone()
+
+    handles = [block.register_forward_pre_hook(functools.partial(record, i), with_kwargs=True)
+               for i, block in enumerate(blocks)]
+    with torch.no_grad():
+        loaded.model(input_ids=ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    for i in range(len(blocks)):
+        torch.testing.assert_close(seen[i], real[i], rtol=1e-5, atol=1e-5, msg=f"block {i}")
 
 
 @pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir"])

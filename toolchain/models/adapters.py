@@ -113,6 +113,14 @@ class Adapter:
         """The repeated transformer blocks, in execution order."""
         return list(model.base_model.get_submodule(self.arch.in_base(self.arch.blocks)))
 
+    def block_kinds(self, model: nn.Module) -> list[str]:
+        """Each block's attention kind: `config.layer_types` where the description says the config lists them
+        (Gemma 3: sliding or full), one kind ("") otherwise. Blocks of one kind are called with the same
+        arguments besides their input (attention mask, rotary tables)."""
+        if self.arch.layer_types is None:
+            return [""] * len(self.blocks(model))
+        return list(getattr(model.config, self.arch.layer_types.key))
+
     def head(self, model: nn.Module) -> LinearRef | None:
         """The output projection to the vocabulary, if the model has one."""
         name = self.arch.tensors.get("head")
