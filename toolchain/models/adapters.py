@@ -127,6 +127,11 @@ class Adapter:
         head = getattr(model, name, None) if name is not None else None
         return LinearRef(name, -1, head) if isinstance(head, nn.Linear) else None
 
+    def logit_softcap(self, model: nn.Module) -> float | None:
+        """The cap the model's final logits are soft-capped at (cap * tanh(logits / cap)), None if they are not."""
+        figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
+        return figures.get("logit_softcap")
+
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The norm between the last block and the head (None if the blocks' output is final)."""
         name = self.arch.tensors.get("final_norm")
