@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Task = Literal["causal-lm", "encoder"]
-NormKind = Literal["rms", "layer"]
+NormKind = Literal["rms", "rms-offset", "layer"]
 RowMap = Literal["grouped-values", "fused-values", "fused-up"]
 
 # The parameters a norm of each kind stores, as suffixes of its name.
-NORM_PARAMETERS: dict[str, tuple[str, ...]] = {"rms": ("weight",), "layer": ("weight", "bias")}
+NORM_PARAMETERS: dict[str, tuple[str, ...]] = {"rms": ("weight",), "rms-offset": ("weight",), "layer": ("weight", "bias")}
+# What a norm of each kind adds to its stored weight before scaling: Gemma's RMSNorm multiplies by (1 + weight).
+NORM_WEIGHT_OFFSET: dict[str, float] = {"rms": 0.0, "rms-offset": 1.0, "layer": 0.0}
 
 REQUIRED = object()  # a Key without default: the config must give it
 
@@ -63,6 +65,7 @@ class RotarySource:
     scaling: str = "rope_scaling"
     partial: str = "partial_rotary_factor"
     default_theta: float = 10000.0
+    by_layer_type: bool = False  # `parameters` holds one dict per attention kind (Gemma 3), see LayerTypesSource
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class SlidingWindowSource:
     key: str = "sliding_window"
     switch: str = "use_sliding_window"
     on_by_default: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerTypesSource:
+    """Where a config lists each layer's attention kind: `key` holds one of `sliding` (attends within the
+    window) or `full` per layer. A family with this source applies the window only to its sliding layers,
+    and with `RotarySource.by_layer_type` each kind has its own rotary settings."""
+
+    key: str = "layer_types"
+    sliding: str = "sliding_attention"
+    full: str = "full_attention"
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,8 @@ class Architecture:
     scale_folds: tuple[ScaleFold, ...] = ()
     rotary: RotarySource | None = None
     sliding_window: SlidingWindowSource | None = None
+    layer_types: LayerTypesSource | None = None  # None: every layer attends alike
+    embedding_scaled: bool = False  # the embedding's output is multiplied by sqrt(hidden_size) (Gemma)
 
     def block_tensor(self, i: int, role: str) -> str:
         """The module name of `role` in block `i`, e.g. "model.layers.3.self_attn.q_proj"."""
@@ -249,7 +265,46 @@ BERT = Architecture(
                  ScaleFold(None, ("down",))),
 )
 
-ARCHITECTURES: tuple[Architecture, ...] = (LLAMA, PHI3, GPT2, BERT)
+GEMMA3 = Architecture(
+    family="gemma3",
+    model_types=("gemma3_text",),
+    task="causal-lm",
+    config={
+        "vocab_size": Key("vocab_size"),
+        "hidden_size": Key("hidden_size"),
+        "layers": Key("num_hidden_layers"),
+        "heads": Key("num_attention_heads"),
+        "kv_heads": Key("num_key_value_heads", Derived("heads"), null_means_default=True),
+        "head_dim": Key("head_dim", 256, null_means_default=True),
+        "intermediate_size": Key("intermediate_size"),
+        "norm_eps": Key("rms_norm_eps", 1e-6),
+        "max_positions": Key("max_position_embeddings", 131072),
+        "tie_embeddings": Key("tie_word_embeddings", True, null_means_default=True),
+        "activation": Key("hidden_activation", "gelu_pytorch_tanh", null_means_default=True),
+        "attention_scalar": Key("query_pre_attn_scalar", 256),
+        "attention_softcap": Key("attn_logit_softcapping", None),
+        "logit_softcap": Key("final_logit_softcapping", None),
+        "bidirectional": Key("use_bidirectional_attention", False, null_means_default=True),
+    },
+    base="model",
+    block="model.layers.{i}",
+    block_tensors={"attn_norm": "input_layernorm", **_LLAMA_ATTENTION,
+                   "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm",
+                   "attn_out_norm": "post_attention_layernorm", "mlp_norm": "pre_feedforward_layernorm",
+                   **_LLAMA_MLP, "mlp_out_norm": "post_feedforward_layernorm"},
+    linears=("q", "k", "v", "o", "gate", "up", "down"),
+    tensors={"embedding": "model.embed_tokens", "final_norm": "model.norm", "head": "lm_head"},
+    activation="gelu_pytorch_tanh",
+    norm="rms-offset",
+    scale_folds=(ScaleFold("attn_norm", ("q", "k", "v")), ScaleFold("v", ("o",), rows="grouped-values"),
+                 ScaleFold("mlp_norm", ("gate", "up")), ScaleFold("up", ("down",))),
+    rotary=RotarySource(by_layer_type=True),
+    sliding_window=SlidingWindowSource(on_by_default=("gemma3_text",)),
+    layer_types=LayerTypesSource(),
+    embedding_scaled=True,
+)
+
+ARCHITECTURES: tuple[Architecture, ...] = (LLAMA, PHI3, GPT2, BERT, GEMMA3)
 
 
 def _by_model_type(architectures: tuple[Architecture, ...]) -> dict[str, Architecture]:

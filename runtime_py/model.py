@@ -22,6 +22,7 @@ from edgec.runtime.backends.base import Backend, Kernel
 from edgec.runtime.container import EdgecFile, open_container
 from edgec.runtime.executors.bert import BertExecutor
 from edgec.runtime.executors.common import Weights
+from edgec.runtime.executors.gemma3 import Gemma3Executor
 from edgec.runtime.executors.gpt2 import GPT2Executor
 from edgec.runtime.executors.llama import LlamaExecutor
 from edgec.runtime.executors.phi3 import Phi3Executor
@@ -34,13 +35,14 @@ from edgec.runtime.values import is_integer
 DEFAULT_CONTEXT = 4096
 
 
-Executor = LlamaExecutor | Phi3Executor | GPT2Executor | BertExecutor
+Executor = LlamaExecutor | Phi3Executor | GPT2Executor | BertExecutor | Gemma3Executor
 # family (edgec.core.architectures) -> its executor, built from (config, weights, context)
 EXECUTORS: dict[str, Callable[[ModelConfig, Weights, int], Executor]] = {
     "llama": LlamaExecutor,
     "phi3": Phi3Executor,
     "gpt2": lambda config, weights, _context: GPT2Executor(config, weights),
     "bert": lambda config, weights, _context: BertExecutor(config, weights),
+    "gemma3": Gemma3Executor,
 }
 
 

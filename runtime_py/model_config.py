@@ -29,10 +29,25 @@ class ModelConfig:
     rope: dict[str, Any] | None = None  # rope_parameters: rope_type, rope_theta, partial_rotary_factor, the type's keys
     activation: str = "silu"
     sliding_window: int | None = None
+    sliding_layers: tuple[bool, ...] | None = None  # per layer, whether the window applies (None: to every layer)
+    sliding_rope: dict[str, Any] | None = None  # the rotary settings of the sliding layers, where they differ
+    embedding_scale: float | None = None  # multiplies the embedding's output
+    attention_scalar: float | None = None  # attention scores are scaled by its -1/2 power (None: head_dim's)
+    attention_softcap: float | None = None  # refused: transformers' Gemma 3 reads it but never applies it
+    logit_softcap: float | None = None  # the final logits become cap * tanh(logits / cap)
+    bidirectional: bool = False
 
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
+
+    def is_sliding(self, layer: int) -> bool:
+        """Whether `layer` is one of the sliding layers a config with per-layer attention kinds names."""
+        return self.sliding_layers is not None and self.sliding_layers[layer]
+
+    def window(self, layer: int) -> int | None:
+        """The attention window of `layer` (None: it attends to every earlier position)."""
+        return self.sliding_window if self.sliding_layers is None or self.is_sliding(layer) else None
 
 
 def model_config(architecture: str, config: dict[str, Any]) -> ModelConfig:
@@ -61,12 +76,22 @@ def _check_figures(c: ModelConfig) -> None:
     eps = c.norm_eps
     if not is_number(eps) or not 0 < eps < 1:
         raise ContainerError(f"model.config: the norm epsilon must be a number in (0, 1), got {eps!r}")
-    theta = (c.rope or {}).get("rope_theta", 1.0)
-    if not is_number(theta) or not 0 < theta < float("inf"):
-        raise ContainerError(f"model.config: rope_theta must be a positive number, got {theta!r}")
-    factor = (c.rope or {}).get("partial_rotary_factor", 1.0)
-    if not is_number(factor) or not 0 < factor <= 1:
-        raise ContainerError(f"model.config: partial_rotary_factor must be a number in (0, 1], got {factor!r}")
+    for rope in (c.rope, c.sliding_rope):
+        theta = (rope or {}).get("rope_theta", 1.0)
+        if not is_number(theta) or not 0 < theta < float("inf"):
+            raise ContainerError(f"model.config: rope_theta must be a positive number, got {theta!r}")
+        factor = (rope or {}).get("partial_rotary_factor", 1.0)
+        if not is_number(factor) or not 0 < factor <= 1:
+            raise ContainerError(f"model.config: partial_rotary_factor must be a number in (0, 1], got {factor!r}")
+    for field in ("embedding_scale", "attention_scalar", "logit_softcap"):
+        value = getattr(c, field)
+        if value is not None and (not is_number(value) or not 0 < value < float("inf")):
+            raise ContainerError(f"model.config: {field} must be a positive number or null, got {value!r}")
+    if c.bidirectional is not False:
+        raise ContainerError("model.config: bidirectional attention is not supported by the runtime")
+    if c.attention_softcap is not None:
+        raise ContainerError("model.config: attention logit soft-capping is set, but transformers' Gemma 3 does not "
+                             "apply it; the runtime refuses rather than compute another model")
     if c.sliding_window is not None and (not is_integer(c.sliding_window) or c.sliding_window < 1):
         raise ContainerError(f"model.config: sliding_window must be a positive integer, got {c.sliding_window!r}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -12,11 +13,12 @@ from edgec.runtime.model_config import ModelConfig
 LENGTH_DEPENDENT = ("dynamic", "longrope")  # rope types whose frequencies change with the sequence length
 
 
-def inverse_frequencies(config: ModelConfig) -> np.ndarray:
-    """(dims/2,) float64 inverse frequencies, as transformers computes them for `default`, `linear`, `llama3`;
-    dims is the rotated share of a head (`partial_rotary_factor` of head_dim, all of it by default)."""
-    rope = config.rope or {}
-    dim = int(config.head_dim * rope.get("partial_rotary_factor", 1.0))
+def inverse_frequencies(rope: dict[str, Any] | None, head_dim: int) -> np.ndarray:
+    """(dims/2,) float64 inverse frequencies of the settings `rope`, as transformers computes them for `default`,
+    `linear`, `llama3`; dims is the rotated share of a head (`partial_rotary_factor` of head_dim, all of it by
+    default)."""
+    rope = rope or {}
+    dim = int(head_dim * rope.get("partial_rotary_factor", 1.0))
     inv = 1.0 / rope.get("rope_theta", 10000.0) ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
     kind = rope.get("rope_type", "default")
     if kind == "default":
@@ -38,12 +40,14 @@ def inverse_frequencies(config: ModelConfig) -> np.ndarray:
 class Rotary:
     """cos/sin tables for positions 0..max_positions-1, computed once; `apply` rotates (T, heads, head_dim).
 
-    `dims` is how many leading dimensions of each head rotate (all of them unless the config gives a
-    `partial_rotary_factor`); the others pass unchanged.
+    `dims` is how many leading dimensions of each head rotate (all of them unless the settings give a
+    `partial_rotary_factor`); the others pass unchanged. `rope` overrides the config's rotary settings
+    (the sliding layers' own, in Gemma 3).
     """
 
-    def __init__(self, config: ModelConfig, max_positions: int) -> None:
-        angles = np.outer(np.arange(max_positions, dtype=np.float64), inverse_frequencies(config))  # (P, dims/2)
+    def __init__(self, config: ModelConfig, max_positions: int, rope: dict[str, Any] | None = None) -> None:
+        frequencies = inverse_frequencies(config.rope if rope is None else rope, config.head_dim)
+        angles = np.outer(np.arange(max_positions, dtype=np.float64), frequencies)  # (P, dims/2)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
         self.dims = 2 * angles.shape[1]

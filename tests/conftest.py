@@ -19,6 +19,7 @@ from transformers import (
     AutoModelForCausalLM,
     BertConfig,
     BertModel,
+    Gemma3TextConfig,
     LlamaConfig,
     MistralConfig,
     Phi3Config,
@@ -127,19 +128,37 @@ PHI3_VARIANTS = {
     "phi3-partial": lambda: Phi3Config(**_PHI3_SIZES, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                                        "partial_rotary_factor": 0.5}),
 }
-# The config of the tiny model of each model type built from a config (not a saved folder's).
-TINY_CONFIGS = {**LLAMA_FAMILIES, "phi3": PHI3_VARIANTS["phi3-partial"]}
+def tiny_gemma3_config() -> Gemma3TextConfig:
+    """A 4-layer Gemma 3 text config: sliding (window 4) and global layers, each kind with its own rotary base
+    (the global one linearly scaled), query_pre_attn_scalar other than head_dim, soft-capped logits."""
+    return Gemma3TextConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, vocab_size=TINY_VOCAB, max_position_embeddings=256, sliding_window=4, query_pre_attn_scalar=24,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        rope_parameters={"full_attention": {"rope_type": "linear", "rope_theta": 1e6, "factor": 2.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
+        final_logit_softcapping=3.0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
-def save_tiny_decoder(config, path: Path) -> Path:
-    """A random model of `config` with random biases and norm weights (their defaults would hide a bug),
-    saved with the tiny tokenizer in folder `path`."""
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
+def randomize_norms(model: torch.nn.Module) -> None:
+    """Random norm weights and biases: their defaults (ones, zeros) would hide a bug."""
+    offset = 0 if model.config.model_type == "gemma3_text" else 1  # Gemma's norms scale by 1 + weight
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.5 + (0 if name.endswith("bias") else 1))
+                p.copy_(torch.randn_like(p) * 0.5 + (0 if name.endswith("bias") else offset))
+
+
+# The config of the tiny model of each model type built from a config (not a saved folder's).
+TINY_CONFIGS = {**LLAMA_FAMILIES, "phi3": PHI3_VARIANTS["phi3-partial"], "gemma3_text": tiny_gemma3_config}
+
+
+def save_tiny_decoder(config, path: Path) -> Path:
+    """A random model of `config` with random biases and norm weights (`randomize_norms`), saved with the
+    tiny tokenizer in folder `path`."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    randomize_norms(model)
     model.save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
@@ -162,3 +181,9 @@ def phi3_dir(request, tmp_path_factory):
 def tiny_phi3_dir(tmp_path_factory):
     """The tiny Phi-3 rotating half of each head, with random norm weights."""
     return save_tiny_decoder(PHI3_VARIANTS["phi3-partial"](), tmp_path_factory.mktemp("tiny-phi3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory) -> Path:
+    """A 4-layer Gemma 3 text model (`tiny_gemma3_config`) with random norms and a BPE tokenizer, saved as a folder."""
+    return save_tiny_decoder(tiny_gemma3_config(), tmp_path_factory.mktemp("tiny-gemma3"))

@@ -103,7 +103,7 @@ def test_templates_name_modules_the_tiny_model_has(request, model_type):
     model = tiny_model(request, model_type)
     modules = _modules(model)
     layers = len(model.get_submodule(arch.blocks))
-    assert layers == model_config(model_type, model.config.to_dict()).layers == 2
+    assert layers == model_config(model_type, model.config.to_dict()).layers >= 2
     assert type(model).base_model_prefix == arch.base
     for i in range(layers):
         for role in arch.block_tensors:

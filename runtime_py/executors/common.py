@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.core.architectures import NORM_PARAMETERS, Architecture
+from edgec.core.architectures import NORM_PARAMETERS, NORM_WEIGHT_OFFSET, Architecture
 from edgec.core.errors import ContainerError
 from edgec.runtime.backends.base import Backend, Linear, embedding_rows
 from edgec.runtime.container import EdgecFile
@@ -97,8 +97,11 @@ class FamilyWeights:
         return self.weights.vector(self.name(role, i, part), shape)
 
     def norm(self, role: str, size: int, i: int | None = None) -> tuple[np.ndarray, ...]:
-        """The parameters of the norm `role`, as the family's norm kind stores them (weight, and bias for LayerNorm)."""
-        return tuple(self.vector(role, (size,), i, part) for part in NORM_PARAMETERS[self.arch.norm])
+        """The parameters of the norm `role` as the family's norm kind computes with them: the weight it scales
+        by (Gemma's stored weight plus 1), and the bias for LayerNorm."""
+        weight, *bias = (self.vector(role, (size,), i, part) for part in NORM_PARAMETERS[self.arch.norm])
+        offset = NORM_WEIGHT_OFFSET[self.arch.norm]
+        return (weight + np.float32(offset) if offset else weight, *bias)
 
     def embedding(self, role: str, shape: tuple[int, int]) -> Embedding:
         """The embedding table of `role`, kept in its stored format."""
@@ -160,18 +163,24 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1 + np.tanh(np.float32(0.7978845608028654) * (x + np.float32(0.044715) * x * x * x)))
 
 
+def softcap(x: np.ndarray, cap: float | None) -> np.ndarray:
+    """cap * tanh(x / cap) (Gemma's logit soft-capping); x unchanged if cap is None."""
+    return x if cap is None else np.float32(cap) * np.tanh(x / np.float32(cap))
+
+
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int, causal: bool = True,
-              window: int | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+              window: int | None = None, mask: np.ndarray | None = None, scalar: float | None = None) -> np.ndarray:
     """Scaled dot-product attention of T new queries over S keys, grouped-query aware.
 
     q: (T, H, hd) at positions start..start+T-1; k, v: (S, KVH, hd) at positions 0..S-1; H a
-    multiple of KVH. `mask` (S,) bool drops keys (padding). Returns (T, H * hd).
+    multiple of KVH. `mask` (S,) bool drops keys (padding). Scores are scaled by scalar**-0.5
+    (scalar defaults to hd). Returns (T, H * hd).
     """
     t, heads, hd = q.shape
     s, kv_heads, _ = k.shape
     group = heads // kv_heads
     qg = q.reshape(t, kv_heads, group, hd).transpose(1, 2, 0, 3)  # (KVH, G, T, hd)
-    scores = qg @ k.transpose(1, 2, 0)[:, None] * np.float32(1 / np.sqrt(hd))  # (KVH, G, T, S)
+    scores = qg @ k.transpose(1, 2, 0)[:, None] * np.float32(1 / np.sqrt(scalar or hd))  # (KVH, G, T, S)
     allowed = np.ones((t, s), bool) if mask is None else np.broadcast_to(mask[None, :], (t, s)).copy()
     if causal:
         query_pos = np.arange(start, start + t)[:, None]

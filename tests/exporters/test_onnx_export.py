@@ -357,6 +357,30 @@ def test_gpt2_with_unfolded_awq_scales_matches_hf(tiny_gpt2_dir, tmp_path):
     assert report.validation.mean_kl < 1e-9 and hf_vs_onnx(out, source.loaded) < 1e-4
 
 
+@pytest.mark.parametrize("fmt", [None, "int4:g32"])
+def test_gemma3_with_sliding_and_global_layers_matches_hf(tiny_gemma3_dir, tmp_path, fmt):
+    """Per-layer windows and rotary bases, norms scaling by 1 + weight, the scaled embedding, soft-capped logits."""
+    source = compressed(tiny_gemma3_dir, fmt)
+    out = tmp_path / "gemma3.onnx"
+    report = export_onnx(source, out)
+    assert report.validation.mean_kl < 1e-9 and report.validation.max_abs_diff < 1e-4
+    assert hf_vs_onnx(out, source.loaded, steps=6) < 1e-4  # decode steps past the window of 4
+    assert any(n.op_type == "Tanh" for n in nodes(out))  # the logits' soft cap
+
+
+def test_gemma3_settings_transformers_does_not_compute_are_refused():
+    from conftest import tiny_gemma3_config
+
+    from edgec.exporters.onnx_decoder import build_decoder
+
+    for setting, named in (("attn_logit_softcapping", "attention logit soft-capping"),
+                           ("use_bidirectional_attention", "bidirectional attention")):
+        config = tiny_gemma3_config()
+        setattr(config, setting, True if setting.startswith("use_") else 50.0)
+        with pytest.raises(EdgecError, match=named):
+            build_decoder(AutoModelForCausalLM.from_config(config))
+
+
 def test_bert_encoder_matches_hf(tiny_bert_dir, tmp_path):
     source = compressed(tiny_bert_dir, "int8")
     out = tmp_path / "bert.onnx"

@@ -206,6 +206,22 @@ def test_plan_cli_refusals(tiny_llama_dir, tiny_gpt2_dir, tmp_path):
     assert done.returncode == 2 and "not a plan file" in done.stderr
 
 
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir"])
+def test_output_loss_reference_is_the_models_own_output(family, request):
+    """The loss runs the model block by block from captured arguments: it must reproduce the model's own
+    log-probabilities (Gemma 3: each attention kind's mask and rotary tables, the soft-capped logits)."""
+    from edgec.calibration.windows import calibration_windows
+    from edgec.planner.sensitivity import _OutputLoss
+
+    loaded = load_model(request.getfixturevalue(family))
+    ids, _ = calibration_windows(loaded.tokenizer, 2, 32)
+    with torch.no_grad():  # as measure_sensitivity runs it
+        loss = _OutputLoss(loaded, ids)
+        expected = torch.log_softmax(loaded.model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
+        assert loss.whole_model() == pytest.approx(0, abs=1e-6)
+    torch.testing.assert_close(loss.reference, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_encoder_plans_on_cosine_distance(tiny_bert_dir, tmp_path):
     bert = load_model(tiny_bert_dir)
     units = planning_units(bert)

@@ -12,9 +12,10 @@ from edgec.runtime import load
 
 
 @pytest.fixture(scope="module", params=[("llama", None), ("llama", "int8"), ("llama", "int4:g32"), ("llama", "nf4:g32"),
-                                        ("llama", "2:4+int4:g32"), ("gpt2", None), ("gpt2", "int4:g32:asym")])
-def exported(request, tiny_llama_dir, tiny_gpt2_dir, tmp_path_factory):
-    model_dir = tiny_llama_dir if request.param[0] == "llama" else tiny_gpt2_dir
+                                        ("llama", "2:4+int4:g32"), ("gpt2", None), ("gpt2", "int4:g32:asym"),
+                                        ("gemma3", None), ("gemma3", "int4:g32")])
+def exported(request, tmp_path_factory):
+    model_dir = request.getfixturevalue(f"tiny_{request.param[0]}_dir")
     path = export(model_dir, tmp_path_factory.mktemp("rt") / "m.edgec", request.param[1], include_head=True)
     return path, transformers_twin(model_dir, path)
 
@@ -48,6 +49,28 @@ def test_greedy_generation_matches_transformers(exported):
     with torch.no_grad():
         out = twin.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0)
     assert got == out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_gemma3_prefill_and_decode_past_the_window_match_transformers(backend, tiny_gemma3_dir, tmp_path):
+    """Sliding layers (window 4) and global ones, each with its rotary base, through prefill and one-token
+    steps; the cpu backend runs its per-linear kernels under the Gemma executor (its fused pass is LLaMA's)."""
+    from edgec.runtime.backends import available_backends
+
+    if available_backends()[backend] is not None:
+        pytest.skip(f"the {backend} backend is not available here")
+    path = export(tiny_gemma3_dir, tmp_path / "m.edgec", None)
+    model = load(path, backend=backend)
+    assert not hasattr(model.executor, "fused")
+    ids = model.tokenizer.encode(PROMPT)
+    assert len(ids) > 3 * model.config.sliding_window
+    with torch.no_grad():
+        expected = transformers_twin(tiny_gemma3_dir, path)(torch.tensor([ids])).logits[0].numpy()
+    tol = dict(atol=2e-5 * np.abs(expected).max(), rtol=1e-4)
+    np.testing.assert_allclose(model.forward(ids), expected, **tol)
+    cache = model.new_cache()
+    steps = [model.forward(ids[:6], cache)] + [model.forward([i], cache) for i in ids[6:]]
+    np.testing.assert_allclose(np.concatenate(steps), expected, **tol)
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny_llama_dir, tmp_path):
@@ -125,3 +148,28 @@ def test_configs_the_runtime_cannot_compute_are_refused():
         model_config("llama", [])
     with pytest.raises(ContainerError, match="'t5' is not one the runtime runs"):
         model_config("t5", {})
+
+
+def test_gemma3_configs_the_runtime_cannot_compute_are_refused():
+    from edgec.core.errors import ContainerError
+    from edgec.runtime.model_config import model_config
+
+    gemma = {"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "head_dim": 4,
+             "intermediate_size": 16, "sliding_window": 4, "layer_types": ["sliding_attention", "full_attention"],
+             "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                 "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
+    config = model_config("gemma3_text", gemma)
+    assert [config.window(i) for i in range(2)] == [4, None]
+    assert [config.is_sliding(i) for i in range(2)] == [True, False]
+    assert (config.sliding_rope["rope_theta"], config.rope["rope_theta"]) == (1e4, 1e6)
+    assert config.embedding_scale == pytest.approx(8**0.5) and config.attention_scalar == 256
+    assert model_config("gemma3_text", {**gemma, "dtype": "bfloat16"}).embedding_scale == 2.828125
+    for change, named in (({"use_bidirectional_attention": True}, "bidirectional"),
+                          ({"layer_types": ["sliding_attention"]}, "layer_types"),
+                          ({"layer_types": ["sliding_attention", "chunked_attention"]}, "layer_types"),
+                          ({"rope_parameters": {}}, "lacks 'full_attention'"),
+                          ({"final_logit_softcapping": -1.0}, "logit_softcap"),
+                          ({"attn_logit_softcapping": 50.0}, "does not apply it"),
+                          ({"hidden_activation": "relu"}, "activation 'relu'")):
+        with pytest.raises(ContainerError, match=named):
+            model_config("gemma3_text", {**gemma, **change})

@@ -51,6 +51,18 @@ def test_phi3_runs_its_steps_on_the_device_kernels(phi3_dir, tmp_path):
         np.testing.assert_allclose(gpu.forward(chunk, cache[1]), expected, atol=2e-3 * np.abs(expected).max())
 
 
+def test_gemma3_runs_its_executor_over_the_device_linears(tiny_gemma3_dir, tmp_path):
+    """The triton backend's fused pass is LLaMA's: Gemma 3 runs its numpy executor around the device kernels."""
+    path = export(tiny_gemma3_dir, tmp_path / "m.edgec", "int8", include_head=True)
+    reference, gpu = load(path, backend="reference"), load(path, backend="triton")
+    assert not hasattr(gpu.executor, "fused")
+    ids = reference.tokenizer.encode(PROMPT)
+    cache = [reference.new_cache(), gpu.new_cache()]
+    for chunk in (ids[:-2], ids[-2:-1], ids[-1:]):  # a prefill past the window, then cached decode steps
+        expected = reference.forward(chunk, cache[0])
+        np.testing.assert_allclose(gpu.forward(chunk, cache[1]), expected, atol=2e-3 * np.abs(expected).max())
+
+
 def test_auto_never_picks_the_interpreter():
     assert make_backend("auto").name != "triton"
 

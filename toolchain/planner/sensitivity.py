@@ -141,14 +141,16 @@ class _OutputLoss:
         self.blocks = self.adapter.blocks(self.model)
         self.norm = self.adapter.final_norm(self.model)
         self.head = self.adapter.head(self.model)
+        self.cap = self.adapter.logit_softcap(self.model)
         self.ids = ids
-        inputs, kwargs = _capture_block_inputs(self.model, self.blocks[0], ids, ids.shape[0])
-        self.hidden, self.kwargs = inputs[0], kwargs[0]  # the loss windows at the current block's input
+        self.kinds = self.adapter.block_kinds(self.model)
+        inputs, kwargs = _capture_block_inputs(self.model, self.blocks, self.kinds, ids, ids.shape[0])
+        self.hidden, self.kwargs = inputs[0], kwargs[0]  # the loss windows at the current block's input; kind -> arguments
         self.reference = self._outputs(self._from_block(0, self.hidden))
 
     def _from_block(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks[index:]:
-            hidden = _run_block(block, hidden, self.kwargs)
+        for i in range(index, len(self.blocks)):
+            hidden = _run_block(self.blocks[i], hidden, self.kwargs[self.kinds[i]])
         return hidden
 
     def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -156,7 +158,10 @@ class _OutputLoss:
             hidden = self.norm(hidden)
         if not self.causal:
             return torch.nn.functional.normalize(hidden.double(), dim=-1)  # (B, T, H); float64: 1 - cos is tiny
-        return torch.log_softmax(self.head.module(hidden).float(), dim=-1)  # (B, T, V)
+        logits = self.head.module(hidden).float()
+        if self.cap is not None:
+            logits = torch.tanh(logits / self.cap) * self.cap
+        return torch.log_softmax(logits, dim=-1)  # (B, T, V)
 
     def _loss(self, out: torch.Tensor) -> float:
         if not self.causal:
@@ -169,12 +174,12 @@ class _OutputLoss:
 
     def whole_model(self) -> float:
         """Loss of a full forward (for changes outside the blocks, e.g. a tied embedding)."""
-        inputs, _ = _capture_block_inputs(self.model, self.blocks[0], self.ids, self.ids.shape[0])
+        inputs, _ = _capture_block_inputs(self.model, self.blocks, self.kinds, self.ids, self.ids.shape[0])
         return self._loss(self._outputs(self._from_block(0, inputs[0])))
 
     def advance(self, index: int) -> None:
         """Move the cached hidden states past block `index` (unchanged)."""
-        self.hidden = _run_block(self.blocks[index], self.hidden, self.kwargs)
+        self.hidden = _run_block(self.blocks[index], self.hidden, self.kwargs[self.kinds[index]])
 
 
 def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
