@@ -1,15 +1,13 @@
 """A Phi-3 GGUF file, written with the `gguf` package from a tiny Hugging Face model, loads in edgec with that
 model's logits.
 
-The file holds what llama.cpp's converter writes for Phi-3: float32 tensors under llama.cpp's names (the
-fused q/k/v as `attn_qkv`, the fused gate/up as `ffn_up`), the architecture's hyperparameters, and the
-tokenizer as metadata. The tiny tokenizer is a byte-level BPE, which GGUF stores as its `gpt2` model
-(tokens in the byte alphabet, merges); transformers rebuilds it from those.
+The file holds what llama.cpp's converter writes for Phi-3 (`gguf_files.write_gguf`): float32 tensors under
+llama.cpp's names (the fused q/k/v as `attn_qkv`, the fused gate/up as `ffn_up`), the architecture's
+hyperparameters, and the tokenizer as metadata.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gguf
@@ -17,55 +15,33 @@ import numpy as np
 import pytest
 import torch
 from conftest import PHI3_VARIANTS, save_tiny_decoder
+from gguf_files import write_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from edgec.models.loading import load_model
-
-TOKEN_TYPES = {"normal": gguf.TokenType.NORMAL, "special": gguf.TokenType.CONTROL}
 
 
 def write_phi3_gguf(model_dir: Path, path: Path) -> None:
     """The model in `model_dir` (a Phi-3 folder with a byte-level BPE tokenizer) as a float32 GGUF file."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = model.config
-    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.PHI3])
-    writer.add_name("tiny-phi3")
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_head_count(config.num_attention_heads)
-    writer.add_head_count_kv(config.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    head_dim = config.hidden_size // config.num_attention_heads
-    writer.add_rope_dimension_count(int(head_dim * config.rope_parameters.get("partial_rotary_factor", 1.0)))
-    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
-    if config.sliding_window is not None:
-        writer.add_sliding_window(config.sliding_window)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
 
-    tokenizer = json.loads(AutoTokenizer.from_pretrained(model_dir).backend_tokenizer.to_str())
-    vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda item: item[1])
-    assert [i for _, i in vocab] == list(range(config.vocab_size))
-    special = {token["content"] for token in tokenizer["added_tokens"] if token["special"]}
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list([token for token, _ in vocab])
-    writer.add_token_types([TOKEN_TYPES["special" if token in special else "normal"] for token, _ in vocab])
-    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tokenizer["model"]["merges"]])
-    writer.add_bos_token_id(config.bos_token_id)
-    writer.add_eos_token_id(config.eos_token_id)
-    writer.add_pad_token_id(config.pad_token_id)
+    def hyperparameters(writer: gguf.GGUFWriter) -> None:
+        writer.add_name("tiny-phi3")
+        writer.add_context_length(config.max_position_embeddings)
+        writer.add_embedding_length(config.hidden_size)
+        writer.add_feed_forward_length(config.intermediate_size)
+        writer.add_block_count(config.num_hidden_layers)
+        writer.add_head_count(config.num_attention_heads)
+        writer.add_head_count_kv(config.num_key_value_heads)
+        writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+        head_dim = config.hidden_size // config.num_attention_heads
+        writer.add_rope_dimension_count(int(head_dim * config.rope_parameters.get("partial_rotary_factor", 1.0)))
+        writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+        if config.sliding_window is not None:
+            writer.add_sliding_window(config.sliding_window)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.PHI3, config.num_hidden_layers)
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and config.tie_word_embeddings:
-            continue  # a GGUF without `output` ties the head to the embedding
-        module, suffix = name.rsplit(".", 1)
-        writer.add_tensor(f"{names.get_name(module)}.{suffix}", tensor.numpy())
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_gguf(path, gguf.MODEL_ARCH.PHI3, model, AutoTokenizer.from_pretrained(model_dir), hyperparameters)
 
 
 @pytest.mark.parametrize("variant", list(PHI3_VARIANTS))

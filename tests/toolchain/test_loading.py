@@ -78,43 +78,27 @@ def test_missing_embedded_package_is_explained(monkeypatch):
 
 def write_gemma3_gguf(model, tokenizer, path) -> None:
     """`model` (a Gemma 3 text model) and its byte-level BPE `tokenizer` as llama.cpp writes a float GGUF file:
-    tensors named by gguf's map for GEMMA3, norms stored as 1 + weight, the tied head left out."""
-    import json
-
+    gguf's names for GEMMA3, norms stored as 1 + weight, the tied head left out."""
     import gguf
-    import numpy as np
+    from gguf_files import write_gguf
 
     c = model.config
-    writer = gguf.GGUFWriter(str(path), "gemma3")
-    writer.add_block_count(c.num_hidden_layers)
-    writer.add_context_length(c.max_position_embeddings)
-    writer.add_embedding_length(c.hidden_size)
-    writer.add_feed_forward_length(c.intermediate_size)
-    writer.add_head_count(c.num_attention_heads)
-    writer.add_head_count_kv(c.num_key_value_heads)
-    writer.add_key_length(c.head_dim)
-    writer.add_value_length(c.head_dim)
-    writer.add_rope_freq_base(c.rope_parameters["full_attention"]["rope_theta"])
-    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
-    writer.add_sliding_window(c.sliding_window)
-    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    tokens = [token for token, _ in sorted(bpe["vocab"].items(), key=lambda item: item[1])]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list(tokens)
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]])
-    writer.add_token_types([3 if token in tokenizer.all_special_tokens else 1 for token in tokens])  # 3: control
-    writer.add_bos_token_id(tokenizer.bos_token_id)
-    writer.add_eos_token_id(tokenizer.eos_token_id)
-    writer.add_unk_token_id(tokenizer.unk_token_id)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, c.num_hidden_layers)
-    for name, tensor in model.state_dict().items():
-        if name != "lm_head.weight":
-            data = tensor.numpy() + (1 if name.endswith("norm.weight") else 0)
-            writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), data.astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+
+    def hyperparameters(writer: gguf.GGUFWriter) -> None:
+        writer.add_block_count(c.num_hidden_layers)
+        writer.add_context_length(c.max_position_embeddings)
+        writer.add_embedding_length(c.hidden_size)
+        writer.add_feed_forward_length(c.intermediate_size)
+        writer.add_head_count(c.num_attention_heads)
+        writer.add_head_count_kv(c.num_key_value_heads)
+        writer.add_key_length(c.head_dim)
+        writer.add_value_length(c.head_dim)
+        writer.add_rope_freq_base(c.rope_parameters["full_attention"]["rope_theta"])
+        writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+        writer.add_sliding_window(c.sliding_window)
+
+    write_gguf(path, gguf.MODEL_ARCH.GEMMA3, model, tokenizer, hyperparameters,
+               stored=lambda name, value: value + 1 if name.endswith("norm.weight") else value)
 
 
 def test_a_gemma3_gguf_loads_and_runs_to_the_same_logits(tmp_path, monkeypatch):
