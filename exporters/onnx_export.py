@@ -127,8 +127,8 @@ def _metadata(source: ExportSource, report: OnnxExportReport) -> dict[str, str]:
     return meta
 
 
-def build_model(source: ExportSource, progress: bool = False) -> tuple[onnx.ModelProto, OnnxExportReport, list[LinearSpec]]:
-    """The ONNX graph of `source` (not validated, not written), the report's description of it, and its layers."""
+def build_model(source: ExportSource, progress: bool = False) -> tuple[onnx.ModelProto, OnnxExportReport]:
+    """The ONNX graph of `source` (not validated, not written) and the report's description of it."""
     loaded = source.loaded
     hf, adapter = loaded.model, loaded.adapter
     flat = build_decoder(hf) if loaded.task == "causal-lm" else build_encoder(getattr(hf, "base_model", hf))
@@ -164,7 +164,7 @@ def build_model(source: ExportSource, progress: bool = False) -> tuple[onnx.Mode
         report.layers[spec.name] = {"format": spec.format, "method": layer.method if layer else "none",
                                     "sparsity": layer.sparsity if layer else 0.0, "op": lowered[spec.name].op}
     report.weight_bytes = sum(tensor_bytes(t) for t in model.graph.initializer)
-    return model, report, specs
+    return model, report
 
 
 def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progress: bool = False) -> OnnxExportReport:
@@ -177,7 +177,7 @@ def export_onnx(source: ExportSource, out: Path, *, verify: bool = True, progres
     if out.name in beside:
         raise EdgecError(f"output {out}: {out.name} is the name of a file written beside the model; choose another name")
     check_beside(out.parent, beside)  # before the graph is built: refusing later would waste the work
-    model, report, specs = build_model(source, progress)
+    model, report = build_model(source, progress)
     report.path = out
     report.beside = list(beside)
     report.external_data = report.weight_bytes > SINGLE_FILE_LIMIT
