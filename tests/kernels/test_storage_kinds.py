@@ -22,6 +22,5 @@ def test_the_compiled_extension_numbers_kinds_as_the_table():
     assert extension().KINDS == {name: kind.code for name, kind in STORAGE_KINDS.items()}
 
 
-def test_codes_are_distinct_and_every_triton_decoder_is_used():
-    assert sorted(k.code for k in STORAGE_KINDS.values()) == list(range(len(STORAGE_KINDS)))
+def test_every_triton_decoder_is_used():  # codes are distinct by construction (enumerate)
     assert {k.decoder for k in STORAGE_KINDS.values()} == set(range(6))
