@@ -71,7 +71,7 @@ def main() -> None:
     from edgec.data import evaluation_text
     from edgec.evaluation.causal_lm import compare_causal_lm, token_windows
     from edgec.models.loading import load_model
-    from edgec.planner.compress_memory import compress_peak_bytes
+    from edgec.planner.compress_memory import compress_peak, plan_layers
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, point, prepare, uniform_choices
     from edgec.planner.plan_schema import plan_json, validate_plan
     from edgec.planner.profiles import load_profile
@@ -139,7 +139,7 @@ def main() -> None:
         budgets += [("bytes", *uniform_of(f, "+head")) for f in HEAD_BUDGET_FORMATS]
         budgets.append(("decode_ms", *uniform_of(LATENCY_FORMAT)))
         # the CLI measured the loaded process's RSS for its estimate: recover it from the default plan's
-        loaded_rss = base_plan.totals.compress_peak_bytes - compress_peak_bytes(loaded, base_plan, 0)
+        loaded_rss = base_plan.totals.compress_peak_bytes - compress_peak(loaded, plan_layers(base_plan), 0).host_bytes
         for resource, like, target in budgets:
             limit = target[resource]
             constraints = Constraints(memory_bytes=limit) if resource == "bytes" else Constraints(latency_ms=limit)
@@ -149,7 +149,7 @@ def main() -> None:
             signature = json.dumps({n: (e.format, e.method) for n, e in sorted(plan.layers.items())})
             flag = "--memory" if resource == "bytes" else "--latency-ms"
             real = compressed(f"{device} plan {flag} = uniform {like}", ["--plan", str(path)], signature,
-                              compress_peak_bytes(loaded, plan, loaded_rss))
+                              compress_peak(loaded, plan_layers(plan), loaded_rss).host_bytes)
             t = plan.totals
             rows.append({"kind": "plan", "name": f"{flag} = uniform {like}", "bytes": t.weights_bytes,
                          "loss": t.predicted_loss, "decode_ms": t.decode_ms, "budget": [resource, limit],

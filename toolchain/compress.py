@@ -67,15 +67,18 @@ def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
 
 
 def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibration: CalibrationSettings | None = None,
-             pass_instances: Mapping[str, Pass] | None = None, progress: bool = True) -> CompressionResult:
-    """Compress `loaded.model` in place as `request` says; see the module docstring."""
+             pass_instances: Mapping[str, Pass] | None = None, progress: bool = True,
+             device: torch.device | None = None) -> CompressionResult:
+    """Compress `loaded.model` in place as `request` says, calibrating on `device` (None: the CPU); see the
+    module docstring."""
     refs, passes = plan_passes(loaded, request, pass_instances)
     result = CompressionResult({})
 
     def store(name: str, done: Compressed) -> None:
         refs[name].set_weight(torch.from_numpy(done.weight))
         config = request[name]
-        result.layers[name] = LayerResult(config, done.encoded, done.input_scale, done.act_scale)
+        packed = config.format.pack(done.encoded, refs[name].shape)
+        result.layers[name] = LayerResult(config, packed, done.input_scale, done.act_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
     for name in progress_counter([n for n in request if n not in calibrated], desc="compressing", unit="layer",
@@ -99,7 +102,8 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
                 for name, done in zip(names, passes[config.method].compress_shared(weights, config, cal, names)):
                     store(name, done)
 
-        run_sequential(loaded.model, loaded.adapter, ids, compress_block, settings.batch_size, progress=progress)
+        run_sequential(loaded.model, loaded.adapter, ids, compress_block, settings.batch_size, progress=progress,
+                       device=device)
     result.layers = {n: result.layers[n] for n in request}
     return result
 

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from edgec.assignment import quantizable
 from edgec.compress import CalibrationSettings, CompressionResult
 from edgec.compressed_manifest import MANIFEST, MANIFEST_VERSION, PACKED
 from edgec.core.errors import EdgecError
@@ -67,9 +66,8 @@ def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         packed: dict[str, np.ndarray] = {}
-        refs = quantizable(loaded.model, loaded.adapter, include_head=loaded.adapter.head(loaded.model) is not None)
         for name, layer in result.layers.items():
-            for buffer, array in layer.config.format.pack(layer.encoded, refs[name].shape).items():
+            for buffer, array in layer.packed.items():
                 packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
             if layer.input_scale is not None:
                 packed[f"{name}::input_scale"] = layer.input_scale.astype(np.float32)

@@ -34,7 +34,7 @@ def source_from_result(loaded: LoadedModel, result: CompressionResult | None, pl
             shape = refs[name].shape
 
             def packed(layer=layer, shape=shape) -> dict[str, np.ndarray]:
-                out = dict(layer.config.format.pack(layer.encoded, shape))
+                out = dict(layer.packed)
                 if layer.input_scale is not None:
                     out["input_scale"] = np.asarray(layer.input_scale, dtype=np.float32)
                 if layer.act_scale is not None:

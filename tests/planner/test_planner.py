@@ -179,10 +179,18 @@ def test_plan_cli_writes_plan_and_plot_and_compress_applies_it(tiny_llama_dir, t
     assert json.loads(plan_path.read_text()) == plan
     assert (tmp_path / "plan.png").stat().st_size > 10_000
     assert plan["totals"]["avg_bits"] <= 5
+    run = plan["run"]
+    assert run["sensitivity_seconds"] > 0 and run["candidates_measured"] > 0 and run["candidates_cached"] == 0
+    assert run["compute_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    again = run_cli("plan", "--device", str(profile), "--model", str(tiny_llama_dir), "--avg-bits", "5",
+                    "--samples", "4", "-o", str(tmp_path / "again.json"), env=env)
+    assert f"0 candidates (format and method) measured now, {run['candidates_measured']} read from the cache" in again.stdout
+    assert json.loads((tmp_path / "again.json").read_text())["run"]["candidates_cached"] == run["candidates_measured"]
     out = tmp_path / "compressed"
     done = run_cli("compress", "--model", str(tiny_llama_dir), "--plan", str(plan_path), "--samples", "4",
                    "--seq-len", "128", "-o", str(out), env=env)
     assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("expected peak memory: ") and " on the host" in done.stderr.splitlines()[0]
     manifest = json.loads((out / "edgec-compression.json").read_text())
     got = {name: (layer["format"], layer["method"]) for name, layer in manifest["layers"].items()}
     assert got == {name: (layer["format"], layer["method"]) for name, layer in plan["layers"].items()}
@@ -192,6 +200,12 @@ def test_plan_cli_refusals(tiny_llama_dir, tiny_gpt2_dir, tmp_path):
     env = {"EDGEC_CACHE_DIR": str(tmp_path / "cache")}
     done = run_cli("plan", "--device", "no-such-device", "--model", str(tiny_llama_dir), "-o", str(tmp_path / "p.json"))
     assert done.returncode == 2 and "no-such-device" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    for verb in ("plan", "compress", "eval"):
+        extra = {"plan": ["--device", "host", "-o", str(tmp_path / "p.json")],
+                 "compress": ["--format", "int8", "-o", str(tmp_path / "c")], "eval": []}[verb]
+        done = run_cli(verb, "--model", str(tiny_llama_dir), "--compute-device", "tpu", *extra)
+        assert done.returncode == 2 and "--compute-device 'tpu'" in done.stderr, (verb, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
     done = run_cli("plan", "--device", "raspberry-pi-5", "--model", str(tiny_llama_dir), "--memory", "10kB",
                    "--samples", "4", "-o", str(tmp_path / "p.json"), env=env)
     assert done.returncode == 2 and "smallest possible is" in done.stderr
@@ -216,7 +230,7 @@ def test_output_loss_reference_is_the_models_own_output(family, request):
     loaded = load_model(request.getfixturevalue(family))
     ids, _ = calibration_windows(loaded.tokenizer, 2, 32)
     with torch.no_grad():  # as measure_sensitivity runs it
-        loss = _OutputLoss(loaded, ids)
+        loss = _OutputLoss(loaded, ids, torch.device("cpu"))
         expected = torch.log_softmax(loaded.model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
         assert loss.whole_model() == pytest.approx(0, abs=1e-6)
     torch.testing.assert_close(loss.reference, expected, rtol=1e-5, atol=1e-5)

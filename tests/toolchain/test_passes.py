@@ -192,7 +192,7 @@ def test_every_pass_on_tiny_models(family, method, text, request):
     assert list(result.layers) == list(req)
     refs = {r.name: r for r in loaded.adapter.linears(loaded.model)}
     for name, layer in result.layers.items():
-        decoded = fmt.decode(layer.encoded, refs[name].shape)
+        decoded = fmt.dequantize(layer.packed, refs[name].shape)
         if layer.input_scale is not None:  # an unfolded AWQ scale: the layer computes Q(W·s)/s
             decoded = decoded / layer.input_scale[None, :]
         np.testing.assert_allclose(decoded, refs[name].weight().numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
@@ -353,7 +353,7 @@ def test_awq_explicit_input_scale_is_recorded_and_applied(tiny_bert_dir, tmp_pat
     assert layer.input_scale is not None and layer.input_scale.shape == (64,)
     assert result.layers["encoder.layer.0.attention.output.dense"].input_scale is None  # folded into value rows
     weight = loaded.model.get_submodule(query).weight.detach().numpy()
-    np.testing.assert_allclose(fmt.decode(layer.encoded, weight.shape) / layer.input_scale, weight, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(fmt.dequantize(layer.packed, weight.shape) / layer.input_scale, weight, rtol=1e-5, atol=1e-7)
 
 
 def test_awq_lowers_output_error_below_rtn():

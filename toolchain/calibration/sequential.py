@@ -7,8 +7,12 @@ Calibration tokens go through the model one block at a time. For block i:
 3. `compress_block` compresses the block's linears in place from those statistics;
 4. the compressed block is run again to produce the inputs of block i+1.
 
-Peak memory is the model, one block's statistics and the calibration activations
-(samples x seq_len x hidden), never a second copy of the model.
+The model stays in host memory in the type it was loaded in; each block is onloaded to
+the compute device in float32 for steps 2-4 (`placement.onloaded`), and the activations
+between blocks live on the compute device. Statistics are accumulated there and handed
+to the passes on the CPU, where their math runs. Peak memory is the model, one float32
+block, one block's statistics and the calibration activations (samples x seq_len x
+hidden), never a second copy of the model.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgec.calibration.placement import onloaded, to_device
 from edgec.calibration.stats import InputStats
 from edgec.core.memory import release_free_memory
 from edgec.core.progress import progress_counter
@@ -43,10 +48,12 @@ class _StopForward(Exception):
     pass
 
 
-def _capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[str], ids: torch.Tensor,
-                          batch_size: int) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
+def capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[str], ids: torch.Tensor,
+                          batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
     """The first block's input hidden states, and the other arguments the model passes to the blocks of each
-    kind (`Adapter.block_kinds`), per batch: the model runs up to the first block of the last kind it reaches."""
+    kind (`Adapter.block_kinds`), per batch, on `device` in float32: the model runs where its embedding is, up
+    to the first block of the last kind it reaches. The embedding's output is made float32 before anything
+    reads it, so that rotary tables and masks computed from it are float32 for a 16-bit model too."""
     inputs: list[torch.Tensor] = []
     captured: list[dict[str, dict]] = []
     firsts = {kind: kinds.index(kind) for kind in kinds}  # kind -> its first block
@@ -56,15 +63,18 @@ def _capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list
         kwargs = dict(kwargs)
         hidden = args[0] if args else kwargs.pop("hidden_states")
         if index == 0:
-            inputs.append(hidden.detach())
+            inputs.append(to_device(hidden.detach(), device))
             captured.append({})
         kept = {k: v for k, v in kwargs.items() if k not in ("past_key_value", "past_key_values", "use_cache")}
-        captured[-1][kind] = {**kept, "__positional__": args[1:]}
+        captured[-1][kind] = to_device({**kept, "__positional__": args[1:]}, device)
         if index == last:
             raise _StopForward
 
+    embedding = model.get_input_embeddings()
     handles = [blocks[index].register_forward_pre_hook(functools.partial(hook, index, kind), with_kwargs=True)
                for kind, index in firsts.items()]
+    handles.append(embedding.register_forward_hook(lambda module, args, out: out.float()))
+    ids = ids.to(embedding.weight.device)
     try:
         for start in range(0, ids.shape[0], batch_size):
             try:
@@ -77,7 +87,7 @@ def _capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list
     return inputs, captured
 
 
-def _run_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+def run_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
     positional = kwargs.get("__positional__", ())
     out = block(hidden, *positional, **{k: v for k, v in kwargs.items() if k != "__positional__"})
     return out[0] if isinstance(out, tuple) else out
@@ -116,7 +126,7 @@ def _collect_stats(block: nn.Module, leaders: list[LinearRef], stats: dict[str, 
         for hidden, kw in zip(inputs, kwargs):
             calls[0] = 0
             try:
-                _run_block(block, hidden, kw)
+                run_block(block, hidden, kw)
             except _StopForward:
                 pass
             needed[0] = needed[0] or calls[0]
@@ -134,24 +144,32 @@ def run_sequential(
     batch_size: int = 2,
     hessian: bool = True,
     progress: bool = True,
+    device: torch.device | None = None,
 ) -> None:
-    """Calibrate and compress `model` block by block on token windows `ids` (n, seq_len)."""
+    """Calibrate and compress `model` block by block on token windows `ids` (n, seq_len), computing on
+    `device` (None: the CPU); see the module docstring."""
+    device = device or torch.device("cpu")
     blocks = adapter.blocks(model)
     all_linears = adapter.linears(model)
     kinds = adapter.block_kinds(model)
-    inputs, kwargs_by_kind = _capture_block_inputs(model, blocks, kinds, ids, batch_size)
+    inputs, kwargs_by_kind = capture_block_inputs(model, blocks, kinds, ids, batch_size, device)
     bar = progress_counter(total=len(blocks), desc="compressing", unit="block", enabled=progress)
     for index, block in enumerate(blocks):
         kwargs = [by_kind[kinds[index]] for by_kind in kwargs_by_kind]
         linears = [ref for ref in all_linears if ref.block == index]
         leader = _shared_input_groups(adapter, model, linears)
-        stats = {name: InputStats(ref.shape[1], hessian) for ref in linears if (name := ref.name) == leader[name]}
-        stats.update({name: stats[lead] for name, lead in leader.items()})
-        _collect_stats(block, [ref for ref in linears if leader[ref.name] == ref.name], stats, inputs, kwargs)
-        compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs, adapter.scale_groups(model, index)))
-        del stats
-        if index + 1 < len(blocks):  # the last block's outputs feed nothing
-            inputs = [_run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
+        with onloaded(block, device):
+            stats = {name: InputStats(ref.shape[1], hessian, device) for ref in linears
+                     if (name := ref.name) == leader[name]}
+            _collect_stats(block, [ref for ref in linears if leader[ref.name] == ref.name], stats, inputs, kwargs)
+            for s in stats.values():
+                s.to_host()
+            stats.update({name: stats[lead] for name, lead in leader.items()})
+            compress_block(BlockCalibration(index, block, linears, stats, inputs, kwargs,
+                                            adapter.scale_groups(model, index)))
+            del stats
+            if index + 1 < len(blocks):  # the last block's outputs feed nothing
+                inputs = [run_block(block, hidden, kw) for hidden, kw in zip(inputs, kwargs)]
         release_free_memory()
         bar.update()
     bar.close()

@@ -19,16 +19,23 @@ BAND = 256  # rows per band of the Hessian's upper triangle
 class InputStats:
     """Running statistics of one linear's inputs."""
 
-    def __init__(self, k: int, hessian: bool = True) -> None:
+    def __init__(self, k: int, hessian: bool = True, device: torch.device | None = None) -> None:
         self.tokens = 0
         # xᵀx is symmetric: only bands of BAND rows, from the diagonal rightwards, are
         # accumulated (in place, float32 per batch, which saves about a third of the work
         # for K = 1536); `hessian` mirrors them once when read.
-        self._upper = torch.zeros(k, k, dtype=torch.float32) if hessian else None
+        self._upper = torch.zeros(k, k, dtype=torch.float32, device=device) if hessian else None
         self._hessian: torch.Tensor | None = None
-        self.sq_sum = torch.zeros(k, dtype=torch.float64)
-        self.abs_sum = torch.zeros(k, dtype=torch.float64)
-        self.abs_max = torch.zeros(k, dtype=torch.float32)
+        self.sq_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.abs_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.abs_max = torch.zeros(k, dtype=torch.float32, device=device)
+
+    def to_host(self) -> None:
+        """Move the statistics to the CPU, where the passes' math reads them (accumulation may run on a GPU)."""
+        for name in ("_upper", "_hessian", "sq_sum", "abs_sum", "abs_max"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.cpu())
 
     def add(self, x: torch.Tensor) -> None:
         """Accumulate a batch of inputs (..., K)."""
@@ -48,8 +55,13 @@ class InputStats:
         if self._upper is None:
             return None
         if self._hessian is None:
-            upper = self._upper.double()
-            self._hessian = torch.triu(upper) + torch.triu(upper, 1).t()
+            full = self._upper.double()
+            for i in range(0, len(full), BAND):  # mirror band by band, in place: no second (K, K) float64
+                j = i + BAND
+                full[j:, i:j] = full[i:j, j:].t()
+                block = full[i:j, i:j]
+                block.copy_(block.triu() + block.triu(1).t())
+            self._hessian = full
         return self._hessian
 
     @property

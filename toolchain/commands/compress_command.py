@@ -7,15 +7,16 @@ from pathlib import Path
 import click
 
 from edgec.commands.compression_options import CompressionOptions, compression_options
-from edgec.commands.options import json_option, model_option, output_option
+from edgec.commands.options import compute_device_option, json_option, model_option, output_option
 
 
 @click.command("compress")
 @model_option
 @compression_options
+@compute_device_option
 @output_option
 @json_option
-def compress_command(model, compression: CompressionOptions, output, as_json) -> None:
+def compress_command(model, compression: CompressionOptions, compute_device, output, as_json) -> None:
     """Compress every quantizable linear to FORMAT by METHOD (or as a PLAN says) and write a model folder to OUTPUT.
 
     The folder loads like any Hugging Face model (`edgec eval --model OUTPUT`) and also holds
@@ -26,6 +27,7 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
     """
     import json
 
+    from edgec.calibration.placement import compute_device as resolve_device
     from edgec.commands.compression_options import check_compression, run_compression
     from edgec.compressed_io import check_output_path, save_compressed
     from edgec.core.errors import EdgecError
@@ -37,8 +39,9 @@ def compress_command(model, compression: CompressionOptions, output, as_json) ->
     out = Path(output)
     check_output_path(out)
     plan = check_compression(compression)  # before the model is loaded
-    loaded = load_model(model)
-    run = run_compression(loaded, compression, plan)
+    device = resolve_device(compute_device)
+    loaded = load_model(model, keep_16bit=True)
+    run = run_compression(loaded, compression, plan, device)
     result = run.result
     save_compressed(loaded, result, out, run.calibration, run.plan)
     fmt = str(parse_format(compression.fmt)) if compression.fmt else None

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgec.commands.options import format_option, json_option, model_option
+from edgec.commands.options import compute_device_option, format_option, json_option, model_option
 
 
 @click.command("eval")
@@ -21,15 +21,19 @@ from edgec.commands.options import format_option, json_option, model_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Windows per forward pass.")
 @click.option("--sentences", type=click.IntRange(min=1), default=512, show_default=True,
               help="Sentences to embed (encoder models).")
+@compute_device_option
 @json_option
-def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch_size, sentences, as_json) -> None:
+def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch_size, sentences, compute_device,
+                 as_json) -> None:
     """Compress a model by round-to-nearest to FORMAT and compare it with the original.
 
     Prints perplexity of both on the evaluation text, the mean KL divergence of the
     compressed model's next-token distribution from the original's, top-1 agreement,
     and weight bytes before and after. For an encoder it prints the cosine similarity
     of sentence embeddings instead. Without --format only the original is evaluated.
+    On a GPU (--compute-device) both models run there whole, in float32.
     """
+    from edgec.calibration.placement import compute_device as resolve_device
     from edgec.core.formats import parse_format
     from edgec.data import read_user_text
     from edgec.evaluation.render import render
@@ -39,11 +43,12 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
     if fmt is not None:
         parse_format(fmt)  # refuse a bad string before the slow model load
     text = read_user_text(text_file) if text_file else None
+    device = resolve_device(compute_device)
     loaded = load_model(model)
     settings = EvalSettings(
         format=fmt, include_head=include_head, text=text, seq_len=seq_len,
         max_tokens=max_tokens or None, batch_size=batch_size, sentences=sentences,
-        progress=True,
+        progress=True, device=device,
         **({"text_name": text_file} if text_file else {}),
     )
     report = evaluate(loaded, settings)

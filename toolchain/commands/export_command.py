@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgec.commands.compression_options import CompressionOptions, compression_options
-from edgec.commands.options import json_option, model_option
+from edgec.commands.options import compute_device_option, json_option, model_option
 
 SUFFIXES = {"edgec": ".edgec", "onnx": ".onnx"}
 
@@ -27,6 +27,7 @@ def output_paths(output: str, targets: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--compressed", "compressed_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
               help="A folder written by `edgec compress` (instead of --model with --format or --plan).")
 @compression_options
+@compute_device_option
 @click.option("--to", "targets", multiple=True, required=True, type=click.Choice(list(SUFFIXES)),
               help="What to write; repeat for both (--to edgec --to onnx).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE",
@@ -34,7 +35,8 @@ def output_paths(output: str, targets: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="ONNX: run the export in ONNX Runtime and compare its logits with edgec's reference model.")
 @json_option
-def export_command(model, compressed_dir, compression: CompressionOptions, targets, output, verify, as_json) -> None:
+def export_command(model, compressed_dir, compression: CompressionOptions, compute_device, targets, output, verify,
+                   as_json) -> None:
     """Export a model for deployment: edgec's packed `.edgec` file and/or ONNX with ONNX Runtime's quantized ops.
 
     The model is either a folder `edgec compress` wrote (--compressed), or --model compressed
@@ -62,15 +64,17 @@ def export_command(model, compressed_dir, compression: CompressionOptions, targe
         source = source_from_folder(Path(compressed_dir))
         _check_beside_onnx(paths, source.loaded)
     else:
+        from edgec.calibration.placement import compute_device as resolve_device
         from edgec.commands.compression_options import check_compression, run_compression
         from edgec.compressed_io import calibration_record
         from edgec.models.loading import load_model
 
         plan = check_compression(compression) if compression.requested else None  # before the model is loaded
+        device = resolve_device(compute_device)
         loaded = load_model(model)
         _check_beside_onnx(paths, loaded)  # before compressing, and before any target is written
         if compression.requested:
-            run = run_compression(loaded, compression, plan)
+            run = run_compression(loaded, compression, plan, device)
             source = source_from_result(loaded, run.result, run.plan, calibration_record(run.result, run.calibration))
         else:
             source = source_from_result(loaded, None)

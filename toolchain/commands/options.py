@@ -17,6 +17,11 @@ format_option = click.option(
     help="Weight format, e.g. int8, fp8, int4:g128, int4:g32:asym, nf4:g64, 2:4, 2:4+int4:g128.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+compute_device_option = click.option(
+    "--compute-device", default="auto", show_default=True, metavar="DEVICE",
+    help="Where calibration, passes and sensitivity compute: auto (a GPU when torch sees one), cpu, cuda or cuda:N. "
+         "Weights stay in host memory; blocks move to the device one at a time.",
+)
 output_option = click.option("--output", "-o", required=True, type=click.Path(), metavar="PATH",
                              help="Where to write the result (must not exist yet).")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgec.commands.options import FiniteFloatRange, json_option, model_option
+from edgec.commands.options import FiniteFloatRange, compute_device_option, json_option, model_option
 
 
 @click.command("plan")
@@ -33,13 +33,14 @@ from edgec.commands.options import FiniteFloatRange, json_option, model_option
 @click.option("--loss-samples", type=click.IntRange(min=1), default=2, show_default=True,
               help="Windows of 128 tokens on which each candidate's model-output loss is measured.")
 @click.option("--no-cache", is_flag=True, help="Measure sensitivity again instead of reading the cache.")
+@compute_device_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default="plan.json", show_default=True,
               help="Where to write the plan (replaced if it exists).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Where to draw the frontier [default: the plan's path with .png].")
 @json_option
 def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context, prompt_tokens, no_fuse, keep_head,
-                 methods, samples, loss_samples, no_cache, output, plot, as_json) -> None:
+                 methods, samples, loss_samples, no_cache, compute_device, output, plot, as_json) -> None:
     """Choose every layer's format and method for DEVICE and write the plan and its frontier plot.
 
     The plan minimises the summed measured sensitivity under the limits given. With no
@@ -50,13 +51,15 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     """
     import json
 
+    from edgec.calibration.placement import compute_device as resolve_device
     from edgec.core.errors import EdgecError
     from edgec.core.memory import current_rss_bytes
     from edgec.core.output_files import atomic_output
+    from edgec.core.progress import duration
     from edgec.models.loading import load_model
-    from edgec.planner.compress_memory import compress_peak_bytes
+    from edgec.planner.compress_memory import compress_peak, plan_layers
     from edgec.planner.plan import Constraints, PlanSettings, make_plan, prepare
-    from edgec.planner.plan_schema import plan_json
+    from edgec.planner.plan_schema import RunSection, plan_json
     from edgec.planner.profiles import load_profile
     from edgec.planner.render import plan_table, plot_frontier
     from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings
@@ -72,12 +75,19 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     settings = PlanSettings(fuse=not no_fuse, include_head=not keep_head, methods=methods, context=context,
                             prompt_tokens=prompt_tokens,
                             sensitivity=SensitivitySettings(samples=samples, loss_samples=loss_samples))
-    loaded = load_model(model)
+    device = resolve_device(compute_device)
+    loaded = load_model(model, keep_16bit=True)
     loaded_rss = current_rss_bytes()
-    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True)
+    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True, device=device)
     plan = make_plan(loaded, profile, inputs, constraints, settings)
-    peak = compress_peak_bytes(loaded, plan, loaded_rss)
-    plan = plan.model_copy(update={"totals": plan.totals.model_copy(update={"compress_peak_bytes": peak})})
+    peak = compress_peak(loaded, plan_layers(plan), loaded_rss, device)
+    table = inputs.table
+    run = RunSection(sensitivity_seconds=round(table.seconds, 1), candidates_measured=table.measured,
+                     candidates_cached=table.cached, compute_device=str(device))
+    peaks = {"compress_peak_bytes": peak.host_bytes}
+    if peak.device_bytes is not None:
+        peaks["compress_device_peak_bytes"] = peak.device_bytes
+    plan = plan.model_copy(update={"run": run, "totals": plan.totals.model_copy(update=peaks)})
     text = json.dumps(plan_json(plan), indent=1)
     with atomic_output(out) as tmp:
         tmp.write_text(text + "\n")
@@ -86,11 +96,11 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
         click.echo(text)
         return
     click.echo(plan_table(plan))
-    table = inputs.table
     error = "" if table.prediction_error is None else f", the rest predicted (median error {100 * table.prediction_error:.0f} %)"
-    how = (f"sensitivity: {table.measured} candidates (format and method) measured now, {table.cached} read from the "
-           f"cache; model-output loss measured for {table.measured_losses} of {len(table.errors)} (unit, candidate) "
-           f"pairs on {settings.sensitivity.loss_samples} x {settings.sensitivity.loss_seq_len} calibration tokens{error}")
+    how = (f"sensitivity: {duration(table.seconds)} on {device}; {table.measured} candidates (format and method) measured "
+           f"now, {table.cached} read from the cache; model-output loss measured for {table.measured_losses} of "
+           f"{len(table.errors)} (unit, candidate) pairs on {settings.sensitivity.loss_samples} x "
+           f"{settings.sensitivity.loss_seq_len} calibration tokens{error}")
     click.echo(how)
     for note in plan.solver_notes:
         click.echo(f"note: {note}")

@@ -68,7 +68,7 @@ def compare_causal_lm(
     nll_o = nll_c = kl = agree = 0.0
     ids = windows.ids
     for start in progress_counter(range(0, ids.shape[0], batch_size), desc="evaluating", unit="batch", enabled=progress):
-        x = ids[start : start + batch_size]
+        x = ids[start : start + batch_size].to(original.device)
         targets = x[:, 1:, None]
         logp_o = torch.log_softmax(original(x).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
         nll_o -= logp_o.gather(-1, targets).sum().item()

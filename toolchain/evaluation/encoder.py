@@ -49,11 +49,11 @@ def embed(model: nn.Module, tokenizer: PreTrainedTokenizerBase, sentences: list[
     out = []
     for start in progress_counter(range(0, len(sentences), batch_size), desc="embedding", unit="batch", enabled=progress):
         batch = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True, max_length=256,
-                          return_tensors="pt")
+                          return_tensors="pt").to(model.device)
         hidden = model(**batch).last_hidden_state  # (B, T, H)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
     return torch.cat(out)
 
 

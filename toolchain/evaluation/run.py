@@ -7,6 +7,8 @@ import dataclasses
 import time
 from dataclasses import asdict, dataclass
 
+import torch
+
 from edgec.assignment import uniform_assignment
 from edgec.compress import compress
 from edgec.core.formats import parse_format
@@ -31,6 +33,7 @@ class EvalSettings:
     batch_size: int = 4
     sentences: int = 512
     progress: bool = True
+    device: torch.device | None = None  # where the models run (whole, not block by block); None: the CPU
 
 
 @dataclass
@@ -68,6 +71,10 @@ def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
         compressed = copy.deepcopy(model)
         copy_loaded = dataclasses.replace(loaded, model=compressed)
         compress(copy_loaded, {name: LayerConfig(f, "rtn") for name, f in assignment.items()}, progress=settings.progress)
+    if settings.device is not None:  # after compression, which runs on the CPU (RTN needs no calibration)
+        model.to(settings.device)
+        if compressed is not None:
+            compressed.to(settings.device)
     text = settings.text if settings.text is not None else evaluation_text()
     report = EvalReport(
         model=loaded.name, weights_sha256=loaded.weights_hash, task=loaded.task, text=settings.text_name,

@@ -46,8 +46,8 @@ class LinearRef:
         return (cols, rows) if self.transposed else (rows, cols)
 
     def weight(self) -> torch.Tensor:
-        """The weight as (out_features, in_features)."""
-        w = self.module.weight.detach()
+        """The weight as (out_features, in_features), on the CPU (a view when it is there already)."""
+        w = self.module.weight.detach().cpu()
         return w.t() if self.transposed else w
 
     def set_weight(self, w: torch.Tensor) -> None:

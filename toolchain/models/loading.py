@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.utils import logging as hf_logging
 
 from edgec.activation_quant import attach_activation_quant
+from edgec.calibration.placement import host_dtype
 from edgec.compressed_manifest import activation_scales
 from edgec.core.errors import ModelError
 from edgec.models.adapters import Adapter, Task, adapter_for
@@ -48,18 +49,23 @@ class LoadedModel:
         return self.adapter.task
 
 
-def load_model(spec: str | os.PathLike[str] | None = None) -> LoadedModel:
-    """Load `spec` (an embedded alias, a model folder or a .gguf file; None = the default) in float32, eval mode."""
+def load_model(spec: str | os.PathLike[str] | None = None, *, keep_16bit: bool = False) -> LoadedModel:
+    """Load `spec` (an embedded alias, a model folder or a .gguf file; None = the default) in eval mode.
+
+    Weights are float32, or with `keep_16bit` the checkpoint's own type when it is float16 or
+    bfloat16 (`edgec compress` and `edgec plan`, which compute one block at a time in float32:
+    see `edgec.calibration.placement`), so that a model takes its 16-bit size in memory.
+    """
     text = DEFAULT_MODEL if spec is None else str(spec)
     if text in EMBEDDED:
         embedded = EMBEDDED[text]
-        loaded = _load_path(embedded.path())
+        loaded = _load_path(embedded.path(), keep_16bit)
         loaded.name = embedded.display_name
         return loaded
-    return _load_path(Path(text))
+    return _load_path(Path(text), keep_16bit)
 
 
-def _load_path(path: Path) -> LoadedModel:
+def _load_path(path: Path, keep_16bit: bool) -> LoadedModel:
     if not path.exists():
         aliases = ", ".join(EMBEDDED)
         raise ModelError(f"model not found: {path} (give a model folder, a .gguf file, or one of: {aliases})")
@@ -67,7 +73,7 @@ def _load_path(path: Path) -> LoadedModel:
         if path.suffix.lower() != ".gguf":
             raise ModelError(f"{path}: not a model folder or a .gguf file")
         return _load_gguf(path)
-    return _load_folder(path)
+    return _load_folder(path, keep_16bit)
 
 
 def _load_gguf(path: Path) -> LoadedModel:
@@ -81,7 +87,7 @@ def _load_gguf(path: Path) -> LoadedModel:
     return loaded
 
 
-def _load_folder(path: Path) -> LoadedModel:
+def _load_folder(path: Path, keep_16bit: bool = False) -> LoadedModel:
     if not (path / "config.json").exists():
         raise ModelError(f"{path}: no config.json, not a Hugging Face model folder")
     try:
@@ -91,7 +97,7 @@ def _load_folder(path: Path) -> LoadedModel:
     adapter = adapter_for(config.model_type, source=str(path))
     auto = AutoModelForCausalLM if adapter.task == "causal-lm" else AutoModel
     try:
-        model = auto.from_pretrained(str(path), dtype=torch.float32)
+        model = auto.from_pretrained(str(path), dtype=host_dtype(config) if keep_16bit else torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""

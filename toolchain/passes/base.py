@@ -16,7 +16,7 @@ import numpy as np
 from edgec.calibration.sequential import BlockCalibration
 from edgec.core.errors import EdgecError
 from edgec.core.formats import Format
-from edgec.core.formats.base import Encoded, GroupQuantizedFormat
+from edgec.core.formats.base import Encoded, GroupQuantizedFormat, Packed
 from edgec.core.formats.dense import DenseFloat
 from edgec.core.formats.sparse24 import Sparse24
 
@@ -48,10 +48,11 @@ class Compressed:
 
 @dataclass
 class LayerResult:
-    """A compressed linear: its config, its logical arrays, any unfolded input scale and activation scale."""
+    """A compressed linear: its config, its stored buffers (`Format.pack`), any unfolded input scale and
+    activation scale. Kept packed, not as logical arrays: a 4-bit model's codes then take half a byte a weight."""
 
     config: LayerConfig
-    encoded: Encoded
+    packed: Packed
     input_scale: np.ndarray | None = None
     act_scale: np.float32 | None = None
 

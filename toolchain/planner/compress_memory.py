@@ -1,19 +1,32 @@
-"""The memory `edgec compress --plan` will need on this machine, estimated before it runs.
+"""The memory `edgec compress` will need, estimated before it runs: on the host and on the compute device.
 
-The estimate is the resident size of a process that has just loaded the model (measured
-by the planner in its own process, which loads it the same way), plus twice the float
-bytes of the planned weights (a loaded checkpoint is memory-mapped, so compression first
-reads every weight's pages in, then rewrites them, which makes private copies), plus what
-the sequential calibration adds on top when the plan uses a calibrated method: the
-calibration windows' hidden states (block inputs and outputs, float32), one block's
-input statistics (XᵀX kept in float32 and its float64 copy) and the largest unit's
-working copies in GPTQ/SparseGPT (about four float32 copies of its weights).
-On SmolLM2 it came out 13 % to 22 % above the peak measured by `benchmarks/planner.py`
-(which prints both) for seven plans, and 7 % below it for an all-bf16 plan.
+Host. The resident size of a process that has just loaded the model the way compress does
+(measured by the planner in its own process), plus:
+
+* the weights compression rewrites, at the type they are held in: a loaded checkpoint is
+  memory-mapped, so its pages become resident as they are read and private when written
+  (the planned linears; every block's weights when a calibrated method onloads the blocks);
+* the results, kept packed until the folder is written (`Format.nbytes` of each layer);
+* with a calibrated method, the sequential calibration: one block in float32 when the
+  weights are held in 16 bit or the device is a GPU (the block onloaded), and, when the
+  device is the CPU, the calibration windows' hidden states (block inputs and outputs,
+  float32), one block's input statistics (XᵀX in float32 and its float64 mirror) and the
+  passes' working set: the Hessian's factor (a float64 and a float32 copy) and about four
+  float32 copies of the largest unit's weights.
+
+Device (a GPU only): the float32 block, the hidden states and the statistics' float32
+accumulators; the factor and the sweep run on the host (their numpy math), so on a GPU
+they count there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from edgec.core.formats import Format, parse_format
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES
 from edgec.planner.plan_schema import Plan
@@ -23,26 +36,53 @@ CALIBRATION_SEQ_LEN = 512
 WORKSPACE_COPIES = 4
 
 
-def compress_peak_bytes(loaded: LoadedModel, plan: Plan, loaded_rss: int, samples: int = CALIBRATION_WINDOWS,
-                        seq_len: int = CALIBRATION_SEQ_LEN) -> int:
-    """Estimated peak resident bytes of `edgec compress --plan` for `plan` (see the module docstring)."""
-    params = {name: p for name, p in loaded.model.named_parameters(remove_duplicate=False)}
-    rewritten = sum(params[f"{name}.weight"].numel() * params[f"{name}.weight"].element_size()
-                    for u in plan.units for name in u.layers if f"{name}.weight" in params)
-    loaded_rss += 2 * rewritten
-    calibrated = [u for u in plan.units if PASSES[u.method].calibrated]
-    if not calibrated:
-        return loaded_rss
-    config = loaded.model.config
-    hidden = getattr(config, "hidden_size", None) or config.n_embd
-    activations = 2 * samples * seq_len * hidden * 4
+@dataclass(frozen=True)
+class CompressPeak:
+    """Estimated peak bytes of `edgec compress`: resident on the host, and allocated on a GPU (None on the CPU)."""
+
+    host_bytes: int
+    device_bytes: int | None
+
+
+def compress_peak(loaded: LoadedModel, layers: Mapping[str, tuple[Format, str]], loaded_rss: int,
+                  device: torch.device | None = None, samples: int = CALIBRATION_WINDOWS,
+                  seq_len: int = CALIBRATION_SEQ_LEN) -> CompressPeak:
+    """Peak memory of compressing `layers` (name -> (format, method)) on `device` (see the module docstring)."""
+    on_gpu = device is not None and device.type != "cpu"
     refs = {ref.name: ref for ref in loaded.adapter.linears(loaded.model)}
-    per_block: dict[int, int] = {}
-    for unit in plan.units:  # a unit's linears read one input: one XᵀX per unit
-        ref = refs.get(unit.layers[0])
-        if ref is not None:
-            per_block[ref.block] = per_block.get(ref.block, 0) + 12 * ref.shape[1] ** 2
-    statistics = max(per_block.values(), default=0)
-    workspace = max(WORKSPACE_COPIES * 4 * sum(n * k for n, k in (refs[name].shape for name in u.layers))
-                    for u in calibrated)
-    return loaded_rss + activations + statistics + workspace
+    head = loaded.adapter.head(loaded.model)
+    if head is not None:
+        refs[head.name] = head
+    held = {name: ref.module.weight.element_size() for name, ref in refs.items()}
+    packed = sum(fmt.nbytes(refs[name].shape) for name, (fmt, _) in layers.items())
+    calibrated = [name for name, (_, method) in layers.items() if PASSES[method].calibrated]
+    blocks = loaded.adapter.blocks(loaded.model)
+    if not calibrated:
+        rewritten = sum(refs[name].shape[0] * refs[name].shape[1] * held[name] for name in layers)
+        return CompressPeak(loaded_rss + rewritten + packed, None)
+    block_bytes = [sum(p.numel() * p.element_size() for p in block.parameters()) for block in blocks]
+    block_params = [sum(p.numel() for p in block.parameters()) for block in blocks]
+    outside = sum(refs[name].shape[0] * refs[name].shape[1] * held[name] for name in layers if refs[name].block < 0)
+    rewritten = sum(block_bytes) + outside
+    float_block = 4 * max(block_params)
+    hidden = getattr(loaded.model.config, "hidden_size", None) or loaded.model.config.n_embd
+    activations = 2 * samples * seq_len * hidden * 4
+    leader = {name: group[0] for group in loaded.adapter.fused_groups(loaded.model) for name in group}
+    inputs_by_block: dict[int, dict[str, int]] = {}  # block -> {linear whose input statistics it reads: K}
+    for name in calibrated:
+        ref = refs[name]
+        inputs_by_block.setdefault(ref.block, {})[leader.get(name, name)] = ref.shape[1]
+    accumulators = max(sum(4 * k * k for k in ks.values()) for ks in inputs_by_block.values())
+    largest_k = max(refs[name].shape[1] for name in calibrated)
+    factor = (8 + 8 + 4) * largest_k**2  # the float64 Hessian, its factor's float64 copy, the float32 factor
+    workspace = WORKSPACE_COPIES * 4 * max(refs[name].shape[0] * refs[name].shape[1] for name in calibrated)
+    onload = float_block if (on_gpu or any(size != 4 for size in held.values())) else 0
+    host = loaded_rss + rewritten + packed + factor + workspace
+    if on_gpu:
+        return CompressPeak(host, float_block + activations + accumulators)
+    return CompressPeak(host + onload + activations + accumulators, None)
+
+
+def plan_layers(plan: Plan) -> dict[str, tuple[Format, str]]:
+    """Every planned linear's (format, method), as `compress_peak` takes them."""
+    return {name: (parse_format(unit.format), unit.method) for unit in plan.units for name in unit.layers}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from edgec.core.errors import EdgecError
 from edgec.core.version import __version__
@@ -75,8 +76,9 @@ class PlanInputs:
 
 
 def prepare(loaded: LoadedModel, profile: DeviceProfile, settings: PlanSettings, cache: SensitivityCache | None,
-            progress: bool = True, latency: LatencyModel | None = None) -> PlanInputs:
-    """Units, candidates, measured sensitivity and predicted costs of every (unit, candidate)."""
+            progress: bool = True, latency: LatencyModel | None = None, device: torch.device | None = None) -> PlanInputs:
+    """Units, candidates, measured sensitivity (computed on `device`; None: the CPU) and predicted costs of
+    every (unit, candidate)."""
     units = planning_units(loaded, settings.fuse, settings.include_head)
     formats = profile.supported_formats()
     candidates = {u.label: unit_candidates(u, formats, settings.methods) for u in units}
@@ -84,7 +86,7 @@ def prepare(loaded: LoadedModel, profile: DeviceProfile, settings: PlanSettings,
         if not candidates[unit.label]:
             raise EdgecError(f"layer {unit.label}: none of {profile.name}'s formats ({', '.join(profile.formats)}) "
                              f"can store its shape {unit.shapes[0]}")
-    table = measure_sensitivity(loaded, units, candidates, settings.sensitivity, cache, progress)
+    table = measure_sensitivity(loaded, units, candidates, settings.sensitivity, cache, progress, device=device)
     latency = latency or latency_model(profile)
     scale = latency_scaling(profile)
     shape = model_shape(loaded, units)

@@ -100,7 +100,17 @@ class TotalsSection(StrictModel):
     predicted_loss: Number
     decode_ms: Number
     prefill_ms: Number
-    compress_peak_bytes: Size | None = None  # set by `edgec plan` after the plan is made
+    compress_peak_bytes: Size | None = None  # set by `edgec plan` after the plan is made: host memory
+    compress_device_peak_bytes: Size | None = None  # and GPU memory, when it computes on a GPU
+
+
+class RunSection(StrictModel):
+    """What making the plan cost: the sensitivity measurement's seconds and how much the cache answered."""
+
+    sensitivity_seconds: Number
+    candidates_measured: Count
+    candidates_cached: Count
+    compute_device: str
 
 
 class LayerEntry(StrictModel):
@@ -190,6 +200,7 @@ class Plan(StrictModel):
     candidates: dict[str, list[CandidateEntry]]
     frontier: FrontierSection
     solver_notes: list[str] = []
+    run: RunSection | None = None  # set by `edgec plan`; differs from run to run
 
     @field_validator("layers")
     @classmethod

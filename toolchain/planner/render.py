@@ -45,7 +45,10 @@ def plan_table(plan: Plan) -> str:
         f"objective: least {'predicted loss' if plan.constraints.objective == 'loss' else 'decode latency'}",
     ]
     if t.compress_peak_bytes is not None:
-        lines.append(f"`edgec compress --plan` will need about {format_size(t.compress_peak_bytes)} of memory on this machine")
+        gpu = ("" if t.compress_device_peak_bytes is None
+               else f" and {format_size(t.compress_device_peak_bytes)} on the GPU")
+        lines.append(f"`edgec compress --plan` will need about {format_size(t.compress_peak_bytes)} of memory on this "
+                     f"machine{gpu}")
     return "\n".join(lines)
 
 

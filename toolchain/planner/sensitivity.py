@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgec.calibration.sequential import BlockCalibration, _capture_block_inputs, _run_block, run_sequential
+from edgec.calibration.placement import onloaded
+from edgec.calibration.sequential import BlockCalibration, capture_block_inputs, run_block, run_sequential
 from edgec.calibration.windows import calibration_windows
 from edgec.core.output_files import atomic_output
 from edgec.core.progress import progress_counter
@@ -90,6 +92,7 @@ class SensitivityTable:
     loss_name: str  # "kl" or "cosine distance"
     measured: int = 0  # candidates measured now (not read from the cache)
     cached: int = 0
+    seconds: float = 0.0  # wall time of the measurement, cache reads included
     probe: str | None = None  # the candidate measured on every unit
     prediction_error: float | None = None  # median |predicted / measured - 1| over the measured losses
 
@@ -135,8 +138,8 @@ class SensitivityCache:
 class _OutputLoss:
     """The model-output loss of a changed model against the original on fixed windows."""
 
-    def __init__(self, loaded: LoadedModel, ids: torch.Tensor) -> None:
-        self.model, self.adapter = loaded.model, loaded.adapter
+    def __init__(self, loaded: LoadedModel, ids: torch.Tensor, device: torch.device) -> None:
+        self.model, self.adapter, self.device = loaded.model, loaded.adapter, device
         self.causal = loaded.task == "causal-lm"
         self.blocks = self.adapter.blocks(self.model)
         self.norm = self.adapter.final_norm(self.model)
@@ -144,21 +147,24 @@ class _OutputLoss:
         self.cap = self.adapter.logit_softcap(self.model)
         self.ids = ids
         self.kinds = self.adapter.block_kinds(self.model)
-        inputs, kwargs = _capture_block_inputs(self.model, self.blocks, self.kinds, ids, ids.shape[0])
+        inputs, kwargs = capture_block_inputs(self.model, self.blocks, self.kinds, ids, ids.shape[0], device)
         self.hidden, self.kwargs = inputs[0], kwargs[0]  # the loss windows at the current block's input; kind -> arguments
         self.reference = self._outputs(self._from_block(0, self.hidden))
 
     def _from_block(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         for i in range(index, len(self.blocks)):
-            hidden = _run_block(self.blocks[i], hidden, self.kwargs[self.kinds[i]])
+            with onloaded(self.blocks[i], self.device):
+                hidden = run_block(self.blocks[i], hidden, self.kwargs[self.kinds[i]])
         return hidden
 
     def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.norm is not None:
-            hidden = self.norm(hidden)
+            with onloaded(self.norm, self.device):
+                hidden = self.norm(hidden)
         if not self.causal:
             return torch.nn.functional.normalize(hidden.double(), dim=-1)  # (B, T, H); float64: 1 - cos is tiny
-        logits = self.head.module(hidden).float()
+        with onloaded(self.head.module, self.device):
+            logits = self.head.module(hidden)
         if self.cap is not None:
             logits = torch.tanh(logits / self.cap) * self.cap
         return torch.log_softmax(logits, dim=-1)  # (B, T, V)
@@ -174,12 +180,13 @@ class _OutputLoss:
 
     def whole_model(self) -> float:
         """Loss of a full forward (for changes outside the blocks, e.g. a tied embedding)."""
-        inputs, _ = _capture_block_inputs(self.model, self.blocks, self.kinds, self.ids, self.ids.shape[0])
+        inputs, _ = capture_block_inputs(self.model, self.blocks, self.kinds, self.ids, self.ids.shape[0], self.device)
         return self._loss(self._outputs(self._from_block(0, inputs[0])))
 
     def advance(self, index: int) -> None:
         """Move the cached hidden states past block `index` (unchanged)."""
-        self.hidden = _run_block(self.blocks[index], self.hidden, self.kwargs[self.kinds[index]])
+        with onloaded(self.blocks[index], self.device):
+            self.hidden = run_block(self.blocks[index], self.hidden, self.kwargs[self.kinds[index]])
 
 
 def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
@@ -230,8 +237,11 @@ def _loss_required(index: int, unit: Unit, cand: Candidate, unit_cands: list[Can
 @torch.no_grad()
 def measure_sensitivity(loaded: LoadedModel, units: list[Unit], candidates: dict[str, list[Candidate]],
                         settings: SensitivitySettings = SensitivitySettings(), cache: SensitivityCache | None = None,
-                        progress: bool = True, passes: dict[str, Pass] | None = None) -> SensitivityTable:
-    """Errors of every unit under each of its candidates (`candidates[unit.label]`); see the module docstring."""
+                        progress: bool = True, passes: dict[str, Pass] | None = None,
+                        device: torch.device | None = None) -> SensitivityTable:
+    """Errors of every unit under each of its candidates (`candidates[unit.label]`), computing on `device`
+    (None: the CPU); see the module docstring."""
+    start = time.perf_counter()
     all_cands = sorted({c.key: c for cs in candidates.values() for c in cs}.values(), key=lambda c: c.key)
     probe = probe_candidate(all_cands)
     required = {(u.label, c.key): _loss_required(i, u, c, candidates[u.label], probe, settings.loss_every)
@@ -250,18 +260,20 @@ def measure_sensitivity(loaded: LoadedModel, units: list[Unit], candidates: dict
             missing.append(cand)
     if missing:
         fresh = _measure(loaded, units, {u.label: [c for c in candidates[u.label] if c in missing] for u in units},
-                         required, settings, passes, progress)
+                         required, settings, passes, progress, device or torch.device("cpu"))
         for cand in missing:
             raw[cand.key] = fresh[cand.key]
             if cache:
                 cache.store(loaded, cand, units, settings, fresh[cand.key])
         table.measured = len(missing)
     _fill(table, units, candidates, raw, probe)
+    table.seconds = time.perf_counter() - start
     return table
 
 
 def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candidate]], required: dict[tuple[str, str], bool],
-             settings: SensitivitySettings, passes: dict[str, Pass] | None, progress: bool) -> dict[str, Raw]:
+             settings: SensitivitySettings, passes: dict[str, Pass] | None, progress: bool,
+             device: torch.device) -> dict[str, Raw]:
     """Run the calibration pipeline once, measuring `todo[unit]` on every unit."""
     model, adapter = loaded.model, loaded.adapter
     refs = {ref.name: ref for ref in adapter.linears(model)}
@@ -274,7 +286,7 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
             passes.setdefault(cand.method, PASSES[cand.method]())
     fresh: dict[str, Raw] = {c.key: {} for cands in todo.values() for c in cands}
     loss_ids, _ = calibration_windows(loaded.tokenizer, settings.loss_samples, settings.loss_seq_len)
-    loss = _OutputLoss(loaded, loss_ids)
+    loss = _OutputLoss(loaded, loss_ids, device)
     bar = progress_counter(total=sum(len(v) for v in todo.values()), desc="sensitivity", unit="candidate",
                            enabled=progress)
 
@@ -305,9 +317,10 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
         loss.advance(cal.index)
 
     ids, _ = calibration_windows(loaded.tokenizer, settings.samples, settings.seq_len)
-    run_sequential(model, adapter, ids, block_step, settings.batch_size, progress=False)
+    run_sequential(model, adapter, ids, block_step, settings.batch_size, progress=False, device=device)
     for unit in by_block.get(HEAD_BLOCK, []):
-        measure(unit, None, loss.whole_model)
+        with onloaded(head.module, device):  # candidates written into a 16-bit head would be rounded
+            measure(unit, None, loss.whole_model)
     bar.close()
     return fresh
 
