@@ -173,3 +173,27 @@ def test_linear_bits_per_weight_is_the_formats_for_a_uniform_assignment(llama):
         shapes = [r.shape for r in validate_assignment(llama.model, llama.adapter, assignment).values()]
         expected = 8 * sum(fmt.nbytes(s) for s in shapes) / sum(s[0] * s[1] for s in shapes)
         assert linear_bits_per_weight(llama.model, llama.adapter, assignment) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir", "tiny_gpt2_dir"])
+@pytest.mark.parametrize("include_head", [False, True])
+def test_block_by_block_evaluation_is_the_whole_model_comparison(family, include_head, request):
+    """eval's block-by-block pass (no second model) against two whole models run by transformers: Gemma 3's
+    per-kind attention and soft-capped logits, GPT-2's transposed Conv1D, a quantized tied head."""
+    from edgec.evaluation.blockwise import compare_rtn_by_block
+
+    loaded = load_model(request.getfixturevalue(family))
+    windows = token_windows(loaded.tokenizer, evaluation_text()[:20_000], seq_len=32, max_tokens=160)
+    assignment = uniform_assignment(loaded.model, loaded.adapter, parse_format("int4:g32"), include_head)
+    other = copy.deepcopy(loaded.model)
+    _rtn(loaded, other, assignment)
+    whole = compare_causal_lm(loaded.model, other, windows, batch_size=2, progress=False)
+    before = {name: p.clone() for name, p in loaded.model.state_dict().items()}
+    blocks = compare_rtn_by_block(loaded, assignment, windows, batch_size=2, progress=False)
+    assert blocks.perplexity_original == pytest.approx(whole.perplexity_original, rel=1e-5)
+    assert blocks.perplexity_compressed == pytest.approx(whole.perplexity_compressed, rel=1e-5)
+    assert blocks.kl_mean == pytest.approx(whole.kl_mean, rel=1e-4) and blocks.kl_mean > 0
+    assert blocks.top1_agreement == whole.top1_agreement
+    assert all(torch.equal(p, before[name]) for name, p in loaded.model.state_dict().items())  # the model is intact
+    alone = compare_rtn_by_block(loaded, {}, windows, batch_size=2, progress=False)
+    assert alone.perplexity_original == blocks.perplexity_original and alone.kl_mean is None

@@ -125,3 +125,13 @@ def test_sensitivity_of_a_model_held_in_bfloat16_is_the_float32_one(bf16_llama_d
                                    [full.errors[key].tensor, full.errors[key].output or 0, full.errors[key].loss],
                                    rtol=1e-5, atol=1e-9, err_msg=str(key))
     assert any(e.loss > 0 for e in held.errors.values())
+
+
+def test_evaluating_a_model_held_in_bfloat16_gives_the_float32_figures(bf16_llama_dir):
+    from edgec.evaluation.run import EvalSettings, evaluate
+
+    settings = EvalSettings(format="int4:g32", include_head=True, seq_len=32, max_tokens=128, progress=False)
+    held, full = (evaluate(load_model(bf16_llama_dir, keep_16bit=keep), settings).lm for keep in (True, False))
+    assert held.perplexity_original == pytest.approx(full.perplexity_original, rel=1e-6)
+    assert held.kl_mean == pytest.approx(full.kl_mean, rel=1e-5) and held.kl_mean > 0
+    assert held.top1_agreement == full.top1_agreement

@@ -31,7 +31,8 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
     compressed model's next-token distribution from the original's, top-1 agreement,
     and weight bytes before and after. For an encoder it prints the cosine similarity
     of sentence embeddings instead. Without --format only the original is evaluated.
-    On a GPU (--compute-device) both models run there whole, in float32.
+    A causal LM runs block by block on --compute-device, each block in float32, the original
+    and the compressed block in turn, so the model is held once; an encoder runs whole.
     """
     from edgec.calibration.placement import compute_device as resolve_device
     from edgec.core.formats import parse_format
@@ -44,7 +45,7 @@ def eval_command(model, fmt, include_head, text_file, seq_len, max_tokens, batch
         parse_format(fmt)  # refuse a bad string before the slow model load
     text = read_user_text(text_file) if text_file else None
     device = resolve_device(compute_device)
-    loaded = load_model(model)
+    loaded = load_model(model, keep_16bit=True)
     settings = EvalSettings(
         format=fmt, include_head=include_head, text=text, seq_len=seq_len,
         max_tokens=max_tokens or None, batch_size=batch_size, sentences=sentences,

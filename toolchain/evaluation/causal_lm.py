@@ -56,6 +56,37 @@ def token_windows(tokenizer: PreTrainedTokenizerBase, text: str, seq_len: int, m
     return TokenWindows(torch.tensor(ids[: n * seq_len]).reshape(n, seq_len), len(ids))
 
 
+class Scores:
+    """Sums of negative log-likelihood, KL and top-1 agreement over batches of logits of the same windows."""
+
+    def __init__(self, windows: TokenWindows) -> None:
+        self.windows = windows
+        self.nll_o = self.nll_c = self.kl = self.agree = 0.0
+        self.compared = False
+
+    def add(self, ids: torch.Tensor, logits_o: torch.Tensor, logits_c: torch.Tensor | None) -> None:
+        """Score one batch: `ids` (B, T), logits (B, T, V) of the original and (if any) the compressed model."""
+        targets = ids[:, 1:, None].to(logits_o.device)
+        logp_o = torch.log_softmax(logits_o[:, :-1].float(), dim=-1)  # (B, T-1, V)
+        self.nll_o -= logp_o.gather(-1, targets).sum().item()
+        if logits_c is None:
+            return
+        self.compared = True
+        logp_c = torch.log_softmax(logits_c[:, :-1].float(), dim=-1)
+        self.nll_c -= logp_c.gather(-1, targets).sum().item()
+        self.kl += (logp_o.exp() * (logp_o - logp_c)).sum().item()
+        self.agree += (logp_o.argmax(-1) == logp_c.argmax(-1)).sum().item()
+
+    def result(self) -> LMComparison:
+        n, ids = self.windows.predictions, self.windows.ids
+        common = dict(tokens_in_text=self.windows.tokens_in_text, predictions=n, windows=ids.shape[0],
+                      seq_len=ids.shape[1], perplexity_original=math.exp(self.nll_o / n))
+        if not self.compared:
+            return LMComparison(**common)
+        return LMComparison(**common, perplexity_compressed=math.exp(self.nll_c / n), kl_mean=self.kl / n,
+                            top1_agreement=self.agree / n)
+
+
 @torch.inference_mode()
 def compare_causal_lm(
     original: nn.Module,
@@ -64,23 +95,10 @@ def compare_causal_lm(
     batch_size: int = 4,
     progress: bool = True,
 ) -> LMComparison:
-    """Evaluate `original` (and `compressed`, if given) on the same windows."""
-    nll_o = nll_c = kl = agree = 0.0
+    """Evaluate `original` (and `compressed`, if given) on the same windows, each model whole."""
+    scores = Scores(windows)
     ids = windows.ids
     for start in progress_counter(range(0, ids.shape[0], batch_size), desc="evaluating", unit="batch", enabled=progress):
         x = ids[start : start + batch_size].to(original.device)
-        targets = x[:, 1:, None]
-        logp_o = torch.log_softmax(original(x).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-        nll_o -= logp_o.gather(-1, targets).sum().item()
-        if compressed is None:
-            continue
-        logp_c = torch.log_softmax(compressed(x).logits[:, :-1].float(), dim=-1)
-        nll_c -= logp_c.gather(-1, targets).sum().item()
-        kl += (logp_o.exp() * (logp_o - logp_c)).sum().item()
-        agree += (logp_o.argmax(-1) == logp_c.argmax(-1)).sum().item()
-    n = windows.predictions
-    common = dict(tokens_in_text=windows.tokens_in_text, predictions=n, windows=ids.shape[0], seq_len=ids.shape[1],
-                  perplexity_original=math.exp(nll_o / n))
-    if compressed is None:
-        return LMComparison(**common)
-    return LMComparison(**common, perplexity_compressed=math.exp(nll_c / n), kl_mean=kl / n, top1_agreement=agree / n)
+        scores.add(x, original(x).logits, None if compressed is None else compressed(x).logits)
+    return scores.result()

@@ -13,7 +13,8 @@ from edgec.assignment import uniform_assignment
 from edgec.compress import compress
 from edgec.core.formats import parse_format
 from edgec.data import EVALUATION_NAME, evaluation_text
-from edgec.evaluation.causal_lm import LMComparison, compare_causal_lm, token_windows
+from edgec.evaluation.blockwise import compare_rtn_by_block
+from edgec.evaluation.causal_lm import LMComparison, token_windows
 from edgec.evaluation.encoder import EncoderComparison, compare_encoder, split_sentences
 from edgec.footprint import linear_bits_per_weight, model_bytes
 from edgec.models.loading import LoadedModel
@@ -60,21 +61,16 @@ class EvalReport:
 
 
 def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
-    """Compress a copy of `loaded` by RTN to `settings.format` (if any) and compare it with the original."""
+    """Compare `loaded` with its RTN copy in `settings.format` (if any).
+
+    A causal LM is evaluated block by block (`edgec.evaluation.blockwise`): no second copy of
+    the model. An encoder (small) is copied whole, compressed, and both run whole.
+    """
     start = time.perf_counter()
     model, adapter = loaded.model, loaded.adapter
     assignment = {}
-    compressed = None
     if settings.format is not None:
-        fmt = parse_format(settings.format)
-        assignment = uniform_assignment(model, adapter, fmt, settings.include_head)
-        compressed = copy.deepcopy(model)
-        copy_loaded = dataclasses.replace(loaded, model=compressed)
-        compress(copy_loaded, {name: LayerConfig(f, "rtn") for name, f in assignment.items()}, progress=settings.progress)
-    if settings.device is not None:  # after compression, which runs on the CPU (RTN needs no calibration)
-        model.to(settings.device)
-        if compressed is not None:
-            compressed.to(settings.device)
+        assignment = uniform_assignment(model, adapter, parse_format(settings.format), settings.include_head)
     text = settings.text if settings.text is not None else evaluation_text()
     report = EvalReport(
         model=loaded.name, weights_sha256=loaded.weights_hash, task=loaded.task, text=settings.text_name,
@@ -87,9 +83,24 @@ def evaluate(loaded: LoadedModel, settings: EvalSettings) -> EvalReport:
     )
     if loaded.task == "causal-lm":
         windows = token_windows(loaded.tokenizer, text, settings.seq_len, settings.max_tokens)
-        report.lm = compare_causal_lm(model, compressed, windows, settings.batch_size, settings.progress)
+        report.lm = compare_rtn_by_block(loaded, assignment, windows, settings.batch_size, settings.progress,
+                                         settings.device)
     else:
         sentences = split_sentences(text, settings.sentences)
+        compressed = _rtn_copy(loaded, assignment, settings.progress) if assignment else None
+        if settings.device is not None:
+            model.to(settings.device)
+            if compressed is not None:
+                compressed.to(settings.device)
         report.encoder = compare_encoder(model, compressed, loaded.tokenizer, sentences, progress=settings.progress)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _rtn_copy(loaded: LoadedModel, assignment: dict, progress: bool) -> torch.nn.Module:
+    """A float32 copy of `loaded`'s model with the assigned linears compressed by RTN."""
+    model = loaded.model.float()
+    compressed = copy.deepcopy(model)
+    compress(dataclasses.replace(loaded, model=compressed), {name: LayerConfig(f, "rtn") for name, f in assignment.items()},
+             progress=progress)
+    return compressed

@@ -48,7 +48,14 @@ import numpy as np
 import torch
 
 from edgec.calibration.placement import onloaded
-from edgec.calibration.sequential import BlockCalibration, capture_block_inputs, run_block, run_sequential
+from edgec.calibration.sequential import (
+    BlockCalibration,
+    capture_block_inputs,
+    final_hidden,
+    final_logits,
+    run_block,
+    run_sequential,
+)
 from edgec.calibration.windows import calibration_windows
 from edgec.core.output_files import atomic_output
 from edgec.core.progress import progress_counter
@@ -142,9 +149,6 @@ class _OutputLoss:
         self.model, self.adapter, self.device = loaded.model, loaded.adapter, device
         self.causal = loaded.task == "causal-lm"
         self.blocks = self.adapter.blocks(self.model)
-        self.norm = self.adapter.final_norm(self.model)
-        self.head = self.adapter.head(self.model)
-        self.cap = self.adapter.logit_softcap(self.model)
         self.ids = ids
         self.kinds = self.adapter.block_kinds(self.model)
         inputs, kwargs = capture_block_inputs(self.model, self.blocks, self.kinds, ids, ids.shape[0], device)
@@ -158,16 +162,10 @@ class _OutputLoss:
         return hidden
 
     def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.norm is not None:
-            with onloaded(self.norm, self.device):
-                hidden = self.norm(hidden)
         if not self.causal:
+            hidden = final_hidden(self.adapter, self.model, hidden, self.device)
             return torch.nn.functional.normalize(hidden.double(), dim=-1)  # (B, T, H); float64: 1 - cos is tiny
-        with onloaded(self.head.module, self.device):
-            logits = self.head.module(hidden)
-        if self.cap is not None:
-            logits = torch.tanh(logits / self.cap) * self.cap
-        return torch.log_softmax(logits, dim=-1)  # (B, T, V)
+        return torch.log_softmax(final_logits(self.adapter, self.model, hidden, self.device), dim=-1)  # (B, T, V)
 
     def _loss(self, out: torch.Tensor) -> float:
         if not self.causal:
