@@ -2,8 +2,9 @@
 
 A bar redrawn with carriage returns is unreadable in a CI log or a file (`edgec plan ... 2> log`),
 so when stderr is not a terminal the same progress is written as whole lines: one when the work
-starts, one at most every `LOG_INTERVAL_S` seconds with the count, elapsed time and an estimate
-of the time left, and one when it ends.
+starts, one as soon as the first items are done (after `FIRST_ESTIMATE_S`, so that the
+expected duration is known early), then one at most every `LOG_INTERVAL_S` seconds with the
+count, elapsed time and an estimate of the time left, and one when it ends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 LOG_INTERVAL_S = 30.0
+FIRST_ESTIMATE_S = 2.0  # work that ends sooner needs no estimate
 
 
 def duration(seconds: float) -> str:
@@ -58,10 +60,13 @@ class LogProgress:
         print(f"{self.desc}: {text}", file=out, flush=True)
 
     def update(self, n: int = 1) -> None:
-        """Count `n` more done; write a line if `interval` has passed since the last one."""
+        """Count `n` more done; write a line if `interval` has passed since the last one, or if these are the
+        first items done and the work is slow enough to be worth an estimate."""
+        first = self.n == 0
         self.n += n
         now = self.clock()
-        if now - self.last < self.interval or (self.total is not None and self.n >= self.total):
+        due = now - self.last >= self.interval or (first and now - self.start >= FIRST_ESTIMATE_S)
+        if not due or (self.total is not None and self.n >= self.total):
             return  # the closing line reports the end
         self.last = now
         elapsed = now - self.start

@@ -22,7 +22,7 @@ def test_log_lines_at_start_every_interval_and_at_the_end():
     out, clock = io.StringIO(), Clock()
     bar = LogProgress(None, 40, "sensitivity", "candidate", interval=30, file=out, clock=clock)
     clock.now += 10
-    bar.update(5)  # within the interval: no line
+    bar.update(5)  # the first items, slow enough to be worth an early estimate
     clock.now += 50
     bar.update(5)  # 60 s for 10 of 40: 3 minutes left
     bar.set_postfix_str("576x576")
@@ -32,6 +32,7 @@ def test_log_lines_at_start_every_interval_and_at_the_end():
     bar.close()
     assert out.getvalue().splitlines() == [
         "sensitivity: 0/40 candidates to do",
+        "sensitivity: 5/40 candidates, 10s elapsed (12 %), about 1m10s left",  # the first estimate, early
         "sensitivity: 10/40 candidates, 1m00s elapsed (25 %), about 3m00s left",
         "sensitivity: 40/40 candidates [576x576] in 1m05s",
     ]
@@ -72,3 +73,13 @@ def test_the_last_update_leaves_the_end_to_the_closing_line():
     bar.update(2)
     bar.close()
     assert out.getvalue().splitlines() == ["sensitivity: 0/2 candidates to do", "sensitivity: 2/2 candidates in 1m00s"]
+
+
+def test_quick_first_items_wait_for_the_interval():
+    out, clock = io.StringIO(), Clock()
+    bar = LogProgress(None, 40, "compressing", "block", interval=30, file=out, clock=clock)
+    clock.now += 1
+    bar.update()
+    clock.now += 10
+    bar.update()
+    assert out.getvalue().splitlines() == ["compressing: 0/40 blocks to do"]
