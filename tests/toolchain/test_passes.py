@@ -428,6 +428,8 @@ def test_hessian_from_banded_upper_triangle_equals_the_full_product(k):
     x = torch.cat(batches).reshape(-1, k).double()
     torch.testing.assert_close(stats.hessian, x.t() @ x, rtol=1e-5, atol=1e-3)
     assert stats.tokens == 180
+    with pytest.raises(RuntimeError, match="final once their Hessian has been read"):
+        stats.add(batches[0])
 
 
 def test_no_clip_gives_gptq_min_max_group_ranges(tiny_llama_dir, tmp_path):

@@ -49,7 +49,7 @@ class _StopForward(Exception):
 
 
 def capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[str], ids: torch.Tensor,
-                          batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
+                         batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
     """The first block's input hidden states, and the other arguments the model passes to the blocks of each
     kind (`Adapter.block_kinds`), per batch, on `device` in float32: the model runs where its embedding is, up
     to the first block of the last kind it reaches. The embedding's output is made float32 before anything
@@ -88,6 +88,7 @@ def capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[
 
 
 def run_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """One block's output hidden states, given its input and the arguments `capture_block_inputs` captured."""
     positional = kwargs.get("__positional__", ())
     out = block(hidden, *positional, **{k: v for k, v in kwargs.items() if k != "__positional__"})
     return out[0] if isinstance(out, tuple) else out

@@ -23,7 +23,7 @@ class InputStats:
         self.tokens = 0
         # xᵀx is symmetric: only bands of BAND rows, from the diagonal rightwards, are
         # accumulated (in place, float32 per batch, which saves about a third of the work
-        # for K = 1536); `hessian` mirrors them once when read.
+        # for K = 1536); `hessian` mirrors them into float64 once, when first read.
         self._upper = torch.zeros(k, k, dtype=torch.float32, device=device) if hessian else None
         self._hessian: torch.Tensor | None = None
         self.sq_sum = torch.zeros(k, dtype=torch.float64, device=device)
@@ -38,23 +38,22 @@ class InputStats:
                 setattr(self, name, value.cpu())
 
     def add(self, x: torch.Tensor) -> None:
-        """Accumulate a batch of inputs (..., K)."""
+        """Accumulate a batch of inputs (..., K); refused once the Hessian has been read."""
+        if self._hessian is not None:
+            raise RuntimeError("input statistics are final once their Hessian has been read")
         x = x.detach().reshape(-1, x.shape[-1]).float()  # (tokens, K)
         self.tokens += x.shape[0]
         if self._upper is not None:
             for i in range(0, x.shape[1], BAND):
                 self._upper[i : i + BAND, i:].addmm_(x[:, i : i + BAND].t(), x[:, i:])
-            self._hessian = None
         self.sq_sum += x.square().sum(0).double()
         self.abs_sum += x.abs().sum(0).double()
         self.abs_max = torch.maximum(self.abs_max, x.abs().amax(0))
 
     @property
     def hessian(self) -> torch.Tensor | None:
-        """Σ x xᵀ (K, K) in float64, or None when not collected."""
-        if self._upper is None:
-            return None
-        if self._hessian is None:
+        """Σ x xᵀ (K, K) in float64, or None when not collected. Reading it makes the statistics final."""
+        if self._upper is not None:
             full = self._upper.double()
             for i in range(0, len(full), BAND):  # mirror band by band, in place: no second (K, K) float64
                 j = i + BAND
@@ -62,6 +61,7 @@ class InputStats:
                 block = full[i:j, i:j]
                 block.copy_(block.triu() + block.triu(1).t())
             self._hessian = full
+            self._upper = None  # the float32 accumulator (a quarter of a GB at K = 8192) is not needed again
         return self._hessian
 
     @property
