@@ -2,9 +2,9 @@
 
 A bar redrawn with carriage returns is unreadable in a CI log or a file (`edgec plan ... 2> log`),
 so when stderr is not a terminal the same progress is written as whole lines: one when the work
-starts, one as soon as the first items are done (after `FIRST_ESTIMATE_S`, so that the
-expected duration is known early), then one at most every `LOG_INTERVAL_S` seconds with the
-count, elapsed time and an estimate of the time left, and one when it ends.
+starts, one with the count, elapsed time and an estimate of the time left when the first
+items done took at least `FIRST_ESTIMATE_S` (a block of a 1B model: the expected duration is
+then known early), then one at most every `LOG_INTERVAL_S` seconds, and one when it ends.
 """
 
 from __future__ import annotations

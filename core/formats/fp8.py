@@ -40,12 +40,25 @@ def e4m3fn_to_float32(codes: np.ndarray) -> np.ndarray:
     return E4M3_TABLE[codes]
 
 
+ENCODE_CHUNK = 1 << 20  # elements encoded at once: the float64 and int64 temporaries take ~80 bytes each
+
+
 def float32_to_e4m3fn(x: np.ndarray) -> np.ndarray:
     """Encode float32 to e4m3fn bit patterns, round to nearest even, saturating at ±448.
 
     NaN becomes 0x7F; infinities saturate, as torch's float8_e4m3fn conversion does.
+    Encoded a chunk at a time, so that a 1B model's 262M-weight head does not need 20 GB of
+    temporaries.
     """
     x = np.asarray(x, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.uint8)
+    flat, flat_out = x.reshape(-1), out.reshape(-1)
+    for start in range(0, flat.size, ENCODE_CHUNK):
+        flat_out[start : start + ENCODE_CHUNK] = _encode_chunk(flat[start : start + ENCODE_CHUNK])
+    return out
+
+
+def _encode_chunk(x: np.ndarray) -> np.ndarray:
     a = np.minimum(np.nan_to_num(np.abs(x).astype(np.float64), nan=0.0), E4M3_MAX)
     _, ex = np.frexp(np.maximum(a, 2.0**_MIN_NORMAL_EXP))
     step = np.ldexp(1.0, ex - 1 - 3)  # spacing of e4m3 values in a's binade

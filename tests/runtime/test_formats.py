@@ -147,6 +147,12 @@ def test_fp8_encoding_matches_torch_bit_for_bit():
     ]).astype(np.float32)
     theirs = torch.from_numpy(x).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
     np.testing.assert_array_equal(float32_to_e4m3fn(x), theirs)
+    # an array spanning several encoding chunks, transposed (not contiguous)
+    from edgec.core.formats.fp8 import ENCODE_CHUNK
+
+    big = np.resize(x, (3, ENCODE_CHUNK // 2 + 7)).T
+    theirs = torch.from_numpy(np.ascontiguousarray(big)).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+    np.testing.assert_array_equal(float32_to_e4m3fn(big), theirs)
 
 
 def test_bf16_matches_torch_bit_for_bit():

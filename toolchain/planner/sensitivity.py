@@ -187,9 +187,18 @@ class _OutputLoss:
             self.hidden = run_block(self.blocks[index], self.hidden, self.kwargs[self.kinds[index]])
 
 
+SQUARES_CHUNK = 1 << 22  # elements squared in float64 at once (a 1B model's head has 262M)
+
+
+def _sum_squares(x: np.ndarray) -> float:
+    """Σ x² in float64, a band of rows at a time, so that no float64 copy of a large weight is made."""
+    rows = max(1, SQUARES_CHUNK // max(x.shape[-1], 1))
+    return sum(float(np.square(x[i : i + rows], dtype=np.float64).sum()) for i in range(0, len(x), rows))
+
+
 def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
     """(sum of ||W||^2, sum of tr(W H W^T)) over a unit's weights (H float32): the denominators of its errors."""
-    plain = sum(float(np.square(w, dtype=np.float64).sum()) for w in weights)
+    plain = sum(_sum_squares(w) for w in weights)
     if hessian is None:
         return plain, None
     return plain, sum(float(((torch.from_numpy(w) @ hessian) * torch.from_numpy(w)).double().sum()) for w in weights)
@@ -205,9 +214,10 @@ def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: 
     """
     num_t = num_o = 0.0
     for w, q in zip(weights, new):
-        d = torch.from_numpy(w - q)
-        num_t += float(d.double().square().sum())
+        d = w - q
+        num_t += _sum_squares(d)
         if hessian is not None:
+            d = torch.from_numpy(d)
             num_o += float(((d @ hessian) * d).double().sum())
     den_t, den_o = norms
     return num_t / max(den_t, 1e-30), (num_o / den_o if den_o else None)
