@@ -117,7 +117,7 @@ def report(results: dict) -> str:
     small, large = results["smollm2"], results["llama-1b"]
     growth = large["parameters"] / small["parameters"]
     lines = [f"Parameters: SmolLM2 {small['parameters'] / 1e6:.0f}M, random LLaMA {large['parameters'] / 1e9:.2f}B "
-             f"({growth:.1f}x). Limit for compress and plan: the 16-bit size plus 2 GB "
+             f"({growth:.1f}x). Limit for compress, plan and eval: the 16-bit size plus 2 GB "
              f"({(2 * small['parameters'] + HEADROOM) / GB:.2f} GB and {(2 * large['parameters'] + HEADROOM) / GB:.2f} GB).",
              "",
              "| step | SmolLM2 s | SmolLM2 peak RSS GB | 1.2B s | 1.2B peak RSS GB | 1.2B within limit | time growth |",
