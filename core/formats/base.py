@@ -13,6 +13,11 @@ Two representations of a quantized weight exist:
 
 `encode` is round-to-nearest quantization; `decode` is dequantization; `pack`
 and `unpack` convert between the two representations bit-exactly.
+
+Rows are independent in every format: scales, minima and groups lie within a row
+and 2:4 patterns run along it, so encoding a band of rows gives exactly those rows
+of the whole weight's encoding. Code that meets a large weight (a 128k-token
+vocabulary's head) relies on it to round a band at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ Encoded = dict[str, np.ndarray]
 Packed = dict[str, np.ndarray]
 
 _REGISTRY: dict[str, type[Format]] = {}
+
+BAND_ELEMENTS = 1 << 22  # weights `fake_quantize` rounds at once: encode's temporaries stay near 100 MB
 
 
 @dataclass(frozen=True)
@@ -147,9 +154,18 @@ class Format(ABC):
         return self.decode(self.unpack(packed, shape), shape)
 
     def fake_quantize(self, w: np.ndarray) -> np.ndarray:
-        """decode(encode(w)): the float weights the stored model will compute with."""
+        """decode(encode(w)): the float weights the stored model will compute with.
+
+        Computed a band of rows at a time (rows are independent, see the module docstring),
+        so a large weight costs its float32 result and one band's temporaries.
+        """
         w = self.prepare(w)
-        return self.decode(self.encode(w), w.shape)
+        out = np.empty_like(w)
+        rows = max(1, BAND_ELEMENTS // w.shape[1])
+        for start in range(0, w.shape[0], rows):
+            band = w[start : start + rows]
+            out[start : start + rows] = self.decode(self.encode(band), band.shape)
+        return out
 
     def prepare(self, w: np.ndarray) -> np.ndarray:
         """Validate a weight and return it as float32, refusing non-finite values."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgec.core.errors import FormatError
-from edgec.core.formats import Int4, format_grammar, parse_format, registered_families
+from edgec.core.formats import Int4, base, format_grammar, parse_format, registered_families
 from edgec.core.formats.base import GroupQuantizedFormat
 from edgec.core.formats.fp8 import e4m3fn_to_float32, float32_to_e4m3fn
 from edgec.core.formats.nf4 import NF4_CODEBOOK
@@ -76,6 +76,16 @@ def test_dequantized_error_within_format_bound(fmt, shape):
     assert bound.shape == w.shape
     worst = np.unravel_index(np.argmax(err - bound), w.shape)
     assert (err <= bound).all(), f"{fmt}: error {err[worst]} > bound {bound[worst]} at {worst}"
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=str)
+def test_rows_are_independent_and_fake_quantize_by_bands_is_exact(fmt, monkeypatch):
+    w = np.random.default_rng(3).standard_normal((9, 256)).astype(np.float32) * np.linspace(0.1, 3, 9)[:, None]
+    whole = fmt.decode(fmt.encode(w), w.shape)
+    band = fmt.decode(fmt.encode(w[2:5]), (3, 256))
+    np.testing.assert_array_equal(band, whole[2:5])
+    monkeypatch.setattr(base, "BAND_ELEMENTS", 2 * 256)  # bands of two rows, the last one a single row
+    np.testing.assert_array_equal(fmt.fake_quantize(w), whole)
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=str)
