@@ -69,12 +69,12 @@ def test_measured_loss_is_the_kl_of_the_model_with_that_unit_changed(llama, llam
     ids, _ = calibration_windows(llama.tokenizer, FAST.loss_samples, FAST.loss_seq_len)
     refs = {r.name: r for r in llama.adapter.linears(llama.model)}
     with torch.no_grad():
-        ref_lp = torch.log_softmax(llama.model(input_ids=ids).logits.float(), -1)
+        ref_lp = torch.log_softmax(llama.model(input_ids=ids).logits.double(), -1)
         saved = [refs[n].weight().clone() for n in unit.layers]
         for n in unit.layers:
             w = refs[n].weight().float().numpy()
             refs[n].set_weight(torch.from_numpy(RTN().compress(w, LayerConfig(cand.format, "rtn"), None, n).weight))
-        lp = torch.log_softmax(llama.model(input_ids=ids).logits.float(), -1)
+        lp = torch.log_softmax(llama.model(input_ids=ids).logits.double(), -1)
         for n, w in zip(unit.layers, saved):
             refs[n].set_weight(w)
     direct = float((ref_lp.exp() * (ref_lp - lp)).sum(-1).mean())
@@ -223,7 +223,7 @@ def test_plan_cli_refusals(tiny_llama_dir, tiny_gpt2_dir, tmp_path):
 @pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir"])
 def test_output_loss_reference_is_the_models_own_output(family, request):
     """The loss runs the model block by block from captured arguments: it must reproduce the model's own
-    log-probabilities (Gemma 3: each attention kind's mask and rotary tables, the soft-capped logits)."""
+    logits (Gemma 3: each attention kind's mask and rotary tables, the soft-capped logits)."""
     from edgec.calibration.windows import calibration_windows
     from edgec.planner.sensitivity import _OutputLoss
 
@@ -231,9 +231,10 @@ def test_output_loss_reference_is_the_models_own_output(family, request):
     ids, _ = calibration_windows(loaded.tokenizer, 2, 32)
     with torch.no_grad():  # as measure_sensitivity runs it
         loss = _OutputLoss(loaded, ids, torch.device("cpu"))
-        expected = torch.log_softmax(loaded.model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
-        assert loss.whole_model() == pytest.approx(0, abs=1e-6)
-    torch.testing.assert_close(loss.reference, expected, rtol=1e-5, atol=1e-5)
+        expected = loaded.model(input_ids=ids, use_cache=False).logits.float()
+        assert loss.changed_block(0) == pytest.approx(0, abs=1e-9)
+    reference = torch.cat(loss.reference, dim=1).reshape(expected.shape)  # vocabulary bands, positions flattened
+    torch.testing.assert_close(reference, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_plans_on_cosine_distance(tiny_bert_dir, tmp_path):
@@ -413,3 +414,39 @@ def test_fuzzed_plans_are_refused_with_edgec_errors_only(llama, llama_inputs, tm
             config.format.check_shape(tuple(broken["layers"][name]["shape"]))
 
     check()
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_head_errors_are_those_of_the_model_with_its_head_rounded(tied, tiny_llama_dir, tmp_path, monkeypatch):
+    """The head is measured a band of rows at a time (several bands here); untied, from the blocks' cached
+    outputs; tied, with the embedding reading the rounded rows too: both against a plain full forward."""
+    from conftest import _FAMILY_SIZES, save_tiny_decoder
+    from transformers import LlamaConfig
+
+    from edgec.calibration import vocab_bands
+    from edgec.planner import sensitivity
+    from edgec.planner.units import Candidate
+
+    path = tiny_llama_dir if tied else save_tiny_decoder(LlamaConfig(**{**_FAMILY_SIZES, "tie_word_embeddings": False}),
+                                                         tmp_path / "untied")
+    loaded = load_model(path)
+    monkeypatch.setattr(vocab_bands, "LOGITS_PER_BAND", 2 * 64 * 13)  # the loss windows' 128 positions, 13 tokens a band
+    monkeypatch.setattr(sensitivity, "SQUARES_CHUNK", 64 * 7)  # the tensor error 7 rows at a time
+    unit = planning_units(loaded)[-1]
+    cand = Candidate(parse_format("int4:g32"), "rtn")
+    table = measure_sensitivity(loaded, [unit], {unit.label: [cand]}, FAST, None, progress=False)
+    head = loaded.adapter.head(loaded.model).module
+    assert (head.weight is loaded.model.get_input_embeddings().weight) == tied
+    w = head.weight.detach().clone()
+    q = torch.from_numpy(cand.format.fake_quantize(w.numpy()))
+    ids, _ = calibration_windows(loaded.tokenizer, FAST.loss_samples, FAST.loss_seq_len)
+    with torch.no_grad():
+        reference = torch.log_softmax(loaded.model(input_ids=ids).logits.double(), -1)
+        head.weight.data = q
+        rounded = torch.log_softmax(loaded.model(input_ids=ids).logits.double(), -1)
+        head.weight.data = w
+    errors = table.get(unit, cand)
+    assert errors.measured and errors.output is None
+    assert errors.tensor == pytest.approx(float(((w - q) ** 2).sum() / (w**2).sum()), rel=1e-6)
+    assert errors.loss == pytest.approx(float((reference.exp() * (reference - rounded)).sum(-1).mean()), rel=1e-4)
+    assert torch.equal(head.weight, w)

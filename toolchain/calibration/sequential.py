@@ -103,16 +103,6 @@ def final_hidden(adapter: Adapter, model: nn.Module, hidden: torch.Tensor, devic
         return norm(hidden)
 
 
-def final_logits(adapter: Adapter, model: nn.Module, hidden: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A causal LM's float32 logits from its last block's output: final norm, head, soft cap where the family has one."""
-    head = adapter.head(model)
-    hidden = final_hidden(adapter, model, hidden, device)
-    with onloaded(head.module, device):
-        logits = head.module(hidden).float()
-    cap = adapter.logit_softcap(model)
-    return logits if cap is None else torch.tanh(logits / cap) * cap
-
-
 def _shared_input_groups(adapter: Adapter, model: nn.Module, linears: list[LinearRef]) -> dict[str, str]:
     """Linear name -> name of the linear whose input statistics it shares (fused groups read one input)."""
     leader = {ref.name: ref.name for ref in linears}

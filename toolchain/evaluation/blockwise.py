@@ -5,26 +5,32 @@ each block is onloaded to the compute device in float32, runs the original model
 states, then has its assigned linears replaced by their round-to-nearest weights and runs the
 compressed model's hidden states, and gets its original weights back. Both models' hidden
 states for every window live on the device (windows x seq_len x hidden x 4 bytes each: 134 MB
-for 16,384 tokens of a 2048-wide model); the head runs batch by batch at the end. The host
-holds the model once, in the type it was loaded in, where comparing two whole models held two.
+for 16,384 tokens of a 2048-wide model). The head runs last, a band of vocabulary rows at a
+time over up to `POSITIONS_PER_PASS` positions (`edgec.calibration.vocab_bands`), its rows
+rounded band by band for the compressed model when it is quantized: no whole float32 head and
+no whole (positions x vocabulary) logits. The host holds the model once, in the type it was
+loaded in, where comparing two whole models held two.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 
 from edgec.calibration.placement import onloaded
-from edgec.calibration.sequential import capture_block_inputs, final_logits, run_block
+from edgec.calibration.sequential import capture_block_inputs, run_block
+from edgec.calibration.vocab_bands import BandedSoftmax, head_is_tied, logit_bands, rounded_embedding
 from edgec.core.formats import Format
 from edgec.core.progress import progress_counter
-from edgec.evaluation.causal_lm import LMComparison, Scores, TokenWindows
+from edgec.evaluation.causal_lm import LMComparison, TokenWindows
 from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig
 
+POSITIONS_PER_PASS = 8192  # positions whose logits one pass over the head's bands computes
 
 def rtn_weights(refs: list[LinearRef], assignment: Mapping[str, Format], device: torch.device) -> list[torch.Tensor]:
     """Each ref's round-to-nearest weight in its assigned format, float32 on `device`, in the module's layout."""
@@ -64,12 +70,11 @@ def compare_rtn_by_block(loaded: LoadedModel, assignment: Mapping[str, Format], 
         if ref.name in assignment:
             by_block.setdefault(ref.block, []).append(ref)
     head = adapter.head(model)
-    quantized_head = [head] if head is not None and head.name in assignment else []
-    head_weights = rtn_weights(quantized_head, assignment, device)
+    head_format = assignment.get(head.name) if head is not None else None
     compare = bool(assignment)
     hidden_o, kwargs = capture_block_inputs(model, blocks, kinds, windows.ids, batch_size, device)
-    if quantized_head:  # a head in the assignment takes the embedding tied to it along
-        with swapped(quantized_head, head_weights):
+    if head_format is not None and head_is_tied(model, head.module):  # the embedding is rounded with its head
+        with rounded_embedding(model, head_format, windows.ids):
             hidden_c, _ = capture_block_inputs(model, blocks, kinds, windows.ids, batch_size, device)
     else:
         hidden_c = list(hidden_o)
@@ -84,13 +89,40 @@ def compare_rtn_by_block(loaded: LoadedModel, assignment: Mapping[str, Format], 
                     hidden_c = [run_block(block, h, kw) for h, kw in zip(hidden_c, block_kwargs)]
         bar.update()
     bar.close()
-    scores = Scores(windows)
-    for start, h_o, h_c in zip(range(0, windows.ids.shape[0], batch_size), hidden_o, hidden_c):
-        ids = windows.ids[start : start + batch_size]
-        logits_o = final_logits(adapter, model, h_o, device)
-        logits_c = None
-        if compare:
-            with swapped(quantized_head, head_weights):
-                logits_c = final_logits(adapter, model, h_c, device)
-        scores.add(ids, logits_o, logits_c)
-    return scores.result()
+    return _score(loaded, windows, hidden_o, hidden_c if compare else None, head_format, device)
+
+
+def _predicting(hidden: list[torch.Tensor]) -> torch.Tensor:
+    """Every window's hidden states at the positions that predict a next token, as (positions, H)."""
+    return torch.cat([h[:, :-1].reshape(-1, h.shape[-1]) for h in hidden])
+
+
+def _score(loaded: LoadedModel, windows: TokenWindows, hidden_o: list[torch.Tensor],
+           hidden_c: list[torch.Tensor] | None, head_format: Format | None, device: torch.device) -> LMComparison:
+    """Perplexity (and against the compressed model's hidden states: perplexity, KL, top-1) from the last block's
+    outputs, `POSITIONS_PER_PASS` positions at a time over the head's vocabulary bands."""
+    model, adapter = loaded.model, loaded.adapter
+    h_o = _predicting(hidden_o)
+    h_c = _predicting(hidden_c) if hidden_c is not None else None
+    targets = windows.ids[:, 1:].reshape(-1)
+    nll_o = nll_c = kl = agree = 0.0
+    for start in range(0, len(targets), POSITIONS_PER_PASS):
+        part = slice(start, start + POSITIONS_PER_PASS)
+        soft = BandedSoftmax(len(targets[part]), device, targets[part])
+        bands_o = logit_bands(adapter, model, h_o[part], device)
+        if h_c is None:
+            for first, z_o in bands_o:
+                soft.add(first, z_o)
+        else:
+            for (first, z_o), (_, z_c) in zip(bands_o, logit_bands(adapter, model, h_c[part], device, head_format)):
+                soft.add(first, z_o, z_c)
+            nll_c += float(soft.nll(compressed=True).sum())
+            kl += float(soft.kl().sum())
+            agree += float(soft.agreement().sum())
+        nll_o += float(soft.nll().sum())
+    n = windows.predictions
+    common = dict(tokens_in_text=windows.tokens_in_text, predictions=n, windows=windows.ids.shape[0],
+                  seq_len=windows.ids.shape[1], perplexity_original=math.exp(nll_o / n))
+    if h_c is None:
+        return LMComparison(**common)
+    return LMComparison(**common, perplexity_compressed=math.exp(nll_c / n), kl_mean=kl / n, top1_agreement=agree / n)

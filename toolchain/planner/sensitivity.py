@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,20 +51,22 @@ from edgec.calibration.sequential import (
     BlockCalibration,
     capture_block_inputs,
     final_hidden,
-    final_logits,
     run_block,
     run_sequential,
 )
+from edgec.calibration.vocab_bands import BandedSoftmax, head_is_tied, logit_bands, rounded_embedding, rounded_rows
 from edgec.calibration.windows import calibration_windows
+from edgec.core.formats import Format
 from edgec.core.output_files import atomic_output
 from edgec.core.progress import progress_counter
+from edgec.models.adapters import LinearRef
 from edgec.models.gguf_cache import cache_root
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig, Pass
 from edgec.passes.base import is_dense_float
 from edgec.planner.units import HEAD_BLOCK, Candidate, Unit
 
-SENSITIVITY_VERSION = 1
+SENSITIVITY_VERSION = 2  # 2: KL folded over vocabulary bands in float64
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,12 @@ class SensitivityCache:
 
 
 class _OutputLoss:
-    """The model-output loss of a changed model against the original on fixed windows."""
+    """The model-output loss of a changed model against the original on fixed windows.
+
+    For a causal LM the original's logits are kept in vocabulary bands (`edgec.calibration.vocab_bands`)
+    and a changed model's are folded against them band by band: KL(original || changed) without any
+    whole log-softmax.
+    """
 
     def __init__(self, loaded: LoadedModel, ids: torch.Tensor, device: torch.device) -> None:
         self.model, self.adapter, self.device = loaded.model, loaded.adapter, device
@@ -153,7 +159,14 @@ class _OutputLoss:
         self.kinds = self.adapter.block_kinds(self.model)
         inputs, kwargs = capture_block_inputs(self.model, self.blocks, self.kinds, ids, ids.shape[0], device)
         self.hidden, self.kwargs = inputs[0], kwargs[0]  # the loss windows at the current block's input; kind -> arguments
-        self.reference = self._outputs(self._from_block(0, self.hidden))
+        last = self._from_block(0, self.hidden)
+        if self.causal:
+            self.reference = [logits for _, logits in logit_bands(self.adapter, self.model, _positions(last), device)]
+        else:  # (B, T, H); float64: 1 - cos is tiny
+            self.reference = torch.nn.functional.normalize(self._final(last).double(), dim=-1)
+
+    def _final(self, hidden: torch.Tensor) -> torch.Tensor:
+        return final_hidden(self.adapter, self.model, hidden, self.device)
 
     def _from_block(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         for i in range(index, len(self.blocks)):
@@ -161,30 +174,42 @@ class _OutputLoss:
                 hidden = run_block(self.blocks[i], hidden, self.kwargs[self.kinds[i]])
         return hidden
 
-    def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
+    def _loss(self, last: torch.Tensor, head_format: Format | None = None) -> float:
+        """The loss of a model whose last block output `last` (its head's rows rounded to `head_format`)."""
         if not self.causal:
-            hidden = final_hidden(self.adapter, self.model, hidden, self.device)
-            return torch.nn.functional.normalize(hidden.double(), dim=-1)  # (B, T, H); float64: 1 - cos is tiny
-        return torch.log_softmax(final_logits(self.adapter, self.model, hidden, self.device), dim=-1)  # (B, T, V)
-
-    def _loss(self, out: torch.Tensor) -> float:
-        if not self.causal:
+            out = torch.nn.functional.normalize(self._final(last).double(), dim=-1)
             return float((1 - (out * self.reference).sum(-1)).mean())
-        return float((self.reference.exp() * (self.reference - out)).sum(-1).mean())
+        positions = _positions(last)
+        folded = BandedSoftmax(positions.shape[0], self.device)
+        bands = logit_bands(self.adapter, self.model, positions, self.device, head_format)
+        for (start, logits), reference in zip(bands, self.reference):
+            folded.add(start, reference, logits)
+        return float(folded.kl().mean())
 
     def changed_block(self, index: int) -> float:
         """Loss with the model as it is now, given that blocks before `index` are unchanged."""
-        return self._loss(self._outputs(self._from_block(index, self.hidden)))
+        return self._loss(self._from_block(index, self.hidden))
 
-    def whole_model(self) -> float:
-        """Loss of a full forward (for changes outside the blocks, e.g. a tied embedding)."""
-        inputs, _ = capture_block_inputs(self.model, self.blocks, self.kinds, self.ids, self.ids.shape[0], self.device)
-        return self._loss(self._outputs(self._from_block(0, inputs[0])))
+    def changed_head(self, fmt: Format, tied: bool) -> float:
+        """Loss with the head's rows rounded to `fmt` (and the embedding's, when `tied`), once every block has been
+        advanced past: the blocks' outputs are then the unchanged model's, and only a tied embedding needs a full
+        forward."""
+        if not tied:
+            return self._loss(self.hidden, fmt)
+        with rounded_embedding(self.model, fmt, self.ids):
+            inputs, _ = capture_block_inputs(self.model, self.blocks, self.kinds, self.ids, self.ids.shape[0],
+                                             self.device)
+        return self._loss(self._from_block(0, inputs[0]), fmt)
 
     def advance(self, index: int) -> None:
         """Move the cached hidden states past block `index` (unchanged)."""
         with onloaded(self.blocks[index], self.device):
             self.hidden = run_block(self.blocks[index], self.hidden, self.kwargs[self.kinds[index]])
+
+
+def _positions(hidden: torch.Tensor) -> torch.Tensor:
+    """Hidden states (B, T, H) as (positions, H)."""
+    return hidden.reshape(-1, hidden.shape[-1])
 
 
 SQUARES_CHUNK = 1 << 22  # elements squared in float64 at once (a 1B model's head has 262M)
@@ -196,17 +221,15 @@ def _sum_squares(x: np.ndarray) -> float:
     return sum(float(np.square(x[i : i + rows], dtype=np.float64).sum()) for i in range(0, len(x), rows))
 
 
-def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor | None) -> tuple[float, float | None]:
+def _squared_norms(weights: list[np.ndarray], hessian: torch.Tensor) -> tuple[float, float]:
     """(sum of ||W||^2, sum of tr(W H W^T)) over a unit's weights (H float32): the denominators of its errors."""
     plain = sum(_sum_squares(w) for w in weights)
-    if hessian is None:
-        return plain, None
     return plain, sum(float(((torch.from_numpy(w) @ hessian) * torch.from_numpy(w)).double().sum()) for w in weights)
 
 
-def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: torch.Tensor | None,
-                     norms: tuple[float, float | None]) -> tuple[float, float | None]:
-    """(tensor error, layer-output error) of a unit relative to `norms` (no H: no output error).
+def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: torch.Tensor,
+                     norms: tuple[float, float]) -> tuple[float, float | None]:
+    """(tensor error, layer-output error) of a unit relative to `norms`.
 
     The products run in float32 (sums in float64): the errors are ratios that planning
     compares across formats, and a 16-bit format's ~1e-7 relative error is the only one
@@ -216,9 +239,8 @@ def _relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: 
     for w, q in zip(weights, new):
         d = w - q
         num_t += _sum_squares(d)
-        if hessian is not None:
-            d = torch.from_numpy(d)
-            num_o += float(((d @ hessian) * d).double().sum())
+        d = torch.from_numpy(d)
+        num_o += float(((d @ hessian) * d).double().sum())
     den_t, den_o = norms
     return num_t / max(den_t, 1e-30), (num_o / den_o if den_o else None)
 
@@ -285,9 +307,6 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     """Run the calibration pipeline once, measuring `todo[unit]` on every unit."""
     model, adapter = loaded.model, loaded.adapter
     refs = {ref.name: ref for ref in adapter.linears(model)}
-    head = adapter.head(model)
-    if head is not None:
-        refs[head.name] = head
     passes = dict(passes or {})
     for cands in todo.values():
         for cand in cands:
@@ -298,10 +317,10 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     bar = progress_counter(total=sum(len(v) for v in todo.values()), desc="sensitivity", unit="candidate",
                            enabled=progress)
 
-    def measure(unit: Unit, cal: BlockCalibration | None, changed: Callable[[], float]) -> None:
+    def measure(unit: Unit, cal: BlockCalibration) -> None:
         unit_refs = [refs[n] for n in unit.layers]
         weights = [ref.weight().float().numpy().copy() for ref in unit_refs]
-        hessian = cal.stats[unit.layers[0]].hessian.float() if cal is not None else None  # (K, K)
+        hessian = cal.stats[unit.layers[0]].hessian.float()  # (K, K)
         norms = _squared_norms(weights, hessian)
         for cand in todo[unit.label]:
             done = passes[cand.method].compress_shared(weights, LayerConfig(cand.format, cand.method), cal, list(unit.layers))
@@ -310,7 +329,7 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
             value = None
             if required[(unit.label, cand.key)]:
                 _apply(unit_refs, new)
-                value = changed()
+                value = loss.changed_block(cal.index)
                 _apply(unit_refs, weights)
             fresh[cand.key][unit.label] = (tensor, output, value)
             bar.update()
@@ -321,16 +340,39 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
 
     def block_step(cal: BlockCalibration) -> None:
         for unit in by_block.get(cal.index, []):
-            measure(unit, cal, lambda: loss.changed_block(cal.index))
+            measure(unit, cal)
         loss.advance(cal.index)
 
     ids, _ = calibration_windows(loaded.tokenizer, settings.samples, settings.seq_len)
     run_sequential(model, adapter, ids, block_step, settings.batch_size, progress=False, device=device)
+    head = adapter.head(model)
     for unit in by_block.get(HEAD_BLOCK, []):
-        with onloaded(head.module, device):  # candidates written into a 16-bit head would be rounded
-            measure(unit, None, loss.whole_model)
+        for cand in todo[unit.label]:
+            fresh[cand.key][unit.label] = _head_errors(head, cand, required[(unit.label, cand.key)], loss)
+            bar.update()
     bar.close()
     return fresh
+
+
+def _head_errors(head: LinearRef, cand: Candidate, loss_required: bool,
+                 loss: _OutputLoss) -> tuple[float, None, float | None]:
+    """(tensor error, no output error, loss) of the head under `cand`, a band of rows at a time.
+
+    The head's candidates are round-to-nearest (`edgec.planner.units.method_for`), and rows are
+    independent in every format, so neither the head nor its rounding is ever made whole in float32
+    (1 GB each for a 128k-token vocabulary).
+    """
+    if cand.method != "rtn":
+        raise AssertionError(f"the head's candidate {cand.key} is not round-to-nearest")
+    weight = head.module.weight
+    changed = sums = 0.0
+    step = max(1, SQUARES_CHUNK // weight.shape[1])
+    for start in range(0, weight.shape[0], step):
+        band = rounded_rows(weight, None, slice(start, start + step)).numpy()
+        changed += _sum_squares(band - cand.format.fake_quantize(band))
+        sums += _sum_squares(band)
+    value = loss.changed_head(cand.format, head_is_tied(loss.model, head.module)) if loss_required else None
+    return changed / max(sums, 1e-30), None, value
 
 
 def _fill(table: SensitivityTable, units: list[Unit], candidates: dict[str, list[Candidate]], raw: dict[str, Raw],
