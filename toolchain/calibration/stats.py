@@ -2,7 +2,7 @@
 
 For a linear with K input features fed tokens x (one row each):
 
-* ``hessian``: sum of x xᵀ (K, K), float64 — GPTQ's and SparseGPT's H up to a factor
+* ``hessian``: sum of x xᵀ (K, K), float32 — GPTQ's and SparseGPT's H up to a factor
   2/n, and what makes AWQ's output-error search exact without keeping activations;
 * ``sq_sum``: sum of x² per input feature (K,) — Wanda's ‖X_j‖² ;
 * ``abs_sum``: sum of |x| per input feature (K,) — AWQ's activation magnitude;
@@ -23,7 +23,9 @@ class InputStats:
         self.tokens = 0
         # xᵀx is symmetric: only bands of BAND rows, from the diagonal rightwards, are
         # accumulated (in place, float32 per batch, which saves about a third of the work
-        # for K = 1536); `hessian` mirrors them into float64 once, when first read.
+        # for K = 1536); `hessian` mirrors them in place once, when first read. It stays
+        # float32, the precision it was summed in: a float64 copy would add nothing but
+        # half a GB at K = 8192 (the passes' factorization runs in float64 on its own copy).
         self._upper = torch.zeros(k, k, dtype=torch.float32, device=device) if hessian else None
         self._hessian: torch.Tensor | None = None
         self.sq_sum = torch.zeros(k, dtype=torch.float64, device=device)
@@ -52,16 +54,16 @@ class InputStats:
 
     @property
     def hessian(self) -> torch.Tensor | None:
-        """Σ x xᵀ (K, K) in float64, or None when not collected. Reading it makes the statistics final."""
+        """Σ x xᵀ (K, K) in float32, or None when not collected. Reading it makes the statistics final."""
         if self._upper is not None:
-            full = self._upper.double()
-            for i in range(0, len(full), BAND):  # mirror band by band, in place: no second (K, K) float64
+            full = self._upper
+            for i in range(0, len(full), BAND):  # mirror band by band, in place
                 j = i + BAND
                 full[j:, i:j] = full[i:j, j:].t()
                 block = full[i:j, i:j]
                 block.copy_(block.triu() + block.triu(1).t())
             self._hessian = full
-            self._upper = None  # the float32 accumulator (a quarter of a GB at K = 8192) is not needed again
+            self._upper = None
         return self._hessian
 
     @property

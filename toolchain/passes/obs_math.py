@@ -57,16 +57,19 @@ class OBSResult:
 
 def inverse_hessian_factor(hessian: np.ndarray, damp: float, perm: np.ndarray | None = None) -> np.ndarray:
     """Upper Cholesky factor U of the damped inverse Hessian (UᵀU = H⁻¹), of H with rows and columns in
-    `perm`'s order when given; dead inputs (H_jj = 0) get H_jj = 1.
+    `perm`'s order when given; dead inputs (H_jj = 0) get H_jj = 1. Float64, C-contiguous.
 
     As GPTQ's reference: Cholesky of H, the inverse from that factor, the upper Cholesky of
     the inverse; here with LAPACK in place on one (K, K) float64 array, so that no more than
-    one copy of H lives beside the caller's (0.5 GB for a K = 8192 down projection; torch's
-    functions took four).
+    that one array lives beside the caller's H (0.5 GB for a K = 8192 down projection; torch's
+    functions took four). H (float32 or float64) is copied into it a band of rows at a time.
     """
-    owned = hessian[np.ix_(perm, perm)] if perm is not None else np.array(hessian, dtype=np.float64)
-    a = np.asarray(owned, dtype=np.float64).T  # column-major for LAPACK; H is symmetric, so this is H
-    k = len(a)
+    k = len(hessian)
+    owned = np.empty((k, k), dtype=np.float64)
+    for i in range(0, k, FACTOR_BAND):
+        rows = hessian[perm[i : i + FACTOR_BAND]][:, perm] if perm is not None else hessian[i : i + FACTOR_BAND]
+        owned[i : i + FACTOR_BAND] = rows
+    a = owned.T  # column-major for LAPACK; H is symmetric, so this is H
     diagonal = np.arange(k)
     dead = a[diagonal, diagonal] == 0
     a[diagonal[dead], diagonal[dead]] = 1.0
@@ -76,10 +79,25 @@ def inverse_hessian_factor(hessian: np.ndarray, damp: float, perm: np.ndarray | 
         inverse, info = lapack.dpotri(factor, lower=1, overwrite_c=1)
     if info == 0:
         _mirror_lower(inverse)
-        upper, info = lapack.dpotrf(inverse, lower=0, clean=1, overwrite_a=1)
+        # the lower factor L of the inverse (L Lᵀ = H⁻¹), column-major: read row-major it is Lᵀ = U
+        lower, info = lapack.dpotrf(inverse, lower=1, clean=1, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"the damped Hessian is not positive definite (LAPACK info {info}); raise --damp")
-    return upper
+    return lower.T
+
+
+FACTOR_BAND = 512  # rows of H copied (and permuted) into the factor's array at once
+
+
+def float32_in_place(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float64 matrix as float32 written over its own memory, each row into the first half of its
+    own bytes: a (N, M) float32 view with a row stride of 8M bytes, where a copy would take half as much again.
+    `a` holds garbage afterwards."""
+    n, m = a.shape
+    out = np.ndarray((n, m), dtype=np.float32, buffer=a, strides=(a.strides[0], 4))
+    for i in range(n):
+        out[i] = a[i]  # the row overlaps its source: numpy reads it whole before writing
+    return out
 
 
 def _mirror_lower(a: np.ndarray, band: int = 512) -> None:
@@ -114,13 +132,13 @@ def obs_sweep(
         raise ValueError("act_order cannot be combined with n:m pruning (groups of m must stay in column order)")
     if clip and prune:
         raise ValueError("clip search applies to quantization without pruning")
-    h = np.asarray(hessian, dtype=np.float64)
+    h = np.asarray(hessian)
     w = np.array(w, dtype=np.float32)
     n, k = w.shape
     w[:, np.diag(h) == 0] = 0  # inputs never seen in calibration carry no information
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
     w = w[:, perm]
-    u = np.ascontiguousarray(inverse_hessian_factor(h, damp, perm if act_order else None), dtype=np.float32)
+    u = float32_in_place(inverse_hessian_factor(h, damp, perm if act_order else None))
     group = _group_span(quantizer, prune, k)
     block = -(-max(block_size, group) // group) * group if group else block_size  # whole groups per block
     params_by_group: dict[int, dict[str, np.ndarray]] = {}
