@@ -10,13 +10,13 @@ Host. The resident size of a process that has just loaded the model the way comp
 * with a calibrated method, the sequential calibration: one block in float32 when the
   weights are held in 16 bit or the device is a GPU (the block onloaded), and, when the
   device is the CPU, the calibration windows' hidden states (block inputs and outputs,
-  float32), one block's input statistics (XᵀX in float32 and its float64 mirror) and the
-  passes' working set: the Hessian's factor (a float64 and a float32 copy) and about four
-  float32 copies of the largest unit's weights.
+  float32), one block's input statistics (XᵀX in float32, mirrored in place) and the
+  passes' working set: the Hessian's factor (one float64 array, converted to float32 in
+  place) and about four float32 copies of the largest unit's weights.
 
 Device (a GPU only): the float32 block, the hidden states and the statistics' float32
 accumulators; the factor and the sweep run on the host (their numpy math), so on a GPU
-they count there.
+they count there, with the Hessian the statistics hand over.
 """
 
 from __future__ import annotations
@@ -74,12 +74,12 @@ def compress_peak(loaded: LoadedModel, layers: Mapping[str, tuple[Format, str]],
         inputs_by_block.setdefault(ref.block, {})[leader.get(name, name)] = ref.shape[1]
     accumulators = max(sum(4 * k * k for k in ks.values()) for ks in inputs_by_block.values())
     largest_k = max(refs[name].shape[1] for name in calibrated)
-    factor = (8 + 8 + 4) * largest_k**2  # the float64 Hessian, its factor's float64 copy, the float32 factor
+    factor = 8 * largest_k**2  # the factor's float64 array (the float32 Hessian is among the accumulators)
     workspace = WORKSPACE_COPIES * 4 * max(refs[name].shape[0] * refs[name].shape[1] for name in calibrated)
     onload = float_block if (on_gpu or any(size != 4 for size in held.values())) else 0
     host = loaded_rss + rewritten + packed + factor + workspace
     if on_gpu:
-        return CompressPeak(host, float_block + activations + accumulators)
+        return CompressPeak(host + 4 * largest_k**2, float_block + activations + accumulators)
     return CompressPeak(host + onload + activations + accumulators, None)
 
 
