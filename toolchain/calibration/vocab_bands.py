@@ -23,7 +23,7 @@ from edgec.calibration.sequential import final_hidden
 from edgec.core.formats import Format
 from edgec.models.adapters import Adapter
 
-LOGITS_PER_BAND = 1 << 23  # logits of one band: 32 MB in float32, 64 MB per float64 temporary
+LOGITS_PER_BAND = 1 << 22  # logits of one band: 16 MB in float32, 32 MB per float64 work array
 
 
 def rounded_rows(weight: torch.Tensor, fmt: Format | None, rows: slice) -> torch.Tensor:
@@ -97,27 +97,38 @@ class BandedSoftmax:
         self.best_o, self.best_c = self.shift.clone(), self.shift.clone()
         self.argmax_o = torch.zeros(positions, dtype=torch.long, device=device)
         self.argmax_c = self.argmax_o.clone()
+        # float64 work arrays reused from band to band: fresh ones of tens of MB cost more in page
+        # faults than the arithmetic done in them
+        self._work: dict[str, torch.Tensor] = {}
+
+    def _array(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The reused float64 work array `name`, shaped like `like`."""
+        work = self._work.get(name)
+        if work is None or work.shape[1] < like.shape[1]:
+            work = self._work[name] = torch.empty(like.shape, dtype=torch.float64, device=like.device)
+        return work[:, : like.shape[1]]
 
     def add(self, start: int, z_o: torch.Tensor, z_c: torch.Tensor | None = None) -> None:
         """Fold the band of token ids start.. (logits (n, band) of each stream)."""
-        z_o = z_o.double()
-        top = z_o.amax(-1)
+        o = self._array("o", z_o).copy_(z_o)
+        self._best(start, o, self.best_o, self.argmax_o)
+        self._target(start, o, self.target_o)
+        top = o.amax(-1)
         if z_c is not None:
-            z_c = z_c.double()
-            top = torch.maximum(top, z_c.amax(-1))
+            c = self._array("c", z_c).copy_(z_c)
+            self._best(start, c, self.best_c, self.argmax_c)
+            self._target(start, c, self.target_c)
+            top = torch.maximum(top, c.amax(-1))
+            difference = torch.sub(o, c, out=self._array("d", o))
         shift = torch.maximum(self.shift, top)
         rescale = torch.exp(self.shift - shift)
         self.shift = shift
-        e_o = torch.exp(z_o - shift[:, None])
+        e_o = o.sub_(shift[:, None]).exp_()
         self.sum_o = self.sum_o * rescale + e_o.sum(-1)
-        self._best(start, z_o, self.best_o, self.argmax_o)
-        self._target(start, z_o, self.target_o)
         if z_c is None:
             return
-        self.sum_c = self.sum_c * rescale + torch.exp(z_c - shift[:, None]).sum(-1)
-        self.cross = self.cross * rescale + (e_o * (z_o - z_c)).sum(-1)
-        self._best(start, z_c, self.best_c, self.argmax_c)
-        self._target(start, z_c, self.target_c)
+        self.sum_c = self.sum_c * rescale + c.sub_(shift[:, None]).exp_().sum(-1)
+        self.cross = self.cross * rescale + difference.mul_(e_o).sum(-1)
 
     @staticmethod
     def _best(start: int, z: torch.Tensor, best: torch.Tensor, argmax: torch.Tensor) -> None:
