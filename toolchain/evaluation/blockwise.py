@@ -14,7 +14,6 @@ loaded in, where comparing two whole models held two.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -25,12 +24,13 @@ from edgec.calibration.sequential import capture_block_inputs, run_block
 from edgec.calibration.vocab_bands import BandedSoftmax, head_is_tied, logit_bands, rounded_embedding
 from edgec.core.formats import Format
 from edgec.core.progress import progress_counter
-from edgec.evaluation.causal_lm import LMComparison, TokenWindows
+from edgec.evaluation.causal_lm import LMComparison, TokenWindows, comparison
 from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig
 
 POSITIONS_PER_PASS = 8192  # positions whose logits one pass over the head's bands computes
+
 
 def rtn_weights(refs: list[LinearRef], assignment: Mapping[str, Format], device: torch.device) -> list[torch.Tensor]:
     """Each ref's round-to-nearest weight in its assigned format, float32 on `device`, in the module's layout."""
@@ -120,9 +120,4 @@ def _score(loaded: LoadedModel, windows: TokenWindows, hidden_o: list[torch.Tens
             kl += float(soft.kl().sum())
             agree += float(soft.agreement().sum())
         nll_o += float(soft.nll().sum())
-    n = windows.predictions
-    common = dict(tokens_in_text=windows.tokens_in_text, predictions=n, windows=windows.ids.shape[0],
-                  seq_len=windows.ids.shape[1], perplexity_original=math.exp(nll_o / n))
-    if h_c is None:
-        return LMComparison(**common)
-    return LMComparison(**common, perplexity_compressed=math.exp(nll_c / n), kl_mean=kl / n, top1_agreement=agree / n)
+    return comparison(windows, nll_o) if h_c is None else comparison(windows, nll_o, nll_c, kl, agree)

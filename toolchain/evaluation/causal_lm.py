@@ -82,13 +82,18 @@ class Scores:
         self.agree += (logp_o.argmax(-1) == logp_c.argmax(-1)).sum().item()
 
     def result(self) -> LMComparison:
-        n, ids = self.windows.predictions, self.windows.ids
-        common = dict(tokens_in_text=self.windows.tokens_in_text, predictions=n, windows=ids.shape[0],
-                      seq_len=ids.shape[1], perplexity_original=math.exp(self.nll_o / n))
-        if not self.compared:
-            return LMComparison(**common)
-        return LMComparison(**common, perplexity_compressed=math.exp(self.nll_c / n), kl_mean=self.kl / n,
-                            top1_agreement=self.agree / n)
+        return comparison(self.windows, self.nll_o, *((self.nll_c, self.kl, self.agree) if self.compared else ()))
+
+
+def comparison(windows: TokenWindows, nll_o: float, nll_c: float | None = None, kl: float | None = None,
+               agree: float | None = None) -> LMComparison:
+    """The report from sums over every prediction of the windows (compressed figures None when not compared)."""
+    n, ids = windows.predictions, windows.ids
+    common = dict(tokens_in_text=windows.tokens_in_text, predictions=n, windows=ids.shape[0], seq_len=ids.shape[1],
+                  perplexity_original=math.exp(nll_o / n))
+    if nll_c is None:
+        return LMComparison(**common)
+    return LMComparison(**common, perplexity_compressed=math.exp(nll_c / n), kl_mean=kl / n, top1_agreement=agree / n)
 
 
 @torch.inference_mode()
