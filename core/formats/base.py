@@ -160,6 +160,8 @@ class Format(ABC):
         so a large weight costs its float32 result and one band's temporaries.
         """
         w = self.prepare(w)
+        if w.ndim != 2 or w.size <= BAND_ELEMENTS:  # 16-bit formats also store vectors (norms, biases)
+            return self.decode(self.encode(w), w.shape)
         out = np.empty_like(w)
         rows = max(1, BAND_ELEMENTS // w.shape[1])
         for start in range(0, w.shape[0], rows):
