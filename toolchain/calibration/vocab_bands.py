@@ -5,10 +5,10 @@ float32 logits of 2,048 positions, then again each tensor made from them (log-so
 exponential, a difference). The toolchain holds neither whole. `logit_bands` runs the final norm
 once, then converts one band of the head's rows to float32 on the compute device (rounding them
 to a format first if asked: rows are independent in every format), applies it to every position
-and yields that band's logits (a head tied to the embedding and rounded is looked up through
-`rounded_embedding`, which rounds only the rows the tokens use); `BandedSoftmax` folds each band into per-position figures
+and yields that band's logits. `BandedSoftmax` folds each band into per-position figures
 (log-sum-exp, argmax, the target's logit, and against a second stream of logits the KL
-divergence), as flash attention folds the softmax over blocks of keys.
+divergence), as flash attention folds the softmax over blocks of keys. An embedding tied to a
+rounded head is looked up through `rounded_embedding`, which rounds only the rows the tokens use.
 """
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     def measure(unit: Unit, cal: BlockCalibration) -> None:
         unit_refs = [refs[n] for n in unit.layers]
         weights = [ref.weight().float().numpy().copy() for ref in unit_refs]
-        hessian = cal.stats[unit.layers[0]].hessian.float()  # (K, K)
+        hessian = cal.stats[unit.layers[0]].hessian  # (K, K) float32
         norms = _squared_norms(weights, hessian)
         for cand in todo[unit.label]:
             done = passes[cand.method].compress_shared(weights, LayerConfig(cand.format, cand.method), cal, list(unit.layers))
