@@ -99,7 +99,7 @@ def run_model(name: str, spec: str, work: Path, auto_plan: bool) -> dict:
                           "-o", str(out / "rtn")])
     log = step("compress gptq", [*cli, "compress", "--model", spec, "--format", "int4:g128", "--method", "gptq",
                                  "-o", str(out / "gptq")])
-    estimate = re.search(r"expected peak memory: ([0-9.]+ [kMG]?B) on the host", log)
+    estimate = re.search(r"expected: about (\S+) and ([0-9.]+ [kMG]?B) of memory on the host", log)
     step("plan rtn", [*cli, "plan", "--device", "host", "--model", spec, "--methods", "rtn",
                       "-o", str(out / "plan-rtn.json")])
     if auto_plan:
@@ -109,7 +109,8 @@ def run_model(name: str, spec: str, work: Path, auto_plan: bool) -> dict:
                     "-o", str(out / "model.edgec")])
     step("eval", [*cli, "eval", "--model", spec, "--format", "int4:g128", "--max-tokens", "4096"])
     shutil.rmtree(out)
-    return {"steps": steps, "gptq_estimate": parse_size(estimate.group(1)) if estimate else None}
+    return {"steps": steps, "gptq_estimate": parse_size(estimate.group(2)) if estimate else None,
+            "gptq_time_estimate": estimate.group(1) if estimate else None}
 
 
 def report(results: dict) -> str:

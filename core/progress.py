@@ -30,6 +30,11 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def announce_expected(step: str, seconds: float, detail: str = "") -> None:
+    """The line a long step starts with, before any work: how long it is expected to take (on stderr)."""
+    print(f"{step}: about {duration(seconds)} expected{detail}", file=sys.stderr, flush=True)
+
+
 class LogProgress:
     """tqdm's `update`/`close`/iteration, written as log lines (see the module docstring)."""
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgec.assignment import validate_assignment
@@ -68,16 +70,22 @@ def plan_passes(loaded: LoadedModel, request: Mapping[str, LayerConfig],
 
 def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibration: CalibrationSettings | None = None,
              pass_instances: Mapping[str, Pass] | None = None, progress: bool = True,
-             device: torch.device | None = None) -> CompressionResult:
+             device: torch.device | None = None, spill: Path | None = None) -> CompressionResult:
     """Compress `loaded.model` in place as `request` says, calibrating on `device` (None: the CPU); see the
-    module docstring."""
+    module docstring. With `spill` (a folder to create), every layer's packed buffers are written there as
+    soon as they are made and held as read-only memory maps, so that the results of a large model do not
+    stay resident beside the working set of the layers still to compress."""
     refs, passes = plan_passes(loaded, request, pass_instances)
     result = CompressionResult({})
+    if spill is not None:
+        spill.mkdir()
 
     def store(name: str, done: Compressed) -> None:
         refs[name].set_weight(torch.from_numpy(done.weight))
         config = request[name]
         packed = config.format.pack(done.encoded, refs[name].shape)
+        if spill is not None:
+            packed = spilled(packed, spill / str(len(result.layers)))
         result.layers[name] = LayerResult(config, packed, done.input_scale, done.act_scale)
 
     calibrated = {n for n, c in request.items() if passes[c.method].calibrated}
@@ -106,6 +114,20 @@ def compress(loaded: LoadedModel, request: Mapping[str, LayerConfig], calibratio
                        device=device)
     result.layers = {n: result.layers[n] for n in request}
     return result
+
+
+def spilled(arrays: Mapping[str, np.ndarray], stem: Path) -> dict[str, np.ndarray]:
+    """`arrays` written to `stem.<n>.npy` files and read back as read-only memory maps (empty ones kept as they
+    are: an empty file cannot be mapped)."""
+    out = {}
+    for n, (key, array) in enumerate(arrays.items()):
+        if array.size == 0:
+            out[key] = array
+            continue
+        path = stem.with_name(f"{stem.name}.{n}.npy")
+        np.save(path, np.ascontiguousarray(array))
+        out[key] = np.load(path, mmap_mode="r")
+    return out
 
 
 def _shared_input_runs(cal: BlockCalibration, names: list[str], request: Mapping[str, LayerConfig]) -> list[list[str]]:

@@ -17,12 +17,16 @@ Manifest: {"version": 1, "edgec_version", "source": {"name", "weights_sha256"},
 "layers": {name: {"format", "method", "sparsity"}}, "plan": the plan file followed, or null}.
 
 The folder is written under a temporary name beside OUT and renamed at the end, so
-a failed or interrupted run leaves no partial output.
+a failed or interrupted run leaves no partial output. `edgec compress` compresses inside
+that temporary: the packed results are spilled to `SPILL` in it as they are made
+(`edgec.compress.compress`), written into packed.safetensors from there, and the spill
+folder removed.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,29 +62,40 @@ def calibration_record(result: CompressionResult, calibration: CalibrationSettin
     }
 
 
+SPILL = ".packed-staging"
+
+
 def save_compressed(loaded: LoadedModel, result: CompressionResult, out: Path,
                     calibration: CalibrationSettings | None, plan: Plan | None = None) -> None:
     """Write the compressed model folder atomically (see the module docstring)."""
     check_output_path(out)
     with atomic_output(out, folder=True) as tmp:
-        loaded.model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        packed: dict[str, np.ndarray] = {}
-        for name, layer in result.layers.items():
-            for buffer, array in layer.packed.items():
-                packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
-            if layer.input_scale is not None:
-                packed[f"{name}::input_scale"] = layer.input_scale.astype(np.float32)
-            if layer.act_scale is not None:
-                packed[f"{name}::act_scale"] = np.array([layer.act_scale], dtype=np.float32)
-        save_file(packed, str(tmp / PACKED))
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "edgec_version": __version__,
-            "source": {"name": loaded.name, "weights_sha256": loaded.weights_hash},
-            "calibration": calibration_record(result, calibration),
-            "layers": {name: {"format": str(layer.config.format), "method": layer.config.method,
-                              "sparsity": layer.config.sparsity} for name, layer in result.layers.items()},
-            "plan": None if plan is None else plan_json(plan),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_compressed(loaded, result, tmp, calibration, plan)
+
+
+def write_compressed(loaded: LoadedModel, result: CompressionResult, folder: Path,
+                     calibration: CalibrationSettings | None, plan: Plan | None = None) -> None:
+    """Write the compressed model's files into `folder` (an `atomic_output` temporary), removing its spill folder
+    once the packed results it holds are written."""
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    packed: dict[str, np.ndarray] = {}
+    for name, layer in result.layers.items():
+        for buffer, array in layer.packed.items():
+            packed[f"{name}::{buffer}"] = np.ascontiguousarray(array)
+        if layer.input_scale is not None:
+            packed[f"{name}::input_scale"] = layer.input_scale.astype(np.float32)
+        if layer.act_scale is not None:
+            packed[f"{name}::act_scale"] = np.array([layer.act_scale], dtype=np.float32)
+    save_file(packed, str(folder / PACKED))
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "edgec_version": __version__,
+        "source": {"name": loaded.name, "weights_sha256": loaded.weights_hash},
+        "calibration": calibration_record(result, calibration),
+        "layers": {name: {"format": str(layer.config.format), "method": layer.config.method,
+                          "sparsity": layer.config.sparsity} for name, layer in result.layers.items()},
+        "plan": None if plan is None else plan_json(plan),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(folder / SPILL, ignore_errors=True)  # maps into it stay readable until they are dropped

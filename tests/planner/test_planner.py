@@ -43,6 +43,46 @@ def llama_table(llama, tmp_path_factory):
     return units, candidates, table, cache
 
 
+def test_forked_workers_measure_what_one_process_measures(llama, llama_table):
+    from edgec.planner.task_executors import ForkPoolExecutor
+
+    units, candidates, table, _ = llama_table
+    before = {n: p.detach().clone() for n, p in llama.model.named_parameters()}
+    pooled = measure_sensitivity(llama, units, candidates, FAST, None, progress=False, executor=ForkPoolExecutor(2))
+    assert all(torch.equal(before[n], p) for n, p in llama.model.named_parameters())
+    assert pooled.errors.keys() == table.errors.keys()
+    for key, inline in table.errors.items():  # one torch thread per worker: sums in another order
+        got = pooled.errors[key]
+        assert got.measured == inline.measured and (got.output is None) == (inline.output is None), key
+        assert (got.tensor, got.output or 0, got.loss) == pytest.approx((inline.tensor, inline.output or 0, inline.loss),
+                                                                        rel=1e-4, abs=1e-12), key
+
+
+def test_layer_output_error_by_bands_of_rows_is_the_whole(monkeypatch):
+    from edgec.planner import sensitivity_tasks
+
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((37, 24), dtype=np.float32), rng.standard_normal((50, 24), dtype=np.float32)
+    hessian = torch.from_numpy(x.T @ x)
+    expected = float(np.trace(w.astype(np.float64) @ hessian.double().numpy() @ w.T.astype(np.float64)))
+    monkeypatch.setattr(sensitivity_tasks, "SQUARES_CHUNK", 24 * 5)  # 5 rows a band, the last one short
+    assert sensitivity_tasks.hessian_trace(w, hessian) == pytest.approx(expected, rel=1e-5)
+    q = np.round(w)
+    tensor, output = sensitivity_tasks.relative_errors([w], [q], hessian, sensitivity_tasks.squared_norms([w], hessian))
+    d = (w - q).astype(np.float64)
+    assert tensor == pytest.approx((d**2).sum() / (w.astype(np.float64) ** 2).sum(), rel=1e-6)
+    assert output == pytest.approx(np.trace(d @ hessian.double().numpy() @ d.T) / expected, rel=1e-5)
+
+
+def test_worker_processes_are_for_the_cpu():
+    from edgec.planner.task_executors import ForkPoolExecutor, InlineExecutor, task_executor
+
+    assert isinstance(task_executor(1, torch.device("cuda")), InlineExecutor)
+    assert isinstance(task_executor(2, torch.device("cpu")), ForkPoolExecutor)
+    with pytest.raises(EdgecError, match="--workers 2: worker processes compute on the CPU"):
+        task_executor(2, torch.device("cuda"))
+
+
 def test_units_keep_fused_layers_together_and_the_head_last(llama):
     units = planning_units(llama)
     assert [len(u.layers) for u in units] == [3, 1, 2, 1, 3, 1, 2, 1, 1]
@@ -185,12 +225,19 @@ def test_plan_cli_writes_plan_and_plot_and_compress_applies_it(tiny_llama_dir, t
     again = run_cli("plan", "--device", str(profile), "--model", str(tiny_llama_dir), "--avg-bits", "5",
                     "--samples", "4", "-o", str(tmp_path / "again.json"), env=env)
     assert f"0 candidates (format and method) measured now, {run['candidates_measured']} read from the cache" in again.stdout
+    assert "expected for" not in again.stderr  # nothing left to measure, nothing to announce
+    fresh = run_cli("plan", "--device", str(profile), "--model", str(tiny_llama_dir), "--avg-bits", "5",
+                    "--samples", "4", "--no-cache", "-o", str(tmp_path / "fresh.json"), env=env)
+    expected = re.search(r"sensitivity: about \S+ expected for ([0-9,]+) \(unit, candidate\) tasks", fresh.stderr)
+    assert expected, fresh.stderr
+    assert int(expected.group(1).replace(",", "")) == sum(len(cands) for cands in plan["candidates"].values())
     assert json.loads((tmp_path / "again.json").read_text())["run"]["candidates_cached"] == run["candidates_measured"]
     out = tmp_path / "compressed"
     done = run_cli("compress", "--model", str(tiny_llama_dir), "--plan", str(plan_path), "--samples", "4",
                    "--seq-len", "128", "-o", str(out), env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("expected peak memory: ") and " on the host" in done.stderr.splitlines()[0]
+    first = done.stderr.splitlines()[0]
+    assert re.fullmatch(r"expected: about \d+s and [0-9.]+ [kMG]?B of memory on the host", first), first
     manifest = json.loads((out / "edgec-compression.json").read_text())
     got = {name: (layer["format"], layer["method"]) for name, layer in manifest["layers"].items()}
     assert got == {name: (layer["format"], layer["method"]) for name, layer in plan["layers"].items()}
@@ -225,12 +272,12 @@ def test_output_loss_reference_is_the_models_own_output(family, request):
     """The loss runs the model block by block from captured arguments: it must reproduce the model's own
     logits (Gemma 3: each attention kind's mask and rotary tables, the soft-capped logits)."""
     from edgec.calibration.windows import calibration_windows
-    from edgec.planner.sensitivity import _OutputLoss
+    from edgec.planner.output_loss import OutputLoss
 
     loaded = load_model(request.getfixturevalue(family))
     ids, _ = calibration_windows(loaded.tokenizer, 2, 32)
     with torch.no_grad():  # as measure_sensitivity runs it
-        loss = _OutputLoss(loaded, ids, torch.device("cpu"))
+        loss = OutputLoss(loaded, ids, torch.device("cpu"))
         expected = loaded.model(input_ids=ids, use_cache=False).logits.float()
         assert loss.changed_block(0) == pytest.approx(0, abs=1e-9)
     reference = torch.cat(loss.reference, dim=1).reshape(expected.shape)  # vocabulary bands, positions flattened
@@ -424,14 +471,14 @@ def test_head_errors_are_those_of_the_model_with_its_head_rounded(tied, tiny_lla
     from transformers import LlamaConfig
 
     from edgec.calibration import vocab_bands
-    from edgec.planner import sensitivity
+    from edgec.planner import sensitivity_tasks
     from edgec.planner.units import Candidate
 
     path = tiny_llama_dir if tied else save_tiny_decoder(LlamaConfig(**{**_FAMILY_SIZES, "tie_word_embeddings": False}),
                                                          tmp_path / "untied")
     loaded = load_model(path)
     monkeypatch.setattr(vocab_bands, "LOGITS_PER_BAND", 2 * 64 * 13)  # the loss windows' 128 positions, 13 tokens a band
-    monkeypatch.setattr(sensitivity, "SQUARES_CHUNK", 64 * 7)  # the tensor error 7 rows at a time
+    monkeypatch.setattr(sensitivity_tasks, "SQUARES_CHUNK", 64 * 7)  # the tensor error 7 rows at a time
     unit = planning_units(loaded)[-1]
     cand = Candidate(parse_format("int4:g32"), "rtn")
     table = measure_sensitivity(loaded, [unit], {unit.label: [cand]}, FAST, None, progress=False)

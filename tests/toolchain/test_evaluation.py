@@ -2,12 +2,14 @@
 
 import copy
 import dataclasses
+import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import cli_json, run_cli
+from conftest import run_cli
 
 from edgec.assignment import uniform_assignment, validate_assignment
 from edgec.compress import compress
@@ -144,8 +146,12 @@ def test_encoder_embeddings_are_mean_pooled_and_normalised(tiny_bert_dir):
 def test_cli_eval_json_on_a_model_folder(tiny_llama_dir, tmp_path):
     text = tmp_path / "text.txt"
     text.write_text(evaluation_text()[:30_000])
-    out = cli_json("eval", "--model", str(tiny_llama_dir), "--format", "2:4+int8", "--text", str(text),
-                   "--seq-len", "64", "--max-tokens", "512")
+    done = run_cli("eval", "--model", str(tiny_llama_dir), "--format", "2:4+int8", "--text", str(text),
+                   "--seq-len", "64", "--max-tokens", "512", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert re.fullmatch(r"evaluating: about \d+s expected", lines[0]) and lines[1] == "evaluating: 0/2 blocks to do"
+    out = json.loads(done.stdout)
     assert out["format"] == "2:4+int8" and out["text"] == str(text)
     assert out["lm"]["windows"] == 8 and out["lm"]["kl_mean"] > 0
     assert out["bytes_compressed"] < out["bytes_original"]

@@ -15,7 +15,7 @@ from edgec.assignment import uniform_assignment
 from edgec.calibration.sequential import run_sequential
 from edgec.calibration.windows import calibration_windows
 from edgec.compress import CalibrationSettings, compress
-from edgec.compressed_io import MANIFEST, PACKED, save_compressed
+from edgec.compressed_io import MANIFEST, PACKED, SPILL, save_compressed
 from edgec.core.errors import EdgecError
 from edgec.core.formats import parse_format
 from edgec.models.loading import load_model
@@ -320,6 +320,7 @@ def test_compress_writes_a_folder_eval_can_read(tiny_llama_dir, tmp_path):
     assert "calibrated on 128 of the" in done.stdout and "tokens of Sense and Sensibility" in done.stdout
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["calibration"]["tokens"] == 128
+    assert not (out / SPILL).exists() and not list(tmp_path.glob(".out*"))  # spill and temporary both gone
     assert {v["format"] for v in manifest["layers"].values()} == {"2:4+int4:g32"}
     packed = load_file(str(out / PACKED))
     name = next(iter(manifest["layers"]))
@@ -330,6 +331,22 @@ def test_compress_writes_a_folder_eval_can_read(tiny_llama_dir, tmp_path):
     np.testing.assert_array_equal(fmt.dequantize(buffers, weight.shape), weight)
     again = run_cli("compress", "--model", str(tiny_llama_dir), "--format", "int8", "-o", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_spilled_results_are_the_results_held_in_memory(tiny_llama_dir, tmp_path):
+    fmt = parse_format("int4:g32:asym")
+    results = []
+    for spill in (None, tmp_path / "spill"):
+        loaded = load_model(tiny_llama_dir)
+        request = {n: LayerConfig(fmt, "gptq") for n in uniform_assignment(loaded.model, loaded.adapter, fmt)}
+        results.append(compress(loaded, request, CAL, progress=False, spill=spill))
+    held, spilled = results
+    assert len(list((tmp_path / "spill").glob("*.npy"))) == sum(len(r.packed) for r in held.layers.values())
+    for name, layer in held.layers.items():
+        for buffer, array in layer.packed.items():
+            mapped = spilled.layers[name].packed[buffer]
+            assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+            np.testing.assert_array_equal(mapped, array)
 
 
 def test_failed_compress_leaves_no_output(tiny_llama_dir, tmp_path):

@@ -29,9 +29,10 @@ def compress_command(model, compression: CompressionOptions, compute_device, out
 
     from edgec.calibration.placement import compute_device as resolve_device
     from edgec.commands.compression_options import check_compression, run_compression
-    from edgec.compressed_io import check_output_path, save_compressed
+    from edgec.compressed_io import SPILL, check_output_path, write_compressed
     from edgec.core.errors import EdgecError
     from edgec.core.formats import parse_format
+    from edgec.core.output_files import atomic_output
     from edgec.models.loading import load_model
 
     if not compression.requested:
@@ -41,9 +42,10 @@ def compress_command(model, compression: CompressionOptions, compute_device, out
     plan = check_compression(compression)  # before the model is loaded
     device = resolve_device(compute_device)
     loaded = load_model(model, keep_16bit=True)
-    run = run_compression(loaded, compression, plan, device)
-    result = run.result
-    save_compressed(loaded, result, out, run.calibration, run.plan)
+    with atomic_output(out, folder=True) as tmp:
+        run = run_compression(loaded, compression, plan, device, spill=tmp / SPILL)
+        result = run.result
+        write_compressed(loaded, result, tmp, run.calibration, run.plan)
     fmt = str(parse_format(compression.fmt)) if compression.fmt else None
     method, plan_path = compression.method, compression.plan_path
     what = f"as {plan_path} plans" if plan_path is not None else f"in {fmt} by {method}"

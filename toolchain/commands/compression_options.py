@@ -125,9 +125,11 @@ def check_compression(options: CompressionOptions) -> Plan | None:
     return read_plan(Path(options.plan_path)) if options.plan_path is not None else None
 
 
-def run_compression(loaded, options: CompressionOptions, plan: Plan | None, device=None) -> CompressionRun:
+def run_compression(loaded, options: CompressionOptions, plan: Plan | None, device=None,
+                    spill: Path | None = None) -> CompressionRun:
     """Compress `loaded` in place as the options say (a format for every layer, or `plan`, which
-    `check_compression` read before the model was loaded), calibrating on the torch `device` (None: the CPU)."""
+    `check_compression` read before the model was loaded), calibrating on the torch `device` (None: the CPU);
+    `spill`: a folder to create for the packed results (`edgec.compress.compress`)."""
     from edgec.assignment import uniform_assignment
     from edgec.compress import CalibrationSettings, compress, plan_passes
     from edgec.core.errors import EdgecError
@@ -153,18 +155,26 @@ def run_compression(loaded, options: CompressionOptions, plan: Plan | None, devi
                                alpha=options.alpha)
     plan_passes(loaded, request, passes)  # refuse bad combinations before calibration starts
     calibration = CalibrationSettings(samples=options.samples, seq_len=options.seq_len)
-    _announce_peak(loaded, request, calibration, device)
-    result = compress(loaded, request, calibration, passes, progress=True, device=device)
+    _announce_expected(loaded, request, calibration, device)
+    result = compress(loaded, request, calibration, passes, progress=True, device=device, spill=spill)
     return CompressionRun(result, plan, calibration)
 
 
-def _announce_peak(loaded, request, calibration, device) -> None:
-    """One stderr line, before any work: the memory compression is expected to peak at, host and GPU."""
+def _announce_expected(loaded, request, calibration, device) -> None:
+    """One stderr line, before any work: how long compression is expected to take and the memory it is expected
+    to peak at, on the host and the GPU."""
+    import torch
+
     from edgec.core.memory import current_rss_bytes
+    from edgec.core.progress import duration
     from edgec.planner.compress_memory import compress_peak
+    from edgec.planner.duration import ModelWork, compress_groups, compress_seconds, machine_speed
     from edgec.planner.sizes import format_size
 
     layers = {name: (config.format, config.method) for name, config in request.items()}
     peak = compress_peak(loaded, layers, current_rss_bytes(), device, calibration.samples, calibration.seq_len)
+    seconds = compress_seconds(ModelWork.of(loaded), compress_groups(loaded, layers), calibration.samples,
+                               calibration.seq_len, machine_speed(device or torch.device("cpu")))
     gpu = "" if peak.device_bytes is None else f", {format_size(peak.device_bytes)} on {device}"
-    click.echo(f"expected peak memory: {format_size(peak.host_bytes)} on the host{gpu}", err=True)
+    click.echo(f"expected: about {duration(seconds)} and {format_size(peak.host_bytes)} of memory on the host{gpu}",
+               err=True)

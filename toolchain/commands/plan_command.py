@@ -34,13 +34,16 @@ from edgec.commands.options import FiniteFloatRange, compute_device_option, json
               help="Windows of 128 tokens on which each candidate's model-output loss is measured.")
 @click.option("--no-cache", is_flag=True, help="Measure sensitivity again instead of reading the cache.")
 @compute_device_option
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes measuring sensitivity. 1: this process, every core through torch's threads (or the "
+                   "GPU). N > 1: N forked CPU workers of one thread each; memory grows with N.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default="plan.json", show_default=True,
               help="Where to write the plan (replaced if it exists).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Where to draw the frontier [default: the plan's path with .png].")
 @json_option
 def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context, prompt_tokens, no_fuse, keep_head,
-                 methods, samples, loss_samples, no_cache, compute_device, output, plot, as_json) -> None:
+                 methods, samples, loss_samples, no_cache, compute_device, workers, output, plot, as_json) -> None:
     """Choose every layer's format and method for DEVICE and write the plan and its frontier plot.
 
     The plan minimises the summed measured sensitivity under the limits given. With no
@@ -64,6 +67,7 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
     from edgec.planner.render import plan_table, plot_frontier
     from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings
     from edgec.planner.sizes import parse_size
+    from edgec.planner.task_executors import task_executor
 
     out = Path(output)
     png = Path(plot) if plot else out.with_suffix(".png")
@@ -76,9 +80,11 @@ def plan_command(device, model, memory, latency_ms, avg_bits, max_loss, context,
                             prompt_tokens=prompt_tokens,
                             sensitivity=SensitivitySettings(samples=samples, loss_samples=loss_samples))
     device = resolve_device(compute_device)
+    executor = task_executor(workers, device)
     loaded = load_model(model, keep_16bit=True)
     loaded_rss = current_rss_bytes()
-    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True, device=device)
+    inputs = prepare(loaded, profile, settings, None if no_cache else SensitivityCache(), progress=True, device=device,
+                     executor=executor)
     plan = make_plan(loaded, profile, inputs, constraints, settings)
     peak = compress_peak(loaded, plan_layers(plan), loaded_rss, device)
     table = inputs.table

@@ -23,11 +23,12 @@ from edgec.calibration.placement import onloaded
 from edgec.calibration.sequential import capture_block_inputs, run_block
 from edgec.calibration.vocab_bands import BandedSoftmax, head_is_tied, logit_bands, rounded_embedding
 from edgec.core.formats import Format
-from edgec.core.progress import progress_counter
+from edgec.core.progress import announce_expected, progress_counter
 from edgec.evaluation.causal_lm import LMComparison, TokenWindows, comparison
 from edgec.models.adapters import LinearRef
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, LayerConfig
+from edgec.planner.duration import ModelWork, compress_groups, eval_seconds, machine_speed
 
 POSITIONS_PER_PASS = 8192  # positions whose logits one pass over the head's bands computes
 
@@ -78,6 +79,11 @@ def compare_rtn_by_block(loaded: LoadedModel, assignment: Mapping[str, Format], 
             hidden_c, _ = capture_block_inputs(model, blocks, kinds, windows.ids, batch_size, device)
     else:
         hidden_c = list(hidden_o)
+    if progress:
+        rounded = [g for groups in compress_groups(loaded, {n: (f, "rtn") for n, f in assignment.items()}).values()
+                   for g in groups]
+        announce_expected("evaluating", eval_seconds(ModelWork.of(loaded), rounded, *windows.ids.shape, compare,
+                                                     machine_speed(device)))
     bar = progress_counter(total=len(blocks), desc="evaluating", unit="block", enabled=progress)
     for index, block in enumerate(blocks):
         block_kwargs = [by_kind[kinds[index]] for by_kind in kwargs]

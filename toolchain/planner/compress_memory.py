@@ -6,7 +6,9 @@ Host. The resident size of a process that has just loaded the model the way comp
 * the weights compression rewrites, at the type they are held in: a loaded checkpoint is
   memory-mapped, so its pages become resident as they are read and private when written
   (the planned linears; every block's weights when a calibrated method onloads the blocks);
-* the results, kept packed until the folder is written (`Format.nbytes` of each layer);
+* the results (`Format.nbytes` of each layer): spilled to the output folder as they are made
+  and mapped back in while the folder is written, so they count at the end, when the working
+  set below is gone;
 * with a calibrated method, the sequential calibration: one block in float32 when the
   weights are held in 16 bit or the device is a GPU (the block onloaded), and, when the
   device is the CPU, the calibration windows' hidden states (block inputs and outputs,
@@ -57,7 +59,7 @@ def compress_peak(loaded: LoadedModel, layers: Mapping[str, tuple[Format, str]],
     packed = sum(fmt.nbytes(refs[name].shape) for name, (fmt, _) in layers.items())
     calibrated = [name for name, (_, method) in layers.items() if PASSES[method].calibrated]
     blocks = loaded.adapter.blocks(loaded.model)
-    if not calibrated:
+    if not calibrated:  # the results mapped back in at the end outweigh one layer's rounding
         rewritten = sum(refs[name].shape[0] * refs[name].shape[1] * held[name] for name in layers)
         return CompressPeak(loaded_rss + rewritten + packed, None)
     block_bytes = [sum(p.numel() * p.element_size() for p in block.parameters()) for block in blocks]
@@ -77,10 +79,11 @@ def compress_peak(loaded: LoadedModel, layers: Mapping[str, tuple[Format, str]],
     factor = 8 * largest_k**2  # the factor's float64 array (the float32 Hessian is among the accumulators)
     workspace = WORKSPACE_COPIES * 4 * max(refs[name].shape[0] * refs[name].shape[1] for name in calibrated)
     onload = float_block if (on_gpu or any(size != 4 for size in held.values())) else 0
-    host = loaded_rss + rewritten + packed + factor + workspace
+    held_model = loaded_rss + rewritten
+    working = factor + workspace
     if on_gpu:
-        return CompressPeak(host + 4 * largest_k**2, float_block + activations + accumulators)
-    return CompressPeak(host + onload + activations + accumulators, None)
+        return CompressPeak(held_model + max(packed, working + 4 * largest_k**2), float_block + activations + accumulators)
+    return CompressPeak(held_model + max(packed, working + onload + activations + accumulators), None)
 
 
 def plan_layers(plan: Plan) -> dict[str, tuple[Format, str]]:

@@ -27,6 +27,7 @@ from edgec.planner.profiles import DeviceProfile
 from edgec.planner.sensitivity import SensitivityCache, SensitivitySettings, SensitivityTable, measure_sensitivity
 from edgec.planner.sizes import format_size
 from edgec.planner.solver import Infeasible, Option, minimum, solve, totals
+from edgec.planner.task_executors import TaskExecutor
 from edgec.planner.units import Candidate, MethodPolicy, Unit, planning_units, unit_candidates
 
 DEFAULT_MAX_LOSS = {"kl": 0.05, "cosine distance": 0.01}  # summed predicted loss of the default plan
@@ -76,9 +77,10 @@ class PlanInputs:
 
 
 def prepare(loaded: LoadedModel, profile: DeviceProfile, settings: PlanSettings, cache: SensitivityCache | None,
-            progress: bool = True, latency: LatencyModel | None = None, device: torch.device | None = None) -> PlanInputs:
-    """Units, candidates, measured sensitivity (computed on `device`; None: the CPU) and predicted costs of
-    every (unit, candidate)."""
+            progress: bool = True, latency: LatencyModel | None = None, device: torch.device | None = None,
+            executor: TaskExecutor | None = None) -> PlanInputs:
+    """Units, candidates, measured sensitivity (computed on `device`, None: the CPU; its tasks run by `executor`,
+    None: in this process) and predicted costs of every (unit, candidate)."""
     units = planning_units(loaded, settings.fuse, settings.include_head)
     formats = profile.supported_formats()
     candidates = {u.label: unit_candidates(u, formats, settings.methods) for u in units}
@@ -86,7 +88,8 @@ def prepare(loaded: LoadedModel, profile: DeviceProfile, settings: PlanSettings,
         if not candidates[unit.label]:
             raise EdgecError(f"layer {unit.label}: none of {profile.name}'s formats ({', '.join(profile.formats)}) "
                              f"can store its shape {unit.shapes[0]}")
-    table = measure_sensitivity(loaded, units, candidates, settings.sensitivity, cache, progress, device=device)
+    table = measure_sensitivity(loaded, units, candidates, settings.sensitivity, cache, progress, device=device,
+                               executor=executor)
     latency = latency or latency_model(profile)
     scale = latency_scaling(profile)
     shape = model_shape(loaded, units)
