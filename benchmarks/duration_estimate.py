@@ -5,9 +5,8 @@
 Times `obs_sweep` as `edgec compress --method gptq` runs it (int4:g128, act_order, clip search) on
 random weights and a random positive-definite Hessian, for the shared-input groups of SmolLM2
 and of Llama 3.2 1B, and prints each beside `edgec.planner.duration.sweep_seconds`. It then
-fits the two per-column constants (`SWEEP_COLUMN_S`, `SWEEP_ELEMENT_S`) by least squares on what
-the arithmetic term leaves, which is how the shipped values were chosen. Run it on an idle
-machine.
+fits the sweep's constants (`FACTOR_K3`, `SWEEP_NK2`, `SWEEP_ELEMENT_S`) by least squares, which
+is how the shipped values were chosen. Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -46,13 +45,10 @@ def main() -> None:
         rows.append((n, k, measured))
         print(f"{label:18s} ({n:5d} x {k:5d}): measured {measured:7.2f} s, estimated "
               f"{duration.sweep_seconds(n, k, speed):7.2f} s", flush=True)
-    arithmetic = np.array([(k**3 / 3 + 2 * n * k * k) / speed.numpy_flops for n, k, _ in rows])
-    design = np.array([[k, k * n] for n, k, _ in rows], dtype=np.float64)
-    left = np.array([m for *_, m in rows]) - arithmetic
-    (column, element), *_ = np.linalg.lstsq(design, left, rcond=None)
-    print(f"fitted: SWEEP_COLUMN_S = {column:.3g}, SWEEP_ELEMENT_S = {element:.3g} "
-          f"(shipped {duration.SWEEP_COLUMN_S:.3g}, {duration.SWEEP_ELEMENT_S:.3g})")
-
+    design = np.array([[k**3 / speed.numpy_flops, n * k * k / speed.numpy_flops, n * k] for n, k, _ in rows])
+    (factor, sweep, element), *_ = np.linalg.lstsq(design, np.array([m for *_, m in rows]), rcond=None)
+    print(f"fitted: FACTOR_K3 = {factor:.3g}, SWEEP_NK2 = {sweep:.3g}, SWEEP_ELEMENT_S = {element:.3g} "
+          f"(shipped {duration.FACTOR_K3:.3g}, {duration.SWEEP_NK2:.3g}, {duration.SWEEP_ELEMENT_S:.3g})")
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,7 @@ def _sample(step: float, rises: list[tuple[float, float, list[str]]], start: flo
             high = rss
             frame = sys._current_frames().get(main)
             rises.append((rss, time.perf_counter() - start, _edgec_frames(frame) if frame else []))
+            del frame  # a frame held while sleeping would keep every local of its stack alive after it returns
         time.sleep(0.02)
 
 

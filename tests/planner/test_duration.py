@@ -22,7 +22,7 @@ from edgec.planner.sensitivity_tasks import SensitivityTask
 from edgec.planner.units import Candidate, planning_units
 
 INT4 = parse_format("int4:g32")
-UNIT_SPEED = MachineSpeed(1e9, 1e9, lambda fmt: 1e-9)  # round figures, so that the arithmetic can be checked
+UNIT_SPEED = MachineSpeed(1e9, 1e9, 1e-9, lambda fmt: 1e-9)  # round figures, so that the arithmetic can be checked
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def llama(tiny_llama_dir):
 
 
 def test_machine_speed_is_measured():
-    speed = machine_speed(torch.device("cpu"), size=256)
-    assert speed.torch_flops > 1e6 and speed.numpy_flops > 1e6
+    speed = machine_speed(torch.device("cpu"), width=64, rows=16)
+    assert speed.torch_flops > 1e6 and speed.numpy_flops > 1e6 and 0 < speed.onload_s < 1e-6
     assert speed.rounding(INT4) > 0 and speed.rounding(parse_format("fp16")) == 0
 
 

@@ -173,8 +173,9 @@ def _announce_expected(loaded, request, calibration, device) -> None:
 
     layers = {name: (config.format, config.method) for name, config in request.items()}
     peak = compress_peak(loaded, layers, current_rss_bytes(), device, calibration.samples, calibration.seq_len)
-    seconds = compress_seconds(ModelWork.of(loaded), compress_groups(loaded, layers), calibration.samples,
-                               calibration.seq_len, machine_speed(device or torch.device("cpu")))
+    work = ModelWork.of(loaded)
+    speed = machine_speed(device or torch.device("cpu"), work.hidden, rows=calibration.batch_size * calibration.seq_len)
+    seconds = compress_seconds(work, compress_groups(loaded, layers), calibration.samples, calibration.seq_len, speed)
     gpu = "" if peak.device_bytes is None else f", {format_size(peak.device_bytes)} on {device}"
     click.echo(f"expected: about {duration(seconds)} and {format_size(peak.host_bytes)} of memory on the host{gpu}",
                err=True)

@@ -82,8 +82,9 @@ def compare_rtn_by_block(loaded: LoadedModel, assignment: Mapping[str, Format], 
     if progress:
         rounded = [g for groups in compress_groups(loaded, {n: (f, "rtn") for n, f in assignment.items()}).values()
                    for g in groups]
-        announce_expected("evaluating", eval_seconds(ModelWork.of(loaded), rounded, *windows.ids.shape, compare,
-                                                     machine_speed(device)))
+        work = ModelWork.of(loaded)
+        speed = machine_speed(device, work.hidden, rows=batch_size * windows.ids.shape[1])
+        announce_expected("evaluating", eval_seconds(work, rounded, *windows.ids.shape, compare, speed))
     bar = progress_counter(total=len(blocks), desc="evaluating", unit="block", enabled=progress)
     for index, block in enumerate(blocks):
         block_kwargs = [by_kind[kinds[index]] for by_kind in kwargs]

@@ -9,14 +9,18 @@ compute device and in numpy on the host, and each format's rounding on a sample)
 | a forward of the blocks over T tokens | 2 P T for P parameters, plus 2 T S H per layer of attention over S positions | torch |
 | a block's input statistics XᵀX | 2 T K² per input of width K | torch |
 | round-to-nearest of an (N, K) weight | N K elements | the format's measured rounding rate |
-| GPTQ / SparseGPT of (N, K) | K³ / 3 + 2 N K² (factor and lazy updates) | numpy |
-|  | plus K columns of `SWEEP_COLUMN_S` + N `SWEEP_ELEMENT_S` each (per-column rounding and rank-1 updates) | measured here |
+| GPTQ / SparseGPT of (N, K) | `FACTOR_K3` K³ (the float64 factor) + `SWEEP_NK2` N K² (the lazy updates) | numpy |
+|  | plus `SWEEP_ELEMENT_S` per weight (per-column rounding, clip search and in-block rank-1 updates) | seconds |
 | a unit's layer-output error | 2 N K² twice (the weights' and the difference's) | torch |
 | a sensitivity loss from block i | the forward of blocks i.. and the head over the loss windows | torch |
 | eval | the forward of the model, and of its rounded copy, over the windows | torch |
+| onloading a 16-bit block or head band | a copy to float32 and back per weight | measured |
+| a sensitivity task's own overhead | `TASK_S` | seconds |
 
-The per-column constants were fitted to `obs_sweep` timings on a 2-core x86 machine
-(docs/scale.md gives the estimates beside the measured times). The estimate is meant to tell a
+The sweep's three constants were fitted by least squares to `obs_sweep` timings (GPTQ as
+compress runs it, int4:g128) on SmolLM2's and Llama 3.2 1B's shapes on a 2-core x86 machine
+(`benchmarks/duration_estimate.py`; within 14 % on each of the six shapes there). Only the
+per-weight term is in seconds, so it does not scale with a faster machine's measured rates. The estimate is meant to tell a
 person whether to wait or to come back later, to within a factor of about 1.5; the progress
 lines that follow give the measured rate.
 """
@@ -41,23 +45,29 @@ if TYPE_CHECKING:  # the planner's types, named only: evaluation and compression
     from edgec.planner.sensitivity_tasks import SensitivityTask
     from edgec.planner.units import Unit
 
-SWEEP_COLUMN_S = 40e-6  # per column of a GPTQ/SparseGPT sweep: Python and numpy call overhead
-SWEEP_ELEMENT_S = 1.0e-9  # per row and column: rounding, error and the in-block rank-1 update
+FACTOR_K3 = 2.66  # numpy float32 FLOPs per K³ that the float64 Cholesky, inverse and Cholesky cost
+SWEEP_NK2 = 6.65  # numpy float32 FLOPs per N K² of the lazy block updates
+SWEEP_ELEMENT_S = 2.5e-7  # seconds per weight: per-column rounding, clip search and in-block updates
 AWQ_GRID_FORWARDS = 20  # AWQ's scale search: one rounding and one forward of the unit per grid point
+TASK_S = 0.05  # per sensitivity task: Python, dispatch and small products (fitted on SmolLM2's plans)
 CALIBRATED_FORWARDS = 2  # compress runs each block twice: statistics, then the compressed block's outputs
 
 
 @dataclass(frozen=True)
 class MachineSpeed:
-    """Measured rates: float32 matrix-product FLOP/s in torch (on the compute device) and in numpy (on the host),
-    and how long rounding one element takes, per format (measured on first use)."""
+    """Measured rates: float32 matrix-product FLOP/s in torch (on the compute device, at the model's width) and in
+    numpy (on the host), the seconds a 16-bit weight takes to be copied to float32 and back (onloading), and the
+    seconds rounding one weight takes, per format (measured on first use)."""
 
     torch_flops: float
     numpy_flops: float
+    onload_s: float
     rounding: Callable[[Format], float]
 
 
-def _best_seconds(run: Callable[[], object], repeats: int = 3) -> float:
+def _best_seconds(run: Callable[[], object], repeats: int = 5) -> float:
+    """The fastest of `repeats` runs after a warm-up: the machine's rate, not its noise."""
+    run()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -66,18 +76,19 @@ def _best_seconds(run: Callable[[], object], repeats: int = 3) -> float:
     return max(best, 1e-9)
 
 
-def machine_speed(device: torch.device, size: int = 1024) -> MachineSpeed:
-    """Measure this machine's rates (see the module docstring) on `device`."""
-    a = torch.randn(size, size, device=device)
-    flops = 2 * size**3
+def machine_speed(device: torch.device, width: int = 1024, rows: int = 256) -> MachineSpeed:
+    """Measure this machine's rates (see the module docstring) on `device`, torch's on a (rows, width) x
+    (width, 4 width) product: the shape of a model of that width's MLP over the loss windows."""
+    x, w = torch.randn(rows, width, device=device), torch.randn(width, 4 * width, device=device)
 
     def torch_product() -> None:
-        (a @ a).sum().item()  # .item(): wait for a GPU
+        (x @ w).sum().item()  # .item(): wait for a GPU
 
-    torch_product()
     torch_seconds = _best_seconds(torch_product)
-    host = a.cpu().numpy()
+    host = torch.randn(1024, 1024).numpy()
     numpy_seconds = _best_seconds(lambda: host @ host)
+    held = torch.randn(1 << 22).to(torch.bfloat16)
+    onload = _best_seconds(lambda: held.copy_(held.float())) / held.numel()
     sample = np.random.default_rng(0).standard_normal((64, 4096), dtype=np.float32)
     per_format: dict[str, float] = {}
 
@@ -87,16 +98,17 @@ def machine_speed(device: torch.device, size: int = 1024) -> MachineSpeed:
             per_format[key] = 0.0 if is_dense_float(fmt) else _best_seconds(lambda: fmt.fake_quantize(sample), 2) / sample.size
         return per_format[key]
 
-    return MachineSpeed(flops / torch_seconds, flops / numpy_seconds, rounding)
+    return MachineSpeed(2 * rows * width * 4 * width / torch_seconds, 2 * 1024**3 / numpy_seconds, onload, rounding)
 
 
 @dataclass(frozen=True)
 class ModelWork:
-    """What the estimate needs to know of a model: per-block parameters, widths and the head."""
+    """What the estimate needs to know of a model: per-block parameters, widths, the head and how it is held."""
 
     block_params: list[int]
     hidden: int
     head_params: int  # the head's (vocabulary x hidden), 0 for an encoder
+    held_16bit: bool  # onloading a block (or a band of the head) copies it to float32 and back
 
     @classmethod
     def of(cls, loaded: LoadedModel) -> ModelWork:
@@ -106,19 +118,24 @@ class ModelWork:
         hidden = getattr(config, "hidden_size", None) or config.n_embd
         head = loaded.adapter.head(loaded.model)
         return cls([sum(p.numel() for p in b.parameters()) for b in blocks], hidden,
-                   0 if head is None else head.shape[0] * head.shape[1])
+                   0 if head is None else head.shape[0] * head.shape[1],
+                   next(loaded.model.parameters()).element_size() == 2)
 
     def forward_seconds(self, first: int, windows: int, seq_len: int, speed: MachineSpeed, head: bool) -> float:
-        """Blocks `first`.. (and the head, when `head`) over `windows` x `seq_len` tokens."""
+        """Blocks `first`.. (and the head, when `head`) over `windows` x `seq_len` tokens, with their onloading."""
         tokens = windows * seq_len
         blocks = self.block_params[first:]
         flops = 2 * sum(blocks) * tokens + 2 * tokens * seq_len * self.hidden * len(blocks)
-        return (flops + (2 * self.head_params * tokens if head else 0)) / speed.torch_flops
+        onload = 2 * sum(blocks) * speed.onload_s if self.held_16bit else 0.0
+        if head:
+            flops += 2 * self.head_params * tokens
+            onload += self.head_params * speed.onload_s / 2  # the bands are only read
+        return flops / speed.torch_flops + onload
 
 
 def sweep_seconds(n: int, k: int, speed: MachineSpeed) -> float:
     """GPTQ's or SparseGPT's sweep over an (n, k) weight (see the module docstring)."""
-    return (k**3 / 3 + 2 * n * k * k) / speed.numpy_flops + k * (SWEEP_COLUMN_S + n * SWEEP_ELEMENT_S)
+    return (FACTOR_K3 * k**3 + SWEEP_NK2 * n * k * k) / speed.numpy_flops + n * k * SWEEP_ELEMENT_S
 
 
 def method_seconds(method: str, fmt: Format, n: int, k: int, tokens: int, speed: MachineSpeed) -> float:
@@ -184,7 +201,7 @@ def sensitivity_seconds(work: ModelWork, tasks: Iterable[SensitivityTask], setti
         unit, cand = task.unit, task.candidate
         n, k = sum(rows for rows, _ in unit.shapes), unit.shapes[0][1]
         units[unit.label] = unit
-        seconds += method_seconds(cand.method, cand.format, n, k, tokens, speed)
+        seconds += TASK_S + method_seconds(cand.method, cand.format, n, k, tokens, speed)
         if task.loss_required:  # from the unit's block; a head's from the top, or through the blocks when tied
             seconds += loss(unit.block if not unit.is_head else 0 if tied_head else len(work.block_params))
         if not unit.is_head:

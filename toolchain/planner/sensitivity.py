@@ -235,7 +235,9 @@ def _announce_expected(loaded: LoadedModel, tasks: list[SensitivityTask], settin
     """One stderr line before the measurement: how long it is expected to take (`edgec.planner.duration`)."""
     head = loaded.adapter.head(loaded.model)
     tied = head is not None and head_is_tied(loaded.model, head.module)
-    seconds = sensitivity_seconds(ModelWork.of(loaded), tasks, settings, machine_speed(device), tied)
+    work = ModelWork.of(loaded)
+    speed = machine_speed(device, work.hidden, rows=settings.loss_samples * settings.loss_seq_len)
+    seconds = sensitivity_seconds(work, tasks, settings, speed, tied)
     announce_expected("sensitivity", seconds, f" for {len(tasks):,} (unit, candidate) tasks, "
                                               f"{sum(t.loss_required for t in tasks):,} with a loss forward")
 
