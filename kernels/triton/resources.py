@@ -121,8 +121,8 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
-def compile_variant(variant: Variant, arch: int) -> Resources:
-    """Compile `variant` for compute capability `arch` (no GPU needed) and read its resource usage.
+def compile_cubin(variant: Variant, arch: int):
+    """Compile `variant` for compute capability `arch` (no GPU needed): the cubin bytes and Triton's metadata.
 
     Raises whatever Triton raises when the kernel does not compile for that architecture.
     """
@@ -132,13 +132,27 @@ def compile_variant(variant: Variant, arch: int) -> Resources:
 
     source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=variant.constexprs)
     compiled = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=dict(variant.options))
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
-        cubin.write(compiled.asm["cubin"])
-        cubin.flush()
-        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", cubin.name], capture_output=True,
-                               text=True, check=True).stdout
+    return compiled.asm["cubin"], compiled.metadata
+
+
+def cuobjdump(cubin: bytes, *flags: str) -> str:
+    """What the CUDA toolkit's `cuobjdump` (shipped in Triton's wheel) prints for `cubin` with `flags`."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        return subprocess.run([_tool("cuobjdump"), *flags, file.name], capture_output=True, text=True,
+                              check=True).stdout
+
+
+def compile_variant(variant: Variant, arch: int) -> Resources:
+    """Compile `variant` for compute capability `arch` (no GPU needed) and read its resource usage.
+
+    Raises whatever Triton raises when the kernel does not compile for that architecture.
+    """
+    cubin, metadata = compile_cubin(variant, arch)
+    usage = cuobjdump(cubin, "--dump-resource-usage")
     found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", usage)
     if found is None:
         raise RuntimeError(f"{variant.label}: cuobjdump printed no resource usage:\n{usage}")
     registers, stack, static_shared = (int(v) for v in found.groups())
-    return Resources(registers, stack, int(compiled.metadata.shared) + static_shared)
+    return Resources(registers, stack, int(metadata.shared) + static_shared)

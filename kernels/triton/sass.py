@@ -1,0 +1,118 @@
+"""What a compiled matmul kernel's main loop issues per stored weight byte, read from its SASS (no GPU needed).
+
+A decode GEMV streams every weight byte once, so it runs at the GPU's memory bandwidth only
+if its main loop issues few enough instructions per byte: otherwise it is bound by
+instruction issue, however the memory system performs. A GPU issues one warp instruction
+per scheduler per clock, 32 lane-instructions:
+
+| GPU (architecture) | lane-instructions / s | memory bandwidth | budget, lane-instructions per byte |
+|---|---:|---:|---:|
+| H200 (sm_90) | 132 SMs x 4 x 32 x 1.98 GHz = 33.4 T | 4.8 TB/s | 7 |
+| RTX 4090 (sm_89) | 128 SMs x 4 x 32 x 2.52 GHz = 41.3 T | 1.01 TB/s | 41 |
+
+(SM counts, boost clocks and bandwidths from NVIDIA's H200 and RTX 4090 product pages.)
+
+`loop_profile` compiles a variant (`edgec.kernels.triton.resources`), disassembles the cubin
+with `cuobjdump -sass`, takes the main loop (the body of the widest backward branch), and
+counts its instructions and global loads by width. `LoopProfile.per_weight_byte` divides the
+lane-instructions of one iteration (instructions x warps x 32) by the stored bytes that
+iteration reads: the codes of a BLOCK_N x BLOCK_K tile, and its group scales (and minima) at
+`TYPICAL_GROUP` values per group. Wide loads matter as much: one 128-bit load per lane brings
+16 bytes for one instruction, a byte load brings 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from edgec.kernels.triton.resources import Variant, compile_cubin, cuobjdump
+
+ISSUE_BUDGET = {90: 7.0, 89: 41.0}
+"""Lane-instructions per stored byte at which the loop issues as fast as memory delivers (table above)."""
+
+TYPICAL_GROUP = 128  # values per scale group when counting the scales a tile reads
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+_TARGET = re.compile(r"0x([0-9a-f]+)")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One SASS instruction: its address, opcode with modifiers (e.g. `LDG.E.128`) and operands."""
+
+    address: int
+    opcode: str
+    operands: str
+
+
+def parse_sass(text: str) -> list[Instruction]:
+    """The instructions of `cuobjdump -sass` output, in address order."""
+    return [Instruction(int(m.group(1), 16), m.group(2), m.group(3).strip()) for m in _INSTRUCTION.finditer(text)]
+
+
+def main_loop(instructions: list[Instruction]) -> list[Instruction]:
+    """The body of the widest backward branch (the outer loop over K); empty when there is no loop."""
+    loops = []
+    for ins in instructions:
+        target = _TARGET.search(ins.operands) if ins.opcode.startswith("BRA") else None
+        if target and int(target.group(1), 16) < ins.address:
+            loops.append((int(target.group(1), 16), ins.address))
+    if not loops:
+        return []
+    start, end = max(loops, key=lambda span: span[1] - span[0])
+    return [ins for ins in instructions if start <= ins.address <= end]
+
+
+def global_load_bits(opcode: str) -> int | None:
+    """Bits one lane loads from global memory with `opcode` (LDG, or LDGSTS into shared memory); None otherwise."""
+    if not (opcode.startswith("LDG.") or opcode.startswith("LDGSTS.")):
+        return None
+    parts = opcode.split(".")
+    for width, names in ((128, ("128",)), (64, ("64",)), (16, ("U16", "S16")), (8, ("U8", "S8"))):
+        if any(name in parts for name in names):
+            return width
+    return 32
+
+
+@dataclass(frozen=True)
+class LoopProfile:
+    """A main loop's instructions per iteration (per warp) and its global loads: width in bits -> count."""
+
+    instructions: int
+    loads: dict[int, int]
+    warps: int
+    stored_bytes: float  # weight bytes one iteration reads (codes, scales, minima)
+
+    @property
+    def per_weight_byte(self) -> float:
+        """Lane-instructions issued per stored weight byte."""
+        return self.instructions * self.warps * 32 / self.stored_bytes
+
+    @property
+    def wide_load_share(self) -> float:
+        """The share of the loop's global-load bytes that come in 128-bit loads."""
+        total = sum(bits * count for bits, count in self.loads.items())
+        return self.loads.get(128, 0) * 128 / total if total else 0.0
+
+
+def tile_bytes(variant: Variant) -> float:
+    """Stored bytes of the BLOCK_N x BLOCK_K weight tile a matmul variant reads per iteration."""
+    c = variant.constexprs
+    rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
+    values = cols // 2 if c["SPARSE"] else cols
+    codes = rows * values * bits / 8 + (rows * cols / 8 if c["SPARSE"] else 0)  # 2:4: one position bit a column
+    grouped = bits <= 4  # 8- and 16-bit weights carry one scale per row or none
+    scales = rows * values / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0
+    return codes + scales
+
+
+def loop_profile(variant: Variant, arch: int) -> LoopProfile:
+    """Compile a matmul variant for `arch` and profile its main loop (see the module docstring)."""
+    cubin, _ = compile_cubin(variant, arch)
+    body = main_loop(parse_sass(cuobjdump(cubin, "-sass")))
+    loads: dict[int, int] = {}
+    for ins in body:
+        bits = global_load_bits(ins.opcode)
+        if bits is not None:
+            loads[bits] = loads.get(bits, 0) + 1
+    return LoopProfile(len(body), loads, variant.options.get("num_warps", 4), tile_bytes(variant))
