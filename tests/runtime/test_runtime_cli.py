@@ -27,10 +27,12 @@ def test_bench_reports_speeds_and_memory_parts(tiny_llama_dir, tmp_path):
     result = json.loads(done.stdout)
     assert result["prompt_tokens"] == 16 and result["generated_tokens"] == 8
     assert result["prefill_tokens_per_s"] > 0 and result["decode_tokens_per_s"] > 0
+    assert result["cold_prefill_tokens_per_s"] > 0 and result["warmup_decode_steps"] == 4
     assert 0 < result["open_s"] < result["first_token_s"]
-    assert result["kv_cache_bytes"] == 2 * 2 * (16 + 7) * 32 * 4  # 2 layers, 23 cached tokens, kv_dim 32, fp32
+    assert result["kv_cache_bytes"] == 2 * 2 * (16 + 7) * 32 * 4  # 2 layers, 23 cached tokens (the warm cache), fp32
     assert result["peak_rss"] >= result["baseline_rss"] + result["weights_prepared_bytes"]
     text = run_cli("bench", str(path), "--prompt-len", "16", "--gen", "4").stdout
+    assert "first token, cold" in text and "warm, after a prefill and 4 decode steps of warm-up:" in text
     assert "decode" in text and "tokens/s" in text and "peak RSS" in text
 
 

@@ -21,7 +21,11 @@ from edgec.commands.runtime_options import runtime_options
 @runtime_options
 @json_option
 def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, threads, context, as_json) -> None:
-    """Measure FILE on this machine: open time, time to first token, prefill and decode tokens/s, peak memory.
+    """Measure FILE on this machine: open time, cold time to first token, warm prefill and decode tokens/s, peak memory.
+
+    The first token is cold (opening, preparing, and a backend's one-time work such as Triton's
+    compilation); prefill and decode are timed again after a warm-up (a prefill and a few decode
+    steps), and those warm figures are what --append-profile records.
 
     When the file carries a plan, its predictions are printed beside the measurements
     with the ratio (a plan made for another device predicts that device, not this one).
@@ -58,7 +62,9 @@ def bench_command(file, prompt_len, gen, profile_path, backend, accuracy, thread
 
     click.echo(f"{file} on the {r.backend} backend ({r.accuracy}): {r.prompt_tokens}-token prompt, {r.generated_tokens} greedy tokens")
     click.echo(f"open + prepare      {1e3 * r.open_s:10.1f} ms")
-    click.echo(f"first token         {1e3 * r.first_token_s:10.1f} ms (from opening the file)")
+    click.echo(f"first token, cold   {1e3 * r.first_token_s:10.1f} ms (from opening the file; its prefill "
+               f"{r.cold_prefill_tokens_per_s:,.1f} tokens/s)")
+    click.echo(f"warm, after a prefill and {r.warmup_decode_steps} decode steps of warm-up:")
     click.echo(f"prefill             {r.prefill_tokens_per_s:10.1f} tokens/s{beside(r.prefill_tokens_per_s, 'prefill_tokens_per_s')}")
     click.echo(f"decode              {r.decode_tokens_per_s:10.1f} tokens/s{beside(r.decode_tokens_per_s, 'decode_tokens_per_s')}")
     click.echo(f"peak RSS            {format_size(r.peak_rss):>10}: before opening {format_size(r.baseline_rss)}, "
