@@ -24,6 +24,7 @@ from edgec.core.formats import Format
 from edgec.models.adapters import Adapter
 
 LOGITS_PER_BAND = 1 << 22  # logits of one band: 16 MB in float32, 32 MB per float64 work array
+HEAD_PER_BAND = 1 << 24  # head weights of one band: 64 MB in float32 (few positions would otherwise take many rows)
 
 
 def rounded_rows(weight: torch.Tensor, fmt: Format | None, rows: slice) -> torch.Tensor:
@@ -67,7 +68,7 @@ def logit_bands(adapter: Adapter, model: nn.Module, hidden: torch.Tensor, device
     cap = adapter.logit_softcap(model)
     hidden = final_hidden(adapter, model, hidden, device).float()
     vocab = head.weight.shape[0]
-    step = max(1, LOGITS_PER_BAND // max(hidden.shape[0], 1))
+    step = max(1, min(LOGITS_PER_BAND // max(hidden.shape[0], 1), HEAD_PER_BAND // hidden.shape[1]))
     for start in range(0, vocab, step):
         rows = slice(start, start + step)
         logits = hidden @ rounded_rows(head.weight, fmt, rows).to(device).T

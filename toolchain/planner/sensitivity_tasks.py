@@ -79,6 +79,7 @@ def measure_task(context: BlockContext, task: SensitivityTask) -> TaskResult:
         return tensor, output, None
     unit_refs = [context.refs[n] for n in unit.layers]
     apply_weights(unit_refs, new)
+    del new  # copied into the model: not held through the loss forward
     try:
         return tensor, output, context.loss.changed_block(context.cal.index)
     finally:
