@@ -482,19 +482,3 @@ def test_no_clip_gives_gptq_min_max_group_ranges(tiny_llama_dir, tmp_path):
         packed = load_file(str(tmp_path / name / PACKED))
         scales[name] = np.concatenate([v.ravel() for k, v in sorted(packed.items()) if k.endswith("::scale")])
     assert (scales["clip"] <= scales["minmax"]).all() and (scales["clip"] < scales["minmax"]).mean() > 0.2
-
-
-def test_factor_as_float32_gives_back_half_its_memory():
-    from edgec.core.memory import current_rss_bytes
-    from edgec.passes.obs_math import float32_in_place, inverse_hessian_factor
-
-    _, h = _problem(4, 40, seed=8)
-    u = inverse_hessian_factor(h, 0.01)
-    compact = float32_in_place(u.copy())  # a plain array: converted, nothing to give back
-    np.testing.assert_array_equal(compact, u.astype(np.float32))
-    assert compact.flags.c_contiguous
-    big = inverse_hessian_factor(np.eye(4096, dtype=np.float32), 0.0)  # 128 MB in float64
-    before = current_rss_bytes()
-    small = float32_in_place(big)
-    assert small.flags.c_contiguous and (np.diag(small) == 1).all() and small[0, 1] == 0
-    assert before - current_rss_bytes() > 60e6  # the float64 array's second half is given back

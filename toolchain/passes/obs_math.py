@@ -22,7 +22,6 @@ in storage order. With `clip`, each group's parameters come from the clip search
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,11 +62,10 @@ def inverse_hessian_factor(hessian: np.ndarray, damp: float, perm: np.ndarray | 
     As GPTQ's reference: Cholesky of H, the inverse from that factor, the upper Cholesky of
     the inverse; here with LAPACK in place on one (K, K) float64 array, so that no more than
     that one array lives beside the caller's H (0.5 GB for a K = 8192 down projection; torch's
-    functions took four). H (float32 or float64) is copied into it a band of rows at a time. The array
-    is its own anonymous memory map, so that `float32_in_place` can give back the half it frees.
+    functions took four). H (float32 or float64) is copied into it a band of rows at a time.
     """
     k = len(hessian)
-    owned = _anonymous_array((k, k), np.float64)
+    owned = np.empty((k, k), dtype=np.float64)
     for i in range(0, k, FACTOR_BAND):
         rows = hessian[perm[i : i + FACTOR_BAND]][:, perm] if perm is not None else hessian[i : i + FACTOR_BAND]
         owned[i : i + FACTOR_BAND] = rows
@@ -91,35 +89,14 @@ def inverse_hessian_factor(hessian: np.ndarray, damp: float, perm: np.ndarray | 
 FACTOR_BAND = 512  # rows of H copied (and permuted) into the factor's array at once
 
 
-def _anonymous_array(shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    """A writable array in an anonymous memory map of its own (see `float32_in_place`)."""
-    count = int(np.prod(shape))
-    return np.frombuffer(mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1)), dtype=dtype, count=count).reshape(shape)
-
-
-def _memory_map(a: np.ndarray) -> mmap.mmap | None:
-    """The memory map `a`'s memory belongs to, if it is one (`_anonymous_array`)."""
-    base = a
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):  # np.frombuffer's base
-        base = base.obj
-    return base if isinstance(base, mmap.mmap) else None
-
-
 def float32_in_place(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous float64 matrix as a C-contiguous float32 one written over the first half of its own memory,
-    where a copy would take half as much again. When that memory is a map of its own (`_anonymous_array`), its
-    second half is given back to the system. `a` holds garbage afterwards."""
+    """A C-contiguous float64 matrix as float32 written over its own memory, each row into the first half of its
+    own bytes: a (N, M) float32 view with a row stride of 8M bytes, where a copy would take half as much again.
+    `a` holds garbage afterwards."""
     n, m = a.shape
-    out = np.ndarray((n, m), dtype=np.float32, buffer=a)
-    for i in range(n):  # row i lands below row i's source, on rows already read (row 0 on itself: numpy buffers it)
-        out[i] = a[i]
-    memory = _memory_map(a)
-    if memory is not None:
-        start = -(-out.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
-        if start < len(memory):
-            memory.madvise(mmap.MADV_DONTNEED, start, len(memory) - start)
+    out = np.ndarray((n, m), dtype=np.float32, buffer=a, strides=(a.strides[0], 4))
+    for i in range(n):
+        out[i] = a[i]  # the row overlaps its source: numpy reads it whole before writing
     return out
 
 
