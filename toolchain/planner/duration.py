@@ -20,9 +20,9 @@ compute device and in numpy on the host, and each format's rounding on a sample)
 The sweep's three constants were fitted by least squares to `obs_sweep` timings (GPTQ as
 compress runs it, int4:g128) on SmolLM2's and Llama 3.2 1B's shapes on a 2-core x86 machine
 (`benchmarks/duration_estimate.py`; within 14 % on each of the six shapes there). Only the
-per-weight term is in seconds, so it does not scale with a faster machine's measured rates. The estimate is meant to tell a
-person whether to wait or to come back later, to within a factor of about 1.5; the progress
-lines that follow give the measured rate.
+per-weight term is in seconds, so it does not scale with a faster machine's measured rates.
+The estimate is meant to tell a person whether to wait or to come back later, to within a
+factor of about 1.5; the progress lines that follow give the measured rate.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch
 
 from edgec.core.formats import Format
 from edgec.models.loading import LoadedModel
+from edgec.passes.awq import AWQOptions
 from edgec.passes.base import is_dense_float
 
 if TYPE_CHECKING:  # the planner's types, named only: evaluation and compression import this module too
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # the planner's types, named only: evaluation and compression
 FACTOR_K3 = 2.66  # numpy float32 FLOPs per K³ that the float64 Cholesky, inverse and Cholesky cost
 SWEEP_NK2 = 6.65  # numpy float32 FLOPs per N K² of the lazy block updates
 SWEEP_ELEMENT_S = 2.5e-7  # seconds per weight: per-column rounding, clip search and in-block updates
-AWQ_GRID_FORWARDS = 20  # AWQ's scale search: one rounding and one forward of the unit per grid point
 TASK_S = 0.05  # per sensitivity task: Python, dispatch and small products (fitted on SmolLM2's plans)
 CALIBRATED_FORWARDS = 2  # compress runs each block twice: statistics, then the compressed block's outputs
 
@@ -144,7 +144,8 @@ def method_seconds(method: str, fmt: Format, n: int, k: int, tokens: int, speed:
     if method in ("gptq", "sparsegpt"):
         return sweep_seconds(n, k, speed)
     if method == "awq":
-        return AWQ_GRID_FORWARDS * (rounding + 2 * n * k * tokens / speed.torch_flops)
+        # the scale search: one rounding and one forward of the unit per grid point
+        return AWQOptions().grid * (rounding + 2 * n * k * tokens / speed.torch_flops)
     return rounding  # rtn, smoothquant, magnitude, wanda: elementwise over the weight
 
 
