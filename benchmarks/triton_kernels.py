@@ -7,10 +7,14 @@ Shapes: SmolLM2-135M's fused qkv (960, 576), gate+up (3072, 576), down (576, 153
 (49152, 576), and a 7B LLaMA's qkv (12288, 4096), gate+up (22016, 4096) and down (4096, 11008).
 M = 1 (decode GEMV) and M = 512 (prefill GEMM). Each kernel is validated against the format's
 numpy dequantization first, then timed with `triton.testing.do_bench` (median), beside
-`x.half() @ W.half().T` (torch, cuBLAS) timed the same way in the same run. Reported per format
-and shape: microseconds, GB/s of stored weight bytes read and its fraction of `--peak-gbs`
-(the GPU's data-sheet memory bandwidth), TFLOP/s, and torch fp16's time over the kernel's.
-The target for int4 decode is >= 80 % of peak bandwidth and >= 3x torch fp16.
+`x.half() @ W.half().T` (torch, cuBLAS) timed the same way in the same run, and at M = 1 beside
+torch's int4 tinygemm (`_weight_int4pack_mm`, group 128) where this torch has it. First the
+GPU's device-to-device copy bandwidth is measured (a 1 GiB copy: bytes read + written over
+time). Reported per format and shape: microseconds, GB/s of stored weight bytes read and its
+fraction of that copy bandwidth, TFLOP/s, torch fp16's time over the kernel's (and tinygemm's),
+and once per format and shape the prepare time and the bytes the prepared weight holds on the
+device. The targets: decode >= 70 % of the copy bandwidth for every format, int4:g128 at least
+as fast as tinygemm and >= 3x torch fp16; prefill >= 50 % of torch fp16's throughput.
 
 Then the decoder's other steps (`edgec.kernels.triton.ops`) against what torch does with
 the same float32 tensors, each checked against torch's result first: RMSNorm and SwiGLU
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -38,7 +43,8 @@ FORMATS = "int4:g128,int4:g128:asym,int3:g128,int2:g64,int8,nf4:g64,fp8,fp16,2:4
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--formats", default=FORMATS)
-    parser.add_argument("--peak-gbs", type=float, default=3350.0, help="the GPU's memory bandwidth (H100 SXM: 3350)")
+    parser.add_argument("--peak-gbs", type=float, default=None,
+                        help="the GPU's data-sheet memory bandwidth, to print each kernel's share of it too")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one format per family: checks the script")
     parser.add_argument("--json", type=str)
     args = parser.parse_args()
@@ -61,28 +67,39 @@ def main() -> None:
 
     def bench(fn) -> float:
         if interpreted:
-            import time
-
             start = time.perf_counter()
             fn()
             return time.perf_counter() - start
         return triton.testing.do_bench(fn, return_mode="median") * 1e-3
 
+    copy_gbs = copy_bandwidth(device, bench, (1 << 20) if args.quick else (1 << 30))
+    print(f"device-to-device copy: {copy_gbs:,.0f} GB/s (bytes read + written)")
     rng = np.random.default_rng(0)
-    rows = []
+    rows, prepared = [], []
     for name, (n, k) in shapes.items():
         w = rng.standard_normal((n, k), dtype=np.float32) * 0.05
         w16 = torch.from_numpy(w).to(device).half()
+        weights = {}
+        for text in formats:
+            fmt = parse_format(text)
+            if fmt.is_sparse and k % 4:
+                continue
+            packed = fmt.quantize(w)
+            start = time.perf_counter()
+            weights[text] = fmt, packed, tk.prepare(fmt, packed, (n, k), device=device)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            prepared.append({"format": text, "shape": name, "prepare_seconds": seconds,
+                             "prepared_bytes": weights[text][2].prepared_bytes, "stored_bytes": fmt.nbytes((n, k))})
+            print(f"{text:>16} {name:>11} prepared in {seconds * 1e3:7.1f} ms, "
+                  f"{prepared[-1]['prepared_bytes'] / 1e6:8.2f} MB on the device ({fmt.nbytes((n, k)) / 1e6:8.2f} stored)")
         for m in ms:
             x = torch.randn((m, k), device=device)
             x16 = x.half()
             t_torch = bench(lambda: x16 @ w16.T)
-            for text in formats:
-                fmt = parse_format(text)
-                if fmt.is_sparse and k % 4:
-                    continue
-                packed = fmt.quantize(w)
-                weight = tk.prepare(fmt, packed, (n, k), device=device)
+            t_tiny = tinygemm_seconds(n, k, x, bench) if m == 1 and not interpreted else None
+            for text, (fmt, packed, weight) in weights.items():
                 expected = x.cpu().numpy() @ fmt.dequantize(packed, (n, k)).T
                 got = tk.linear(weight, x).cpu().numpy()
                 scale = np.abs(x.cpu().numpy()) @ np.abs(fmt.dequantize(packed, (n, k))).T
@@ -90,16 +107,49 @@ def main() -> None:
                     sys.exit(f"{text} {name} M={m}: the kernel disagrees with the numpy reference")
                 t = bench(lambda: tk.linear(weight, x))
                 stored = fmt.nbytes((n, k))
-                rows.append({"format": text, "shape": name, "n": n, "k": k, "m": m, "seconds": t, "torch_fp16_seconds": t_torch,
-                             "gbs": stored / t / 1e9, "tflops": 2 * m * n * k / t / 1e12})
+                rows.append({"format": text, "shape": name, "n": n, "k": k, "m": m, "seconds": t,
+                             "torch_fp16_seconds": t_torch, "tinygemm_seconds": t_tiny, "gbs": stored / t / 1e9,
+                             "copy_fraction": stored / t / 1e9 / copy_gbs, "tflops": 2 * m * n * k / t / 1e12})
                 r = rows[-1]
+                tiny = f"  x{t_tiny / t:5.2f} tinygemm" if t_tiny else ""
+                peak = f" ({r['gbs'] / args.peak_gbs:6.1%} of data-sheet peak)" if args.peak_gbs else ""
                 print(f"{text:>16} {name:>11} M={m:<4} {t * 1e6:10.1f} us {r['gbs']:8.1f} GB/s "
-                      f"({r['gbs'] / args.peak_gbs:6.1%} of peak) {r['tflops']:7.2f} TFLOP/s  x{t_torch / t:5.2f} torch fp16")
+                      f"({r['copy_fraction']:6.1%} of copy){peak} {r['tflops']:7.2f} TFLOP/s  "
+                      f"x{t_torch / t:5.2f} torch fp16" + tiny)
     ops_rows = small_ops(device, bench, quick=args.quick)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter", "rows": rows,
-                       "ops": ops_rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter",
+                       "copy_gbs": copy_gbs, "rows": rows, "prepared": prepared, "ops": ops_rows}, f, indent=1)
+
+
+def copy_bandwidth(device: str, bench, nbytes: int) -> float:
+    """GB/s of a device-to-device copy of `nbytes`: bytes read plus bytes written over its time."""
+    import torch
+
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / bench(lambda: dst.copy_(src)) / 1e9
+
+
+def tinygemm_seconds(n: int, k: int, x, bench) -> float | None:
+    """Time of torch's int4 tinygemm (`_weight_int4pack_mm`, group 128, bf16) on random codes of shape (N, K) for
+    x (1, K); None, with the reason printed, where this torch or GPU lacks it. Its packing takes K in multiples
+    of 256 per inner K tile (8 tiles for K % 1024 == 0, else fewer)."""
+    import torch
+
+    try:
+        inner = next(t for t in (8, 4, 2) if k % (128 * t) == 0)
+        codes = torch.randint(0, 16, (n, k), dtype=torch.int32, device=x.device)
+        packed = torch.ops.aten._convert_weight_to_int4pack((codes[:, ::2] << 4 | codes[:, 1::2]).to(torch.uint8),
+                                                             inner)
+        scales_zeros = torch.ones((k // 128, n, 2), dtype=torch.bfloat16, device=x.device)
+        xb = x.bfloat16()
+        torch.ops.aten._weight_int4pack_mm(xb, packed, 128, scales_zeros)
+        return bench(lambda: torch.ops.aten._weight_int4pack_mm(xb, packed, 128, scales_zeros))
+    except (RuntimeError, AttributeError, NotImplementedError, StopIteration) as error:
+        print(f"tinygemm ({n}, {k}): not timed ({str(error).splitlines()[0][:120]})")
+        return None
 
 
 MODELS = {  # hidden, heads, kv heads, head_dim, intermediate

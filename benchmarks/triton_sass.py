@@ -1,6 +1,6 @@
 """The decode GEMV's main loop per storage kind, read from the SASS Triton emits for sm_89 and sm_90 (no GPU needed).
 
-    python benchmarks/triton_sass.py [--kinds int4,nf4] [--configs all|first] [--kernel gemv|gemm]
+    python benchmarks/triton_sass.py [--kinds int4,nf4] [--dense-only] [--configs all|first] [--kernel gemv|gemm]
 
 For each matmul variant (`edgec.kernels.triton.sass`): the main loop's instructions per
 iteration and warp, its global loads by width, the share of loaded bytes that come in 128-bit
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--configs", choices=("all", "first"), default="all",
                         help="every autotune configuration, or the first of each kernel")
     parser.add_argument("--kernel", choices=("gemv", "gemm"), default="gemv")
+    parser.add_argument("--dense-only", action="store_true", help="leave out the 2:4 variants")
     args = parser.parse_args()
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
@@ -38,8 +39,9 @@ def main() -> None:
     best: dict[tuple[str, int], float] = {}
     print(f"{'variant':<40} {'arch':>5} {'loop instr':>10} {'loads (bits: count)':>28} {'128-bit bytes':>13} "
           f"{'instr/byte':>10} {'budget':>6}")
-    for variant in resources.matmul_variants(kinds, configs=args.configs):
-        if not variant.label.startswith(f"_{args.kernel} "):
+    sparse = (False,) if args.dense_only else (False, True)
+    for variant in resources.matmul_variants(kinds, sparse, configs=args.configs):
+        if not variant.label.split()[0].startswith(f"_{args.kernel}"):
             continue
         kind = variant.label.split()[1]
         for arch in ARCHS:

@@ -10,6 +10,9 @@ KIND (a constexpr) selects the decoder; the bit layouts are those of kernels/cpu
              per row, scale (and min) per group
     5 nf4    4-bit codes as intB                          w = table[c] * s_g
 
+WORDS > 0 reads the word layout of `edgec.kernels.triton.word_layout` (P = 32 / BITS values a word):
+column c·PW + j·W + i of a row is value j of its word c·W + i, the row's value P(c·W + i) + j.
+
 2:4 weights (SPARSE) hold a values matrix (N, K/2) in one of these kinds and a nibble per group
 of four inputs naming the two kept positions (low two bits first, ascending): dense column k is
 value 2(k//4) + [k%4 is the second kept position] if k%4 is kept, else 0.
@@ -23,26 +26,30 @@ import triton.language as tl
 
 @triton.jit
 def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride, ng, group,
-                  KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr):
+                  KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr):
     """Values matrix entries (rows, cols) as float32, 0 where not `mask` (rows (BN, 1), cols (1, BK))."""
     row_q = q_ptr + rows.to(tl.int64) * q_stride
+    at = cols  # where the code of each column is stored, in values along the row
+    if WORDS > 0:
+        chunk = (32 // BITS) * WORDS
+        at = (cols // chunk) * chunk + (cols % WORDS) * (32 // BITS) + (cols % chunk) // WORDS
     if KIND == 0 or KIND == 1:
-        lo = tl.load(row_q + 2 * cols, mask=mask, other=0).to(tl.uint32)
-        hi = tl.load(row_q + 2 * cols + 1, mask=mask, other=0).to(tl.uint32)
+        lo = tl.load(row_q + 2 * at, mask=mask, other=0).to(tl.uint32)
+        hi = tl.load(row_q + 2 * at + 1, mask=mask, other=0).to(tl.uint32)
         bits = lo | (hi << 8)
         if KIND == 0:
             w = bits.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
         else:
             w = (bits << 16).to(tl.float32, bitcast=True)
     elif KIND == 2 or KIND == 3:
-        code = tl.load(row_q + cols, mask=mask, other=0)
+        code = tl.load(row_q + at, mask=mask, other=0)
         s = tl.load(scale_ptr + rows.to(tl.int64) + cols * 0, mask=mask, other=0.0)  # one scale per row
         if KIND == 2:
             w = tl.load(lut_ptr + code.to(tl.int32), mask=mask, other=0.0) * s
         else:
             w = code.to(tl.int8, bitcast=True).to(tl.float32) * s
     else:
-        pos = cols * BITS
+        pos = at * BITS
         byte = pos >> 3
         b0 = tl.load(row_q + byte, mask=mask, other=0).to(tl.uint32)
         if BITS == 3:  # a 3-bit code may cross into the next byte; 2- and 4-bit codes never do
@@ -61,7 +68,7 @@ def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride
 
 @triton.jit
 def decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows, cols, mask, q_stride, ng, group, meta_stride,
-                KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, SPARSE: tl.constexpr):
+                KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, SPARSE: tl.constexpr, WORDS: tl.constexpr):
     """Dense weight entries W[rows, cols] as float32 (0 outside `mask`), 2:4 expanded."""
     if SPARSE:
         quad = cols // 4
@@ -71,5 +78,6 @@ def decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows, cols, mask, 
         first = at == (nib & 3)
         second = at == (nib >> 2)
         return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, 2 * quad + second.to(tl.int32),
-                             mask & (first | second), q_stride, ng, group, KIND, BITS, ASYM)
-    return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride, ng, group, KIND, BITS, ASYM)
+                             mask & (first | second), q_stride, ng, group, KIND, BITS, ASYM, 0)
+    return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride, ng, group, KIND, BITS, ASYM,
+                         WORDS)

@@ -28,7 +28,7 @@ GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot need
 # sm_80 to sm_90, and fit the 99 KB of shared memory of an RTX 30/40 (benchmarks/triton_resources.py,
 # tests/kernels/test_triton_compile.py): a decoded weight tile lives in registers, so larger tiles
 # (e.g. 64 x 128 for decode, 128 x 128 x 64 for prefill) spilled hundreds of bytes per thread.
-GEMV_BLOCKS = ((16, 128, 4), (32, 64, 4), (8, 256, 2))  # BLOCK_N, BLOCK_K, warps
+GEMV_BLOCKS = ((16, 128, 4), (32, 64, 8), (8, 256, 2))  # BLOCK_N, BLOCK_K, warps
 GEMM_BLOCKS = ((16, 32, 32, 4, 2), (64, 64, 32, 8, 2), (128, 64, 32, 8, 3))  # BLOCK_M, _N, _K, warps, stages
 
 
@@ -69,7 +69,7 @@ def _gemv(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, N, K, stri
         col_ok = cols < K
         x = tl.load(x_ptr + m * stride_xm + cols, mask=col_ok, other=0.0).to(tl.float32)
         w = decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows[:, None], cols[None, :],
-                        row_ok[:, None] & col_ok[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE)
+                        row_ok[:, None] & col_ok[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE, 0)
         acc += tl.sum(w * x[None, :], axis=1)
     out = y_ptr + m * stride_ym + rows
     if SPLIT_K == 1:
@@ -78,11 +78,12 @@ def _gemv(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, N, K, stri
         tl.atomic_add(out, acc, mask=row_ok)
 
 
-@triton.autotune(configs=gemm_configs(), key=_KEY)
+@triton.autotune(configs=gemm_configs(), key=_KEY + ["WORDS"])
 @triton.jit
 def _gemm(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, M, N, K, stride_xm, stride_ym,
           q_stride, ng, group, meta_stride, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr,
-          SPARSE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+          SPARSE: tl.constexpr, WORDS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+          BLOCK_K: tl.constexpr):
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -93,7 +94,8 @@ def _gemm(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, M, N, K, s
         x = tl.load(x_ptr + rm[:, None].to(tl.int64) * stride_xm + rk[None, :],
                     mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)
         w = decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rn[:, None], rk[None, :],
-                        (rn < N)[:, None] & (rk < K)[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE)
+                        (rn < N)[:, None] & (rk < K)[None, :], q_stride, ng, group, meta_stride, KIND, BITS, ASYM, SPARSE,
+                        WORDS)
         acc += tl.dot(x.to(dot_type), tl.trans(w.to(dot_type)))
     tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], acc,
              mask=(rm < M)[:, None] & (rn < N)[None, :])
@@ -122,6 +124,9 @@ def linear(weight, x, out=None):
         out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
+    if m < GEMV_MAX_M and weight.words:
+        _gemv_words_call(weight, x, out)
+        return out
     meta = weight.meta if weight.meta is not None else weight.q
     common = (weight.q, weight.scale, weight.minv, weight.lut, meta)
     sizes = (weight.q.shape[1], weight.ng, weight.group, meta.shape[1] if weight.meta is not None else 0)
@@ -137,5 +142,29 @@ def linear(weight, x, out=None):
         def grid(meta):
             return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
 
-        _gemm[grid](x, out, *common, m, n, k, x.stride(0), out.stride(0), *sizes, **flags)
+        _gemm[grid](x, out, *common, m, n, k, x.stride(0), out.stride(0), *sizes, WORDS=weight.words, **flags)
     return out
+
+
+def _gemv_words_call(weight, x, out) -> None:
+    """The word-layout decode GEMV (`edgec.kernels.triton.gemv_words`); its 128-bit loads of x need rows
+    that start 16-byte aligned, so a view that does not is copied first."""
+    import torch
+
+    from edgec.kernels.triton.gemv_words import _gemv_words
+
+    if x.data_ptr() % 16 or (x.shape[0] > 1 and x.stride(0) % 4):
+        x = x.clone(memory_format=torch.contiguous_format)
+    n, k = weight.shape
+
+    def grid(meta):
+        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
+
+    _gemv_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, n, k, x.stride(0),
+                      out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym,
+                      WORDS=weight.words, GROUP_STEPS=group_steps(weight))
+
+
+def group_steps(weight) -> int:
+    """Chunks of the word-layout GEMV per scale group (1 where the scale is per row or there is none)."""
+    return weight.group // (32 // weight.bits * weight.words) if weight.kind == 4 else 1

@@ -35,6 +35,10 @@ _MATMUL_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "lut_ptr", "m
 _MATMUL_TYPES = ("*fp32", "*fp32", "*u8", "*fp32", "*fp32", "*fp32", "*u8")
 _GEMV_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng", "group", "meta_stride")
 _GEMM_INTS = ("M",) + _GEMV_INTS
+_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "exponent_ptr")
+_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32")
+_WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
+WORD_VARIANT_WORDS = 16  # the word-layout GEMV is compiled for 16-word chunks, the layout of K % 128 == 0 (4-bit)
 
 
 @dataclass(frozen=True)
@@ -67,25 +71,37 @@ def _variant(label: str, fn, args: dict[str, str], constexprs: dict[str, object]
 
 def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (False, True),
                     configs: str = "all") -> Iterator[Variant]:
-    """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, with each
-    autotune configuration (`configs="all"`) or only the first of each kernel ("first")."""
+    """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, and the
+    word-layout decode GEMV for the dense kinds it decodes, with each autotune configuration
+    (`configs="all"`) or only the first of each kernel ("first")."""
+    from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
-    from edgec.kernels.triton.weights import KINDS
+    from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
 
     base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
     gemm_args = {**base, **{name: "i32" for name in _GEMM_INTS}}
+    words_args = {**dict(zip(_WORDS_ARGS, _WORDS_TYPES)), **{name: "i32" for name in _WORDS_INTS}}
     for kind_name in kinds or list(KINDS):
         kind, bits, asym = KINDS[kind_name]
         for sp in sparse:
             flags = dict(KIND=kind, BITS=bits, ASYM=asym, SPARSE=sp)
             name = f"{'2:4+' if sp else ''}{kind_name}"
             for fn, args, tuned in ((_gemv, gemv_args, gemv_configs()), (_gemm, gemm_args, gemm_configs())):
+                extra = {"WORDS": 0} if fn is _gemm else {}
                 for config in tuned[:1] if configs == "first" else tuned:
                     blocks = "x".join(str(v) for v in config.kwargs.values())
                     yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
-                                   {**flags, **config.kwargs}, num_warps=config.num_warps,
+                                   {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
+            if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
+                tuned = gemv_word_configs()
+                for config in tuned[:1] if configs == "first" else tuned:
+                    blocks = "x".join(str(v) for v in config.kwargs.values())
+                    constexprs = {"KIND": kind, "BITS": bits, "ASYM": asym, "WORDS": WORD_VARIANT_WORDS,
+                                  "GROUP_STEPS": 1, **config.kwargs}
+                    yield _variant(f"_gemv_words {name} {blocks} w{config.num_warps}", _gemv_words.fn, words_args,
+                                   constexprs, num_warps=config.num_warps, num_stages=config.num_stages)
 
 
 def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...] = (576, 4096)) -> Iterator[Variant]:
@@ -130,7 +146,11 @@ def compile_cubin(variant: Variant, arch: int):
     from triton.compiler import ASTSource
     from triton.compiler import compile as triton_compile
 
-    source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=variant.constexprs)
+    names = list(variant.fn.arg_names)
+    # Triton specializes 16-byte aligned pointers (every torch allocation) at launch; compile as it would
+    aligned = {(names.index(name),): [["tt.divisibility", 16]] for name, kind in variant.signature.items()
+               if kind.startswith("*")}
+    source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=variant.constexprs, attrs=aligned)
     compiled = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=dict(variant.options))
     return compiled.asm["cubin"], compiled.metadata
 

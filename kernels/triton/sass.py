@@ -96,8 +96,13 @@ class LoopProfile:
 
 
 def tile_bytes(variant: Variant) -> float:
-    """Stored bytes of the BLOCK_N x BLOCK_K weight tile a matmul variant reads per iteration."""
+    """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or for the
+    word-layout GEMV BLOCK_N x WORDS 32-bit words of codes."""
     c = variant.constexprs
+    if "WORDS" in c and "BLOCK_K" not in c:
+        rows, cols = c["BLOCK_N"], 32 // c["BITS"] * c["WORDS"]
+        grouped = c["BITS"] == 4  # int8 has one scale per row, 16-bit kinds none
+        return rows * c["WORDS"] * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols
     codes = rows * values * bits / 8 + (rows * cols / 8 if c["SPARSE"] else 0)  # 2:4: one position bit a column

@@ -1,8 +1,10 @@
 """`prepare`: a weight's stored buffers as the Triton kernels read them, on the device.
 
 The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
-`edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes; scales and minima are float32; fp8 and
-nf4 codes decode through a small table of their exact float32 values.
+`edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
+dense f16, bf16, int8 and int4 codes whose K (and group) allow it, which are repacked once into the word
+layout of `edgec.kernels.triton.word_layout` (the decode GEMV's 128-bit loads); scales and minima are float32;
+fp8 and nf4 codes decode through a small table of their exact float32 values.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from edgec.core.formats.fp8 import e4m3fn_to_float32
 from edgec.core.formats.nf4 import NF4_CODEBOOK
 from edgec.core.storage_kinds import STORAGE_KINDS
 from edgec.kernels.cpu.conversion import storage_parts
+from edgec.kernels.triton.word_layout import chunk_words, interleave
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
+WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (3, 8), (4, 4)}
+"""(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, int8, int4."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +42,8 @@ class TritonWeight:
     minv: object    # float32 (N, ng), or a placeholder
     lut: object     # float32 table of code values (fp8: 256, nf4: 16), or a placeholder
     meta: object    # uint8 (N, ceil(K/8)) 2:4 positions, or None
+    words: int = 0  # words per chunk of the word layout (word_layout.py), 0: codes as stored
+    exponent: object = None  # float32 [2^23] for the word-layout GEMV (gemv_words.py), else None
 
     @property
     def ng(self) -> int:
@@ -45,6 +52,23 @@ class TritonWeight:
     @property
     def device(self):
         return self.q.device
+
+    @property
+    def q_words(self):
+        """The word-layout codes as int32 (N, K/8), a view of `q`."""
+        return self.q.view(self.q.shape[0], -1).view(_int32())
+
+    @property
+    def prepared_bytes(self) -> int:
+        """Device bytes this weight holds."""
+        return sum(t.numel() * t.element_size() for t in (self.q, self.scale, self.minv, self.lut, self.meta,
+                                                          self.exponent) if t is not None)
+
+
+def _int32():
+    import torch
+
+    return torch.int32
 
 
 def default_device():
@@ -65,6 +89,11 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     a = parts.arrays
     q = np.ascontiguousarray(a["q"]).view(np.uint8).reshape(shape[0], -1)
     kv = shape[1] // 2 if "meta" in a else shape[1]
+    words = None
+    if (kind, bits) in WORD_LAYOUT_KINDS and "meta" not in a:
+        words = chunk_words(shape[1], int(parts.group) if kind == 4 else None, bits)
+    if words:
+        q = interleave(q, shape[1], bits, words).view(np.uint8)
     placeholder = torch.zeros(1, dtype=torch.float32, device=device)
 
     def floats(name):
@@ -75,4 +104,5 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
         fmt, (int(shape[0]), int(shape[1])), kind, bits, asym, int(parts.group), kv,
         torch.from_numpy(q.copy()).to(device), floats("scale"), floats("minv"),
         placeholder if lut is None else torch.from_numpy(np.asarray(lut, dtype=np.float32)).to(device),
-        torch.from_numpy(np.array(a["meta"])).to(device) if "meta" in a else None)
+        torch.from_numpy(np.array(a["meta"])).to(device) if "meta" in a else None, words or 0,
+        torch.tensor([2.0 ** 23], dtype=torch.float32, device=device) if words else None)

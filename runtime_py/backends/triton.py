@@ -1,11 +1,11 @@
 """The `triton` backend: every linear layer by the Triton kernels of `edgec.kernels.triton`, on the GPU.
 
-Each weight's stored buffers are copied to the device once (codes as stored, scales widened to
-float32; no float copy of the weight). LLaMA-family models run their whole pass on the device
+Each weight's stored buffers are copied to the device once (codes as stored, or dense int4, int8,
+fp16 and bf16 codes repacked into the decode GEMV's word layout; scales widened to float32; no
+float copy of the weight). LLaMA-family models run their whole pass on the device
 (runtime_py/backends/triton_decoder.py); other executors call each linear layer with host
-activations, which cross to the device and back per call. Without a GPU it
-runs in Triton's interpreter when TRITON_INTERPRET=1 is set (for tests: slow, and never picked
-by `auto`).
+activations, which cross to the device and back per call. Without a GPU it runs in Triton's
+interpreter when TRITON_INTERPRET=1 is set (for tests: slow, and never picked by `auto`).
 """
 
 from __future__ import annotations
@@ -50,10 +50,8 @@ class TritonBackend(Backend):
 
     def kernel(self, fmt: Format, buffers: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[Kernel, int]:
         kernel = TritonKernel(self._tk.prepare(fmt, buffers, shape))
-        w = kernel.weight
-        held = [w.q, w.scale, w.minv, w.lut] + ([w.meta] if w.meta is not None else [])
-        on_host = w.device.type == "cpu"
-        return kernel, sum(t.numel() * t.element_size() for t in held) if on_host else 0
+        on_host = kernel.weight.device.type == "cpu"
+        return kernel, kernel.weight.prepared_bytes if on_host else 0
 
     def _fused_pass(self, config, blocks, norm, head, rotary):
         from edgec.runtime.backends.triton_decoder import DeviceLlama

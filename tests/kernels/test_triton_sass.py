@@ -50,14 +50,39 @@ def test_tile_bytes_count_codes_and_group_scales():
     assert sass.tile_bytes(sparse) == rows * cols / 2 + rows * cols / 8  # half the values, a position bit each
 
 
-def test_the_check_reads_the_int4_decode_loop_and_flags_it_instruction_bound():
-    """The int4 GEMV of today loads its codes a byte at a time and issues ~10x the H200's budget per byte: the
-    check must see exactly that (when the kernel is rewritten to meet the budget, this test turns into the
-    budget's guard)."""
+def _sass_check(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--kinds", "int4", "--configs", "first"], capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert done.returncode == 1 and "instruction-bound decode GEMV: int4 on sm_89" in done.stderr, done.stderr[-2000:]
-    line = next(row for row in done.stdout.splitlines() if row.startswith("_gemv int4") and "sm_90" in row)
-    loads, share, per_byte = re.search(r"\s(8: \d+.*?)\s+(\d+)%\s+([0-9.]+)\s+7$", line).groups()
-    assert int(share) == 0 and float(per_byte) > 7, line
+    return subprocess.run([sys.executable, str(SCRIPT), *args, "--dense-only", "--configs", "first"],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def _row(stdout: str, prefix: str, arch: int) -> tuple[int, float]:
+    """(128-bit share in %, lane-instructions per byte) of the first row starting with `prefix` on `arch`."""
+    line = next(row for row in stdout.splitlines() if row.startswith(prefix) and f"sm_{arch}" in row)
+    share, per_byte, _ = re.search(r"\s(\d+)%\s+([0-9.]+)\s+(\d+)$", line).groups()
+    return int(share), float(per_byte)
+
+
+WITHIN_BUDGET = ("int4", "int8", "f16", "bf16")
+
+
+def test_the_word_layout_decode_gemv_loads_128_bits_and_issues_within_both_budgets():
+    """The budget guard: for int4, int8, f16 and bf16 the word-layout GEMV's main loop, compiled for sm_89 and
+    sm_90, loads its codes and inputs 128 bits at a time and issues at most the lane-instructions per stored byte an
+    H200 (7) and an RTX 4090 (41) deliver memory for."""
+    done = _sass_check("--kinds", ",".join(WITHIN_BUDGET))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for kind in WITHIN_BUDGET:
+        for arch in (89, 90):
+            share, per_byte = _row(done.stdout, f"_gemv_words {kind} ", arch)
+            assert share >= 90 and per_byte <= sass.ISSUE_BUDGET[arch], (kind, arch, share, per_byte)
+
+
+def test_the_check_flags_an_instruction_bound_kernel():
+    """nf4 still runs the byte-layout GEMV (a table lookup per code): the check must report it over the H200's
+    budget and exit 1."""
+    done = _sass_check("--kinds", "nf4")
+    assert done.returncode == 1 and "instruction-bound decode GEMV: " in done.stderr, done.stderr[-2000:]
+    assert "nf4 on sm_90" in done.stderr
+    share, per_byte = _row(done.stdout, "_gemv nf4 ", 90)
+    assert share == 0 and per_byte > 7

@@ -1,0 +1,111 @@
+"""`_gemv_words`: the decode GEMV for codes in the word layout (`edgec.kernels.triton.word_layout`).
+
+Each program takes BLOCK_N output rows of one x row and one K split, and per step one chunk of
+P·WORDS columns (P = 32 / BITS values per word): a (BLOCK_N, WORDS) tile of 32-bit code words,
+which Triton loads 128 bits per thread, and the chunk's inputs, P contiguous slices of WORDS
+values. Nothing is masked inside the loop: out-of-range rows read row N − 1 and are not stored.
+Per value the main loop issues (docs/triton.md has the SASS counts):
+
+* 4-bit integers (KIND 4): one LOP3, `(word & (15 << sh)) | 0x4B000000`, the float
+  2^23 + c·2^sh (exact: c·2^sh < 2^23; the high half-word is shifted down by 12 first, so
+  every code sits at bit 0, 4, 8, 12 or 16), one FFMA that makes it c − 8 (ASYM: c), exactly,
+  and one FFMA with x. Per chunk each (row, word) sum is scaled by its group scale; ASYM adds
+  the group minimum times the chunk's x sum.
+* int8 (KIND 3): the same with bytes, whose sign bits are flipped first (c + 128 is the
+  unsigned byte), and the row's scale applied once, at the end.
+* float16 (KIND 0): a half-word widened to float32 and one FFMA; bfloat16 (KIND 1): the
+  half-word moved to the top of a float32 (one shift or mask) and one FFMA.
+
+The exponent bits 0x4B000000 are read from memory (`exponent_ptr`, the float 2^23) rather than
+written as a constant: as an immediate or a constant-bank operand, ptxas splits each LOP3 in
+two on sm_89.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from edgec.kernels.triton.matmul import _interpreted
+
+GEMV_WORD_BLOCKS = ((128, 8), (64, 4))  # BLOCK_N, warps (256 rows spill for ASYM on sm_86)
+GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
+
+
+def _zero_output(args: dict) -> None:
+    args["y_ptr"].zero_()  # split-K programs add into it
+
+
+def gemv_word_configs() -> list[triton.Config]:
+    """Block sizes tried for decode (split-K zeroes the output first); the interpreter takes the first."""
+    configs = [triton.Config({"BLOCK_N": bn, "SPLIT_K": sk}, num_warps=w, pre_hook=_zero_output if sk > 1 else None)
+               for bn, w in GEMV_WORD_BLOCKS for sk in GEMV_WORD_SPLITS]
+    return configs[:1] if _interpreted() else configs
+
+
+@triton.jit
+def _exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.constexpr):
+    """The code (word >> sh) & mask minus `offset`, as float32, from the code's bits at `sh` (see the module
+    docstring): one LOP3 and one FFMA."""
+    biased = ((word & (mask << sh)) | exponent).to(tl.float32, bitcast=True)
+    return biased * (1.0 / (1 << sh)) - (8388608.0 / (1 << sh) + offset)
+
+
+@triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
+                 reset_to_zero=["y_ptr"])
+@triton.jit
+def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, N, K, stride_xm, stride_ym, q_stride, ng,
+                KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
+                GROUP_STEPS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+    PER_WORD: tl.constexpr = 32 // BITS
+    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
+    words = tl.arange(0, WORDS)
+    steps = K // (PER_WORD * WORDS)
+    per_split = tl.cdiv(steps, SPLIT_K)
+    first = pid_k * per_split
+    last = tl.minimum(first + per_split, steps)
+    # rows start 16-byte aligned (q_stride = K / P words, K a multiple of 4P) and so do x rows
+    q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + words[None, :]
+    x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
+    exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
+    acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
+    for step in range(first, last):
+        low = tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True)
+        x_chunk = x_row + step * PER_WORD * WORDS
+        if KIND == 4:
+            high = low >> 12
+            part = tl.zeros((BLOCK_N, WORDS), tl.float32)
+            x_sum = tl.zeros((WORDS,), tl.float32)
+            for j in tl.static_range(8):
+                xj = tl.load(x_chunk + j * WORDS)
+                part += _exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15,
+                                   0.0 if ASYM else 8.0) * xj[None, :]
+                if ASYM:
+                    x_sum += xj
+            group = rows * ng + step // GROUP_STEPS
+            acc += part * tl.load(scale_ptr + group)
+            if ASYM:
+                acc += tl.load(min_ptr + group) * x_sum[None, :]
+        elif KIND == 3:
+            flipped = low ^ 0x80808080  # signed bytes as c + 128
+            high = flipped >> 16
+            for j in tl.static_range(4):
+                xj = tl.load(x_chunk + j * WORDS)
+                acc += _exact_int(flipped if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0) * xj[None, :]
+        else:
+            for j in tl.static_range(2):
+                xj = tl.load(x_chunk + j * WORDS)
+                if KIND == 0:
+                    half = (low & 0xFFFF) if j == 0 else (low >> 16)
+                    value = half.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+                else:
+                    value = ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
+                acc += value * xj[None, :]
+    out = tl.sum(acc, axis=1)
+    if KIND == 3:
+        out *= tl.load(scale_ptr + tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64) * ng)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if SPLIT_K == 1:
+        tl.store(y_ptr + m * stride_ym + rows, out, mask=rows < N)
+    else:
+        tl.atomic_add(y_ptr + m * stride_ym + rows, out, mask=rows < N)

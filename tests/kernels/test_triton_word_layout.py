@@ -1,0 +1,116 @@
+"""The word layout of codes and the decode GEMV that reads it (edgec.kernels.triton.word_layout,
+gemv_words), in Triton's interpreter, against the format library's numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgec.core.formats import parse_format
+from edgec.kernels import triton as tk
+from edgec.kernels.triton.word_layout import chunk_words, interleave
+
+pytestmark = pytest.mark.skipif(not tk.available(), reason=f"{tk.unavailable_reason()}")
+
+
+def test_nibble_j_of_word_i_holds_column_j_times_w_plus_i():
+    k, words = 64, 4  # two chunks of 32 columns
+    codes = np.arange(k, dtype=np.uint8) % 16
+    stored = (codes[0::2] | (codes[1::2] << 4))[None, :]
+    packed = interleave(stored, k, 4, words)[0]
+    for chunk in range(2):
+        for i in range(words):
+            for j in range(8):
+                column = chunk * 8 * words + j * words + i
+                assert (packed[chunk * words + i] >> (4 * j)) & 15 == codes[column]
+
+
+def test_whole_byte_values_interleave_the_same_way():
+    k, words = 32, 4
+    values = np.arange(2 * k, dtype=np.uint16).reshape(2, k)
+    for bits, stored in ((8, values.astype(np.uint8)), (16, values)):
+        per_word = 32 // bits
+        packed = interleave(stored.view(np.uint8), k, bits, words)
+        for i in range(k // per_word):
+            chunk, word = divmod(i, words)
+            for j in range(per_word):
+                value = (packed[1, i] >> (bits * j)) & ((1 << bits) - 1)
+                assert value == stored[1, chunk * per_word * words + j * words + word]
+
+
+def test_chunk_is_the_widest_that_divides_k_and_the_group():
+    assert chunk_words(4096, 128, 4) == 16
+    assert chunk_words(576, 128, 4) == 8  # SmolLM2's hidden size
+    assert chunk_words(4096, 32, 4) == 4
+    assert chunk_words(200, 64, 4) is None and chunk_words(4096, 16, 4) is None
+    assert chunk_words(576, None, 8) == 16 and chunk_words(576, None, 16) == 16
+    assert chunk_words(200, None, 8) is None  # not a multiple of 16 values
+
+
+def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
+    import torch
+
+    fmt = parse_format(fmt)
+    rng = np.random.default_rng(3)
+    w0 = rng.standard_normal(shape).astype(np.float32) * 0.05
+    w0[0, :3] = [0.9, -1.3, 3.0]
+    packed = fmt.quantize(w0)
+    w = fmt.dequantize(packed, shape)
+    weight = tk.prepare(fmt, packed, shape)
+    grouped = weight.kind == 4
+    assert weight.words == chunk_words(shape[1], weight.group if grouped else None, weight.bits)
+    for m in ms:
+        x = rng.standard_normal((m, shape[1])).astype(np.float32)
+        got = (launch or tk.linear)(weight, torch.from_numpy(x)).numpy()
+        tol = 1e-5 if m < 16 else 2e-3
+        assert (np.abs(got - x @ w.T) <= tol * (np.abs(x) @ np.abs(w).T) + 1e-30).all(), (str(fmt), shape, m)
+
+
+@pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
+                                 "fp16", "bf16"])
+@pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
+def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
+    _check(fmt, shape, ms=(1, 3, 20))
+
+
+@pytest.mark.parametrize("config", range(6))
+def test_every_decode_configuration_matches_the_reference(config):
+    """Each autotune configuration, launched directly (the interpreter's autotuner takes only the first): 9 chunks
+    split 4 or 16 ways leave splits empty; 70 rows leave a partial block."""
+    import triton
+
+    from edgec.kernels.triton.gemv_words import GEMV_WORD_BLOCKS, GEMV_WORD_SPLITS, _gemv_words
+    from edgec.kernels.triton.matmul import group_steps
+
+    block_n, warps = GEMV_WORD_BLOCKS[config // len(GEMV_WORD_SPLITS)]
+    split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
+
+    def launch(weight, x):
+        import torch
+
+        n, k = weight.shape
+        out = torch.zeros((x.shape[0], n), dtype=torch.float32)
+        grid = (triton.cdiv(n, block_n), x.shape[0], split)
+        _gemv_words.fn[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, n, k, x.stride(0),
+                             out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
+                             ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=group_steps(weight), BLOCK_N=block_n,
+                             SPLIT_K=split, num_warps=warps)
+        return out
+
+    _check(("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "int4:g32")[config], (70, 576), launch=launch)
+
+
+def test_a_misaligned_input_view_is_read_correctly():
+    import torch
+
+    fmt, shape = parse_format("int4:g32"), (9, 64)
+    w0 = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    packed = fmt.quantize(w0)
+    w = fmt.dequantize(packed, shape)
+    weight = tk.prepare(fmt, packed, shape)
+    base = torch.from_numpy(np.random.default_rng(1).standard_normal(2 * 64 + 1).astype(np.float32))
+    x = base[1:65][None, :]  # starts 4 bytes past an allocation
+    assert x.data_ptr() % 16
+    got = tk.linear(weight, x).numpy()
+    xn = x.numpy()
+    assert np.allclose(got, xn @ w.T, rtol=0, atol=1e-5 * float((np.abs(xn) @ np.abs(w).T).max()))
