@@ -108,7 +108,8 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     samples of one shape are interleaved (round after round over its formats and token
     counts), so a burst of other work on the machine slows one sample of many points
     rather than every sample of one point, and the median discards it. Progress goes to
-    stderr when `progress`.
+    stderr when `progress`, counting each point twice: once when its warm-up is done (on a
+    GPU that compiles and autotunes it, the longer part) and once when it is timed.
     """
     from edgec.core.progress import progress_counter
 
@@ -126,7 +127,8 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
     per_point = budget_s / max(points, 1)
     rng = np.random.default_rng(seed)
     timings: list[KernelTiming] = []
-    with progress_counter(total=points, desc="timing kernels", unit="kernel", enabled=progress) as bar:
+    with progress_counter(total=2 * points, desc="timing kernels", unit="step",
+                          enabled=progress) as bar:
         for n, k in shapes:
             bar.set_postfix_str(f"{n}x{k}", refresh=False)
             w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)
@@ -142,6 +144,7 @@ def measure_kernels(formats: Sequence[str | Format], shapes: Sequence[tuple[int,
                 once = max(seconds_per_call(call, 1, target.synchronize), 1e-9)
                 inners.append(max(1, min(1000, int(target.min_sample_s / once))))
                 counts.append(max(min_repeats, min(repeats, int(per_point / (once * inners[-1])))))
+                bar.update()
             times: list[list[float]] = [[] for _ in calls]
             for round_ in range(max(counts)):
                 for i, (_, _, call) in enumerate(calls):
