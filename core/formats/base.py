@@ -160,14 +160,24 @@ class Format(ABC):
         so a large weight costs its float32 result and one band's temporaries.
         """
         w = self.prepare(w)
-        if w.ndim != 2 or w.size <= BAND_ELEMENTS:  # 16-bit formats also store vectors (norms, biases)
-            return self.decode(self.encode(w), w.shape)
         out = np.empty_like(w)
-        rows = max(1, BAND_ELEMENTS // w.shape[1])
-        for start in range(0, w.shape[0], rows):
-            band = w[start : start + rows]
-            out[start : start + rows] = self.decode(self.encode(band), band.shape)
+        for rows in row_bands(w):
+            out[rows] = self.decode(self.encode(w[rows]), w[rows].shape)
         return out
+
+    def encode_decode(self, w: np.ndarray) -> tuple[Encoded, np.ndarray]:
+        """(encode(w), decode(encode(w))), a band of rows at a time as in `fake_quantize`: a large weight costs
+        its two results and one band's temporaries (whole, int4 asymmetric encoding takes 4x the weight)."""
+        w = self.prepare(w)
+        out, enc = np.empty_like(w), {}
+        for rows in row_bands(w):
+            band = self.encode(w[rows])
+            for key, value in band.items():
+                if value.shape[:1] != (len(out[rows]),):
+                    raise AssertionError(f"format {self}: encoded array {key!r} is not one row per weight row")
+                enc.setdefault(key, np.empty(out.shape[:1] + value.shape[1:], value.dtype))[rows] = value
+            out[rows] = self.decode(band, w[rows].shape)
+        return enc, out
 
     def prepare(self, w: np.ndarray) -> np.ndarray:
         """Validate a weight and return it as float32, refusing non-finite values."""
@@ -176,6 +186,15 @@ class Format(ABC):
         if not np.isfinite(w).all():
             raise FormatError(f"format {self}: weight contains NaN or infinite values")
         return w
+
+
+def row_bands(w: np.ndarray) -> list[slice]:
+    """Bands of rows of `w` of about BAND_ELEMENTS weights each; one band for a vector (16-bit formats also store
+    norms and biases) or a small matrix."""
+    if w.ndim != 2 or w.size <= BAND_ELEMENTS:
+        return [slice(None)]
+    rows = max(1, BAND_ELEMENTS // w.shape[1])
+    return [slice(start, start + rows) for start in range(0, w.shape[0], rows)]
 
 
 def registered_families() -> dict[str, type[Format]]:

@@ -86,6 +86,11 @@ def test_rows_are_independent_and_fake_quantize_by_bands_is_exact(fmt, monkeypat
     np.testing.assert_array_equal(band, whole[2:5])
     monkeypatch.setattr(base, "BAND_ELEMENTS", 2 * 256)  # bands of two rows, the last one a single row
     np.testing.assert_array_equal(fmt.fake_quantize(w), whole)
+    encoded, decoded = fmt.encode_decode(w)
+    np.testing.assert_array_equal(decoded, whole)
+    for key, value in fmt.encode(w).items():
+        np.testing.assert_array_equal(encoded[key], value, err_msg=key)
+        assert encoded[key].dtype == value.dtype
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=str)

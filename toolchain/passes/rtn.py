@@ -20,5 +20,5 @@ class RTN(Pass):
 
     def compress(self, weight: np.ndarray, config: LayerConfig, cal: BlockCalibration | None,
                  layer: str) -> Compressed:
-        enc = config.format.encode(weight)
-        return Compressed(config.format.decode(enc, weight.shape), enc)
+        enc, decoded = config.format.encode_decode(weight)
+        return Compressed(decoded, enc)

@@ -10,6 +10,8 @@ order, in any process that holds the model and the context.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +53,10 @@ class BlockContext:
     _originals: dict[str, tuple[list[np.ndarray], tuple[float, float]]] = field(default_factory=dict)
 
     def originals(self, unit: Unit) -> tuple[list[np.ndarray], tuple[float, float]]:
-        """The unit's weights as float32 arrays and their `squared_norms`."""
+        """The unit's weights as float32 arrays (views of the model's own when it holds float32 host tensors: a task
+        never writes into them, see `applied`) and their `squared_norms`."""
         if unit.label not in self._originals:
-            weights = [self.refs[n].weight().float().numpy().copy() for n in unit.layers]
+            weights = [_original(self.refs[n]) for n in unit.layers]
             self._originals[unit.label] = weights, squared_norms(weights, self.hessian(unit))
         return self._originals[unit.label]
 
@@ -77,13 +80,8 @@ def measure_task(context: BlockContext, task: SensitivityTask) -> TaskResult:
     tensor, output = relative_errors(weights, new, context.hessian(unit), norms)
     if not task.loss_required:
         return tensor, output, None
-    unit_refs = [context.refs[n] for n in unit.layers]
-    apply_weights(unit_refs, new)
-    del new  # copied into the model: not held through the loss forward
-    try:
+    with applied([context.refs[n] for n in unit.layers], new, weights):
         return tensor, output, context.loss.changed_block(context.cal.index)
-    finally:
-        apply_weights(unit_refs, weights)
 
 
 SQUARES_CHUNK = 1 << 22  # elements of a weight (or a difference) reduced at once (a 1B model's head has 262M)
@@ -132,10 +130,41 @@ def relative_errors(weights: list[np.ndarray], new: list[np.ndarray], hessian: t
     return num_t / max(den_t, 1e-30), (num_o / den_o if den_o else None)
 
 
-def apply_weights(refs: list[LinearRef], weights: list[np.ndarray]) -> None:
-    """Write `weights` into the model's linears `refs` (at the type the model holds them in)."""
+def _holds_float32_on_host(ref: LinearRef) -> bool:
+    return ref.module.weight.dtype == torch.float32 and ref.module.weight.device.type == "cpu"
+
+
+def _original(ref: LinearRef) -> np.ndarray:
+    """A linear's weight (out, in) as float32: a view of the model's tensor where it is a float32 host tensor."""
+    if _holds_float32_on_host(ref):
+        return np.ascontiguousarray(ref.weight().numpy())  # passes never write into the weights they are given
+    return ref.weight().float().numpy().copy()
+
+
+@contextmanager
+def applied(refs: list[LinearRef], weights: list[np.ndarray], originals: list[np.ndarray]) -> Iterator[None]:
+    """Inside, the linears `refs` compute with `weights` ((out, in) float32). Where the model holds float32 host
+    tensors (a block onloaded on the CPU), each module's weight points at its new array for the time, so the
+    original tensor, which `originals` may view, is never written and no third copy of the unit is made; elsewhere
+    the values are copied in and `originals` copied back."""
+    if all(_holds_float32_on_host(ref) for ref in refs):
+        held = [ref.module.weight.data for ref in refs]
+        for ref, w in zip(refs, weights):
+            new = torch.from_numpy(np.asarray(w, dtype=np.float32))
+            ref.module.weight.data = new.t() if ref.transposed else new
+        try:
+            yield
+        finally:
+            for ref, tensor in zip(refs, held):
+                ref.module.weight.data = tensor
+        return
     for ref, w in zip(refs, weights):
         ref.set_weight(torch.from_numpy(w))
+    try:
+        yield
+    finally:
+        for ref, w in zip(refs, originals):
+            ref.set_weight(torch.from_numpy(w))
 
 
 def head_errors(head: LinearRef, cand: Candidate, loss_required: bool,
