@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from edgec.calibration.placement import compute_device, host_dtype, onloaded, to_device
+from edgec.calibration.placement import compute_device, host_dtype, onloaded, streamed, to_device
 from edgec.compress import CalibrationSettings, compress
 from edgec.core.errors import EdgecError
 from edgec.core.formats import parse_format
@@ -69,6 +69,49 @@ def test_onloaded_restores_the_host_type_when_the_work_fails():
     with pytest.raises(RuntimeError), onloaded(layer, CPU):
         raise RuntimeError("boom")
     assert layer.weight.dtype == torch.float16
+
+
+def test_streamed_onloads_each_submodule_only_while_it_runs_and_never_writes_the_host_tensors():
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)).to(torch.bfloat16)
+    homes = [p.data_ptr() for p in block.parameters()]
+    seen = []
+    x = torch.randn(3, 4)
+    with streamed(block, CPU):
+        handle = block[2].register_forward_pre_hook(  # runs after streamed's own hook
+            lambda mod, args: seen.append((block[0].weight.dtype, mod.weight.dtype)))
+        out = block(x)
+        handle.remove()
+    with onloaded(block, CPU):
+        expected = block(x)
+    assert seen == [(torch.bfloat16, torch.float32)]  # the first layer went back before the last one ran
+    assert torch.equal(out, expected) and out.dtype == torch.float32
+    assert [p.data_ptr() for p in block.parameters()] == homes and block[0].weight.dtype == torch.bfloat16
+    with pytest.raises(RuntimeError), streamed(block, CPU):
+        block(torch.randn(3, 5))  # the first layer fails inside its forward
+    assert all(p.dtype == torch.bfloat16 for p in block.parameters())
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "tiny_gemma3_dir", "tiny_phi3_dir", "tiny_gpt2_dir",
+                                    "tiny_bert_dir"])
+def test_a_streamed_forward_through_the_blocks_is_the_onloaded_one(family, request, monkeypatch, tmp_path):
+    """The planner's loss windows run the later blocks streamed: bit for bit what onloading each whole block gives,
+    for each family's block structure."""
+    from edgec.calibration.windows import calibration_windows
+    from edgec.planner import output_loss
+
+    original = load_model(request.getfixturevalue(family))
+    path = tmp_path / "bf16"
+    original.model.to(torch.bfloat16).save_pretrained(path)
+    original.tokenizer.save_pretrained(path)
+    loaded = load_model(path, keep_16bit=True)
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    ids, _ = calibration_windows(loaded.tokenizer, 1, 16)
+    loss = output_loss.OutputLoss(loaded, ids, CPU)
+    streamed_out = loss._from_block(0, loss.hidden)
+    monkeypatch.setattr(output_loss, "streamed", onloaded)
+    assert torch.equal(streamed_out, loss._from_block(0, loss.hidden))
+    assert all(p.dtype == torch.bfloat16 for p in loaded.model.parameters())
 
 
 def test_to_device_converts_nested_floating_tensors_only():

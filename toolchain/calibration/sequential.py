@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgec.calibration.placement import onloaded, to_device
+from edgec.calibration.placement import onloaded, streamed, to_device
 from edgec.calibration.stats import InputStats
 from edgec.core.memory import release_free_memory
 from edgec.core.progress import progress_counter
@@ -52,8 +52,9 @@ def capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[
                          batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, dict]]]:
     """The first block's input hidden states, and the other arguments the model passes to the blocks of each
     kind (`Adapter.block_kinds`), per batch, on `device` in float32: the model runs where its embedding is, up
-    to the first block of the last kind it reaches. The embedding's output is made float32 before anything
-    reads it, so that rotary tables and masks computed from it are float32 for a 16-bit model too."""
+    to the first block of the last kind it reaches, every module streamed in float32 (`placement.streamed`),
+    and the embedding's output is made float32 before anything reads it, so that rotary tables and masks
+    computed from it are float32 for a 16-bit model too."""
     inputs: list[torch.Tensor] = []
     captured: list[dict[str, dict]] = []
     firsts = {kind: kinds.index(kind) for kind in kinds}  # kind -> its first block
@@ -76,11 +77,12 @@ def capture_block_inputs(model: nn.Module, blocks: list[nn.Module], kinds: list[
     handles.append(embedding.register_forward_hook(lambda module, args, out: out.float()))
     ids = ids.to(embedding.weight.device)
     try:
-        for start in range(0, ids.shape[0], batch_size):
-            try:
-                model(input_ids=ids[start : start + batch_size], use_cache=False)
-            except _StopForward:
-                pass
+        with streamed(model, embedding.weight.device, leave=(embedding,)):  # the rest of the way in float32
+            for start in range(0, ids.shape[0], batch_size):
+                try:
+                    model(input_ids=ids[start : start + batch_size], use_cache=False)
+                except _StopForward:
+                    pass
     finally:
         for handle in handles:
             handle.remove()

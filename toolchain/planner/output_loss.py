@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from edgec.calibration.placement import onloaded
+from edgec.calibration.placement import onloaded, streamed
 from edgec.calibration.sequential import capture_block_inputs, final_hidden, run_block
 from edgec.calibration.vocab_bands import BandedSoftmax, logit_bands, rounded_embedding
 from edgec.core.formats import Format
@@ -42,8 +42,8 @@ class OutputLoss:
         return final_hidden(self.adapter, self.model, hidden, self.device)
 
     def _from_block(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
-        for i in range(index, len(self.blocks)):
-            with onloaded(self.blocks[i], self.device):
+        for i in range(index, len(self.blocks)):  # read-only: one submodule in float32 at a time
+            with streamed(self.blocks[i], self.device):
                 hidden = run_block(self.blocks[i], hidden, self.kwargs[self.kinds[i]])
         return hidden
 
