@@ -5,6 +5,11 @@ so when stderr is not a terminal the same progress is written as whole lines: on
 starts, one with the count, elapsed time and an estimate of the time left when the first
 items done took at least `FIRST_ESTIMATE_S` (a block of a 1B model: the expected duration is
 then known early), then one at most every `LOG_INTERVAL_S` seconds, and one when it ends.
+
+Items of unequal cost (a sensitivity task with a loss forward from the first block costs many
+without one) make a count a poor clock: given `total_work` and each item's expected `work`
+(seconds from `edgec.planner.duration`, say), the time left is the elapsed time scaled by
+the expected work left over the expected work done.
 """
 
 from __future__ import annotations
@@ -40,14 +45,14 @@ class LogProgress:
 
     def __init__(self, iterable: Iterable | None, total: int | None, desc: str, unit: str,
                  interval: float = LOG_INTERVAL_S, file: IO[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, total_work: float | None = None) -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc = iterable, total, desc
         self.unit = unit if unit.endswith("s") else f"{unit}es" if unit.endswith(("ch", "sh", "x")) else f"{unit}s"
         self.postfix = ""
         self.interval, self.file, self.clock = interval, file, clock
-        self.n = 0
+        self.n, self.work, self.total_work = 0, 0.0, total_work
         self.start = self.last = clock()
         self.closed = False
         self._write(f"{self._count()} to do")
@@ -64,11 +69,12 @@ class LogProgress:
         out = self.file or sys.stderr
         print(f"{self.desc}: {text}", file=out, flush=True)
 
-    def update(self, n: int = 1) -> None:
-        """Count `n` more done; write a line if `interval` has passed since the last one, or if these are the
-        first items done and the work is slow enough to be worth an estimate."""
+    def update(self, n: int = 1, work: float = 0.0) -> None:
+        """Count `n` more done (of expected `work`, with `total_work`); write a line if `interval` has passed since
+        the last one, or if these are the first items done and the work is slow enough to be worth an estimate."""
         first = self.n == 0
         self.n += n
+        self.work += work
         now = self.clock()
         due = now - self.last >= self.interval or (first and now - self.start >= FIRST_ESTIMATE_S)
         if not due or (self.total is not None and self.n >= self.total):
@@ -77,7 +83,8 @@ class LogProgress:
         elapsed = now - self.start
         text = f"{self._count()}, {duration(elapsed)} elapsed"
         if self.total and 0 < self.n < self.total:
-            text += f" ({100 * self.n / self.total:.0f} %), about {duration(elapsed * (self.total - self.n) / self.n)} left"
+            done = self.work / self.total_work if self.total_work and self.work > 0 else self.n / self.total
+            text += f" ({100 * self.n / self.total:.0f} %), about {duration(elapsed * (1 - done) / done)} left"
         self._write(text)
 
     def close(self) -> None:
@@ -102,11 +109,19 @@ class LogProgress:
 
 
 def progress_counter(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
-                     enabled: bool = True) -> Any:
+                     enabled: bool = True, total_work: float | None = None) -> Any:
     """A progress counter over `iterable` or up to `total` on stderr: tqdm on a terminal, `LogProgress` elsewhere.
 
-    Both support iteration, `update(n)`, `close()` and `with`. `enabled=False` gives a silent one.
+    Both support iteration, `update(n)`, `close()` and `with`; with `total_work`, `update(n, work=w)` (see the
+    module docstring; tqdm counts items). `enabled=False` gives a silent one.
     """
     if not enabled or sys.stderr.isatty():
-        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr)
-    return LogProgress(iterable, total, desc, unit)
+        return _ItemTqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr)
+    return LogProgress(iterable, total, desc, unit, total_work=total_work)
+
+
+class _ItemTqdm(tqdm):
+    """tqdm taking `update(n, work=...)`: on a terminal the bar counts items."""
+
+    def update(self, n: float | None = 1, work: float = 0.0) -> bool | None:
+        return super().update(n)

@@ -83,3 +83,22 @@ def test_quick_first_items_wait_for_the_interval():
     clock.now += 10
     bar.update()
     assert out.getvalue().splitlines() == ["compressing: 0/40 blocks to do"]
+
+
+def test_expected_work_estimates_the_time_left_where_items_differ_in_cost(monkeypatch):
+    """The first task of a sensitivity run carries a loss forward through every block, the rest are cheap: by count
+    the time left would be 99 times the first task's; by expected work it is what the rest are expected to cost."""
+    out, clock = io.StringIO(), Clock()
+    bar = LogProgress(None, 100, "sensitivity", "candidate", interval=30, file=out, clock=clock, total_work=200.0)
+    clock.now += 10
+    bar.update(work=101.0)  # half the expected work in the first item
+    assert out.getvalue().splitlines()[-1] == "sensitivity: 1/100 candidates, 10s elapsed (1 %), about 10s left"
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    on_terminal = progress_counter(total=2, desc="x", unit="y", total_work=2.0)
+    on_terminal.update(work=1.0)  # tqdm takes the same call and counts the item
+    assert isinstance(on_terminal, tqdm) and on_terminal.n == 1

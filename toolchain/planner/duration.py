@@ -27,7 +27,6 @@ factor of about 1.5; the progress lines that follow give the measured rate.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -191,26 +190,34 @@ def compress_seconds(work: ModelWork, groups: Mapping[int, list[Group]], samples
 
 def sensitivity_seconds(work: ModelWork, tasks: Iterable[SensitivityTask], settings: SensitivitySettings,
                         speed: MachineSpeed, tied_head: bool) -> float:
-    """The sensitivity measurement of `tasks`: one calibration pass over the blocks, and every task's compression,
-    errors and (where required) loss forward from its block to the head."""
+    """The sensitivity measurement of `tasks`: one calibration pass over the blocks, each unit's norms and input
+    statistics, and every task (`task_seconds`)."""
     tokens = settings.samples * settings.seq_len
-    loss = functools.partial(work.forward_seconds, windows=settings.loss_samples, seq_len=settings.loss_seq_len,
-                             speed=speed, head=True)
-    seconds = work.forward_seconds(0, settings.samples, settings.seq_len, speed, head=False) + loss(0)
+    seconds = work.forward_seconds(0, settings.samples, settings.seq_len, speed, head=False)
+    seconds += work.forward_seconds(0, settings.loss_samples, settings.loss_seq_len, speed, head=True)
     units: dict[str, Unit] = {}
     for task in tasks:
-        unit, cand = task.unit, task.candidate
-        n, k = sum(rows for rows, _ in unit.shapes), unit.shapes[0][1]
-        units[unit.label] = unit
-        seconds += TASK_S + method_seconds(cand.method, cand.format, n, k, tokens, speed)
-        if task.loss_required:  # from the unit's block; a head's from the top, or through the blocks when tied
-            seconds += loss(unit.block if not unit.is_head else 0 if tied_head else len(work.block_params))
-        if not unit.is_head:
-            seconds += 2 * n * k * k / speed.torch_flops  # the difference's layer-output error
+        units[task.unit.label] = task.unit
+        seconds += task_seconds(work, task, settings, speed, tied_head)
     for unit in units.values():
         if not unit.is_head:  # the unit's own norms, and its input statistics
             n, k = sum(rows for rows, _ in unit.shapes), unit.shapes[0][1]
             seconds += 2 * n * k * k / speed.torch_flops + statistics_seconds([k], tokens, speed)
+    return seconds
+
+
+def task_seconds(work: ModelWork, task: SensitivityTask, settings: SensitivitySettings, speed: MachineSpeed,
+                 tied_head: bool) -> float:
+    """One (unit, candidate) task: its compression, its errors and, where required, its loss forward from the unit's
+    block to the head (a head's from the top, or through the blocks when it is tied)."""
+    unit, cand = task.unit, task.candidate
+    n, k = sum(rows for rows, _ in unit.shapes), unit.shapes[0][1]
+    seconds = TASK_S + method_seconds(cand.method, cand.format, n, k, settings.samples * settings.seq_len, speed)
+    if task.loss_required:
+        first = unit.block if not unit.is_head else 0 if tied_head else len(work.block_params)
+        seconds += work.forward_seconds(first, settings.loss_samples, settings.loss_seq_len, speed, head=True)
+    if not unit.is_head:
+        seconds += 2 * n * k * k / speed.torch_flops  # the difference's layer-output error
     return seconds
 
 

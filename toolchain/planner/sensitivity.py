@@ -57,7 +57,7 @@ from edgec.models.gguf_cache import cache_root
 from edgec.models.loading import LoadedModel
 from edgec.passes import PASSES, Pass
 from edgec.passes.base import is_dense_float
-from edgec.planner.duration import ModelWork, machine_speed, sensitivity_seconds
+from edgec.planner.duration import ModelWork, machine_speed, sensitivity_seconds, task_seconds
 from edgec.planner.output_loss import OutputLoss
 from edgec.planner.sensitivity_tasks import BlockContext, SensitivityTask
 from edgec.planner.task_executors import InlineExecutor, TaskExecutor
@@ -209,15 +209,14 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     for unit in units:
         tasks_by_block.setdefault(unit.block, []).extend(
             SensitivityTask(unit, cand, required[(unit.label, cand.key)]) for cand in todo[unit.label])
-    if progress:
-        _announce_expected(loaded, [t for tasks in tasks_by_block.values() for t in tasks], settings, device)
+    expected = _expected_seconds(loaded, tasks_by_block, settings, device) if progress else {}
     bar = progress_counter(total=sum(len(v) for v in todo.values()), desc="sensitivity", unit="candidate",
-                           enabled=progress)
+                           enabled=progress, total_work=sum(expected.values()) or None)
 
     def run_tasks(context: BlockContext, index: int) -> None:
         for task, result in executor.run(context, tasks_by_block.get(index, [])):
             fresh[task.candidate.key][task.unit.label] = result
-            bar.update()
+            bar.update(work=expected.get((task.unit.label, task.candidate.key), 0.0))
 
     def block_step(cal: BlockCalibration) -> None:
         run_tasks(BlockContext(cal, loss, refs, passes), cal.index)
@@ -230,16 +229,19 @@ def _measure(loaded: LoadedModel, units: list[Unit], todo: dict[str, list[Candid
     return fresh
 
 
-def _announce_expected(loaded: LoadedModel, tasks: list[SensitivityTask], settings: SensitivitySettings,
-                       device: torch.device) -> None:
-    """One stderr line before the measurement: how long it is expected to take (`edgec.planner.duration`)."""
+def _expected_seconds(loaded: LoadedModel, tasks_by_block: dict[int, list[SensitivityTask]],
+                      settings: SensitivitySettings, device: torch.device) -> dict[tuple[str, str], float]:
+    """Announce on stderr, before the measurement, how long it is expected to take (`edgec.planner.duration`), and
+    return each task's expected seconds by (unit, candidate), by which progress estimates the time left."""
+    tasks = [t for block_tasks in tasks_by_block.values() for t in block_tasks]
     head = loaded.adapter.head(loaded.model)
     tied = head is not None and head_is_tied(loaded.model, head.module)
     work = ModelWork.of(loaded)
     speed = machine_speed(device, work.hidden, rows=settings.loss_samples * settings.loss_seq_len)
-    seconds = sensitivity_seconds(work, tasks, settings, speed, tied)
-    announce_expected("sensitivity", seconds, f" for {len(tasks):,} (unit, candidate) tasks, "
-                                              f"{sum(t.loss_required for t in tasks):,} with a loss forward")
+    announce_expected("sensitivity", sensitivity_seconds(work, tasks, settings, speed, tied),
+                      f" for {len(tasks):,} (unit, candidate) tasks, {sum(t.loss_required for t in tasks):,} with a "
+                      "loss forward")
+    return {(t.unit.label, t.candidate.key): task_seconds(work, t, settings, speed, tied) for t in tasks}
 
 
 def _fill(table: SensitivityTable, units: list[Unit], candidates: dict[str, list[Candidate]], raw: dict[str, Raw],
