@@ -11,14 +11,17 @@ Per value the main loop issues (docs/triton.md has the SASS counts):
   every code sits at bit 0, 4, 8, 12 or 16), one FFMA that makes it c − 8 (ASYM: c), exactly,
   and one FFMA with x. Per chunk each (row, word) sum is scaled by its group scale; ASYM adds
   the group minimum times the chunk's x sum.
+* nf4 (KIND 5): the code's value gathered from the 16-entry table (`tl.gather`, warp shuffles),
+  then as 4-bit integers.
 * int8 (KIND 3): the same with bytes, whose sign bits are flipped first (c + 128 is the
   unsigned byte), and the row's scale applied once, at the end.
 * float16 (KIND 0): a half-word widened to float32 and one FFMA; bfloat16 (KIND 1): the
   half-word moved to the top of a float32 (one shift or mask) and one FFMA.
 
-The exponent bits 0x4B000000 are read from memory (`exponent_ptr`, the float 2^23) rather than
-written as a constant: as an immediate or a constant-bank operand, ptxas splits each LOP3 in
-two on sm_89.
+Products are explicit `tl.fma`s, so the count holds whether or not Triton fuses a multiply and
+an add by default (Triton 3.10 stops doing so). The exponent bits 0x4B000000 are read from
+memory (`exponent_ptr`, the float 2^23) rather than written as a constant: as an immediate or a
+constant-bank operand, ptxas splits each LOP3 in two on sm_89.
 """
 
 from __future__ import annotations
@@ -47,14 +50,14 @@ def _exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.
     """The code (word >> sh) & mask minus `offset`, as float32, from the code's bits at `sh` (see the module
     docstring): one LOP3 and one FFMA."""
     biased = ((word & (mask << sh)) | exponent).to(tl.float32, bitcast=True)
-    return biased * (1.0 / (1 << sh)) - (8388608.0 / (1 << sh) + offset)
+    return tl.fma(biased, 1.0 / (1 << sh), -(8388608.0 / (1 << sh) + offset))
 
 
 @triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
                  reset_to_zero=["y_ptr"])
 @triton.jit
-def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, N, K, stride_xm, stride_ym, q_stride, ng,
-                KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
+def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym,
+                q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
                 GROUP_STEPS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS
     pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -68,30 +71,37 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, N, K, str
     q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + words[None, :]
     x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
+    if KIND == 5:  # nf4's 16 values, gathered by code
+        table = tl.broadcast_to(tl.load(lut_ptr + tl.arange(0, 16))[None, :], (BLOCK_N, 16))
     acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
     for step in range(first, last):
         low = tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True)
         x_chunk = x_row + step * PER_WORD * WORDS
-        if KIND == 4:
+        if KIND == 4 or KIND == 5:
             high = low >> 12
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
             x_sum = tl.zeros((WORDS,), tl.float32)
             for j in tl.static_range(8):
                 xj = tl.load(x_chunk + j * WORDS)
-                part += _exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15,
-                                   0.0 if ASYM else 8.0) * xj[None, :]
+                if KIND == 5:
+                    value = tl.gather(table, ((low >> (4 * j)) & 15).to(tl.int32), 1)
+                else:
+                    value = _exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15,
+                                       0.0 if ASYM else 8.0)
+                part = tl.fma(value, xj[None, :], part)
                 if ASYM:
                     x_sum += xj
             group = rows * ng + step // GROUP_STEPS
-            acc += part * tl.load(scale_ptr + group)
+            acc = tl.fma(part, tl.load(scale_ptr + group), acc)
             if ASYM:
-                acc += tl.load(min_ptr + group) * x_sum[None, :]
+                acc = tl.fma(tl.load(min_ptr + group), x_sum[None, :], acc)
         elif KIND == 3:
             flipped = low ^ 0x80808080  # signed bytes as c + 128
             high = flipped >> 16
             for j in tl.static_range(4):
                 xj = tl.load(x_chunk + j * WORDS)
-                acc += _exact_int(flipped if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0) * xj[None, :]
+                acc = tl.fma(_exact_int(flipped if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0), xj[None, :],
+                             acc)
         else:
             for j in tl.static_range(2):
                 xj = tl.load(x_chunk + j * WORDS)
@@ -100,7 +110,7 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, N, K, str
                     value = half.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
                 else:
                     value = ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
-                acc += value * xj[None, :]
+                acc = tl.fma(value, xj[None, :], acc)
     out = tl.sum(acc, axis=1)
     if KIND == 3:
         out *= tl.load(scale_ptr + tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64) * ng)

@@ -35,8 +35,8 @@ _MATMUL_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "lut_ptr", "m
 _MATMUL_TYPES = ("*fp32", "*fp32", "*u8", "*fp32", "*fp32", "*fp32", "*u8")
 _GEMV_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng", "group", "meta_stride")
 _GEMM_INTS = ("M",) + _GEMV_INTS
-_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "exponent_ptr")
-_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32")
+_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "exponent_ptr", "lut_ptr")
+_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32")
 _WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
 WORD_VARIANT_WORDS = 16  # the word-layout GEMV is compiled for 16-word chunks, the layout of K % 128 == 0 (4-bit)
 

@@ -17,8 +17,10 @@ with `cuobjdump -sass`, takes the main loop (the body of the widest backward bra
 counts its instructions and global loads by width. `LoopProfile.per_weight_byte` divides the
 lane-instructions of one iteration (instructions x warps x 32) by the stored bytes that
 iteration reads: the codes of a BLOCK_N x BLOCK_K tile, and its group scales (and minima) at
-`TYPICAL_GROUP` values per group. Wide loads matter as much: one 128-bit load per lane brings
-16 bytes for one instruction, a byte load brings 1.
+`TYPICAL_GROUP` values per group. Where ptxas unrolls the loop, one iteration holds several
+steps and the figure overstates by that factor (the fp16 word-layout loop has come out unrolled
+4x or not, 5.5 or 1.7): a kernel within budget is within it. Wide loads matter as much: one
+128-bit load per lane brings 16 bytes for one instruction, a byte load brings 1.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def tile_bytes(variant: Variant) -> float:
     c = variant.constexprs
     if "WORDS" in c and "BLOCK_K" not in c:
         rows, cols = c["BLOCK_N"], 32 // c["BITS"] * c["WORDS"]
-        grouped = c["BITS"] == 4  # int8 has one scale per row, 16-bit kinds none
+        grouped = c["BITS"] == 4  # int4 and nf4; int8 has one scale per row, 16-bit kinds none
         return rows * c["WORDS"] * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols

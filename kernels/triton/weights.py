@@ -2,7 +2,7 @@
 
 The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
 `edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
-dense f16, bf16, int8 and int4 codes whose K (and group) allow it, which are repacked once into the word
+dense f16, bf16, int8, int4 and nf4 codes whose K (and group) allow it, which are repacked once into the word
 layout of `edgec.kernels.triton.word_layout` (the decode GEMV's 128-bit loads); scales and minima are float32;
 fp8 and nf4 codes decode through a small table of their exact float32 values.
 """
@@ -22,8 +22,8 @@ from edgec.kernels.triton.word_layout import chunk_words, interleave
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
-WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (3, 8), (4, 4)}
-"""(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, int8, int4."""
+WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (3, 8), (4, 4), (5, 4)}
+"""(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, int8, int4, nf4."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +91,7 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     kv = shape[1] // 2 if "meta" in a else shape[1]
     words = None
     if (kind, bits) in WORD_LAYOUT_KINDS and "meta" not in a:
-        words = chunk_words(shape[1], int(parts.group) if kind == 4 else None, bits)
+        words = chunk_words(shape[1], int(parts.group) if kind in (4, 5) else None, bits)
     if words:
         q = interleave(q, shape[1], bits, words).view(np.uint8)
     placeholder = torch.zeros(1, dtype=torch.float32, device=device)

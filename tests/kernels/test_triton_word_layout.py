@@ -57,7 +57,7 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
     packed = fmt.quantize(w0)
     w = fmt.dequantize(packed, shape)
     weight = tk.prepare(fmt, packed, shape)
-    grouped = weight.kind == 4
+    grouped = weight.kind in (4, 5)
     assert weight.words == chunk_words(shape[1], weight.group if grouped else None, weight.bits)
     for m in ms:
         x = rng.standard_normal((m, shape[1])).astype(np.float32)
@@ -67,7 +67,7 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
 
 
 @pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
-                                 "fp16", "bf16"])
+                                 "fp16", "bf16", "nf4:g64", "nf4:g128"])
 @pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
 def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
     _check(fmt, shape, ms=(1, 3, 20))
@@ -91,13 +91,14 @@ def test_every_decode_configuration_matches_the_reference(config):
         n, k = weight.shape
         out = torch.zeros((x.shape[0], n), dtype=torch.float32)
         grid = (triton.cdiv(n, block_n), x.shape[0], split)
-        _gemv_words.fn[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, n, k, x.stride(0),
+        _gemv_words.fn[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, n, k,
+                             x.stride(0),
                              out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
                              ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=group_steps(weight), BLOCK_N=block_n,
                              SPLIT_K=split, num_warps=warps)
         return out
 
-    _check(("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "int4:g32")[config], (70, 576), launch=launch)
+    _check(("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "nf4:g64")[config], (70, 576), launch=launch)
 
 
 def test_a_misaligned_input_view_is_read_correctly():
