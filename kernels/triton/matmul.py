@@ -162,9 +162,4 @@ def _gemv_words_call(weight, x, out) -> None:
 
     _gemv_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, n, k, x.stride(0),
                       out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym,
-                      WORDS=weight.words, GROUP_STEPS=group_steps(weight))
-
-
-def group_steps(weight) -> int:
-    """Chunks of the word-layout GEMV per scale group (1 where the scale is per row or there is none)."""
-    return weight.group // (32 // weight.bits * weight.words) if weight.kind in (4, 5) else 1
+                      WORDS=weight.words, GROUP_STEPS=weight.group_steps)

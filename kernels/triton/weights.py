@@ -24,6 +24,8 @@ from edgec.kernels.triton.word_layout import chunk_words, interleave
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
 WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (3, 8), (4, 4), (5, 4)}
 """(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, int8, int4, nf4."""
+GROUPED_KINDS = (4, 5)
+"""KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,20 +57,21 @@ class TritonWeight:
 
     @property
     def q_words(self):
-        """The word-layout codes as int32 (N, K/8), a view of `q`."""
-        return self.q.view(self.q.shape[0], -1).view(_int32())
+        """The word-layout codes as int32 (N, K·bits/32), a view of `q`."""
+        import torch
+
+        return self.q.view(torch.int32)
+
+    @property
+    def group_steps(self) -> int:
+        """Chunks of the word layout per scale group (1 where the scale is per row or there is none)."""
+        return self.group // (32 // self.bits * self.words) if self.kind in GROUPED_KINDS else 1
 
     @property
     def prepared_bytes(self) -> int:
         """Device bytes this weight holds."""
         return sum(t.numel() * t.element_size() for t in (self.q, self.scale, self.minv, self.lut, self.meta,
                                                           self.exponent) if t is not None)
-
-
-def _int32():
-    import torch
-
-    return torch.int32
 
 
 def default_device():
@@ -91,7 +94,7 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     kv = shape[1] // 2 if "meta" in a else shape[1]
     words = None
     if (kind, bits) in WORD_LAYOUT_KINDS and "meta" not in a:
-        words = chunk_words(shape[1], int(parts.group) if kind in (4, 5) else None, bits)
+        words = chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, bits)
     if words:
         q = interleave(q, shape[1], bits, words).view(np.uint8)
     placeholder = torch.zeros(1, dtype=torch.float32, device=device)

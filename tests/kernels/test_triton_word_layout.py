@@ -8,6 +8,7 @@ import pytest
 
 from edgec.core.formats import parse_format
 from edgec.kernels import triton as tk
+from edgec.kernels.triton.weights import GROUPED_KINDS
 from edgec.kernels.triton.word_layout import chunk_words, interleave
 
 pytestmark = pytest.mark.skipif(not tk.available(), reason=f"{tk.unavailable_reason()}")
@@ -57,7 +58,7 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
     packed = fmt.quantize(w0)
     w = fmt.dequantize(packed, shape)
     weight = tk.prepare(fmt, packed, shape)
-    grouped = weight.kind in (4, 5)
+    grouped = weight.kind in GROUPED_KINDS
     assert weight.words == chunk_words(shape[1], weight.group if grouped else None, weight.bits)
     for m in ms:
         x = rng.standard_normal((m, shape[1])).astype(np.float32)
@@ -80,7 +81,6 @@ def test_every_decode_configuration_matches_the_reference(config):
     import triton
 
     from edgec.kernels.triton.gemv_words import GEMV_WORD_BLOCKS, GEMV_WORD_SPLITS, _gemv_words
-    from edgec.kernels.triton.matmul import group_steps
 
     block_n, warps = GEMV_WORD_BLOCKS[config // len(GEMV_WORD_SPLITS)]
     split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
@@ -94,7 +94,7 @@ def test_every_decode_configuration_matches_the_reference(config):
         _gemv_words.fn[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, n, k,
                              x.stride(0),
                              out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
-                             ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=group_steps(weight), BLOCK_N=block_n,
+                             ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps, BLOCK_N=block_n,
                              SPLIT_K=split, num_warps=warps)
         return out
 

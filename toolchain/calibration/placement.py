@@ -14,7 +14,7 @@ takes `streamed(block, device)`, which onloads one submodule at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,12 +43,20 @@ def compute_device(spec: str) -> torch.device:
     raise EdgecError(f"--compute-device {spec!r}: expected auto, cpu, cuda or cuda:N")
 
 
-def _floating_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
+def _floating_tensors(module: nn.Module, recurse: bool = True) -> Iterator[torch.Tensor]:
     seen: set[int] = set()
-    for tensor in [*module.parameters(), *module.buffers()]:
+    for tensor in [*module.parameters(recurse=recurse), *module.buffers(recurse=recurse)]:
         if tensor.is_floating_point() and id(tensor) not in seen:
             seen.add(id(tensor))
             yield tensor
+
+
+def _onload(tensors: Iterable[torch.Tensor], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Point each tensor not already on `device` in float32 at a float32 copy there; (tensor, its host data) pairs."""
+    moved = [(t, t.data) for t in tensors if t.device != device or t.dtype != COMPUTE]
+    for tensor, home in moved:
+        tensor.data = home.to(device=device, dtype=COMPUTE)
+    return moved
 
 
 @contextmanager
@@ -61,9 +69,7 @@ def onloaded(module: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     tensors: a checkpoint memory-mapped by loading then holds one private copy of each page
     it rewrote, not that and a second copy beside the still-mapped file.
     """
-    moved = [(t, t.data) for t in _floating_tensors(module) if t.device != device or t.dtype != COMPUTE]
-    for tensor, home in moved:
-        tensor.data = home.to(device=device, dtype=COMPUTE)
+    moved = _onload(_floating_tensors(module), device)
     try:
         yield module
     finally:
@@ -86,11 +92,7 @@ def streamed(module: nn.Module, device: torch.device, leave: tuple[nn.Module, ..
     held: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def onload(sub: nn.Module, _args: Any) -> None:
-        moved = [(t, t.data) for t in [*sub.parameters(recurse=False), *sub.buffers(recurse=False)]
-                 if t.is_floating_point() and (t.device != device or t.dtype != COMPUTE)]
-        for tensor, home in moved:
-            tensor.data = home.to(device=device, dtype=COMPUTE)
-        held[id(sub)] = moved
+        held[id(sub)] = _onload(_floating_tensors(sub, recurse=False), device)
 
     def restore(sub: nn.Module, *_: Any) -> None:
         for tensor, home in held.pop(id(sub), []):

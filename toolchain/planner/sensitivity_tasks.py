@@ -143,28 +143,26 @@ def _original(ref: LinearRef) -> np.ndarray:
 
 @contextmanager
 def applied(refs: list[LinearRef], weights: list[np.ndarray], originals: list[np.ndarray]) -> Iterator[None]:
-    """Inside, the linears `refs` compute with `weights` ((out, in) float32). Where the model holds float32 host
-    tensors (a block onloaded on the CPU), each module's weight points at its new array for the time, so the
-    original tensor, which `originals` may view, is never written and no third copy of the unit is made; elsewhere
-    the values are copied in and `originals` copied back."""
-    if all(_holds_float32_on_host(ref) for ref in refs):
-        held = [ref.module.weight.data for ref in refs]
-        for ref, w in zip(refs, weights):
+    """Inside, the linears `refs` compute with `weights` ((out, in) float32). Where the model holds a float32 host
+    tensor (a block onloaded on the CPU), the module's weight points at its new array for the time, so the
+    original tensor, which its entry of `originals` views, is never written and no third copy of the unit is made;
+    elsewhere the values are copied in and the original copied back."""
+    swapped, copied = [], []
+    for ref, w, original in zip(refs, weights, originals):
+        if _holds_float32_on_host(ref):
+            swapped.append((ref, ref.module.weight.data))
             new = torch.from_numpy(np.asarray(w, dtype=np.float32))
             ref.module.weight.data = new.t() if ref.transposed else new
-        try:
-            yield
-        finally:
-            for ref, tensor in zip(refs, held):
-                ref.module.weight.data = tensor
-        return
-    for ref, w in zip(refs, weights):
-        ref.set_weight(torch.from_numpy(w))
+        else:
+            copied.append((ref, original))
+            ref.set_weight(torch.from_numpy(w))
     try:
         yield
     finally:
-        for ref, w in zip(refs, originals):
-            ref.set_weight(torch.from_numpy(w))
+        for ref, tensor in swapped:
+            ref.module.weight.data = tensor
+        for ref, original in copied:
+            ref.set_weight(torch.from_numpy(original))
 
 
 def head_errors(head: LinearRef, cand: Candidate, loss_required: bool,
