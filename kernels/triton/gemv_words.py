@@ -10,11 +10,16 @@ Per value the main loop issues (docs/triton.md has the SASS counts):
   2^23 + c·2^sh (exact: c·2^sh < 2^23; the high half-word is shifted down by 12 first, so
   every code sits at bit 0, 4, 8, 12 or 16), one FFMA that makes it c − 8 (ASYM: c), exactly,
   and one FFMA with x. Per chunk each (row, word) sum is scaled by its group scale; ASYM adds
-  the group minimum times the chunk's x sum.
-* nf4 (KIND 5): the code's value gathered from the 16-entry table (`tl.gather`, warp shuffles),
-  then as 4-bit integers.
+  the group minimum times the chunk's x sum, which `linear` takes once for all rows (`sums_ptr`,
+  float32 (M, K / chunk)).
+* nf4 (KIND 5): per code byte one 64-bit load of its two values from a 256-pair table (2 KB,
+  cache-resident), then one FFMA each.
 * int8 (KIND 3): the same with bytes, whose sign bits are flipped first (c + 128 is the
   unsigned byte), and the row's scale applied once, at the end.
+* fp8 (KIND 2): each byte widened by the GPU's own e4m3 conversion (sm_89 and later, NATIVE_FP8),
+  else its bits moved into a float16 that holds the value / 256, exactly (subnormals included; a
+  NaN code reads as finite, but its row's scale is NaN, `storage_parts`); one FFMA; the row's
+  scale at the end.
 * float16 (KIND 0): a half-word widened to float32 and one FFMA; bfloat16 (KIND 1): the
   half-word moved to the top of a float32 (one shift or mask) and one FFMA.
 
@@ -30,7 +35,7 @@ import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
 
-GEMV_WORD_BLOCKS = ((128, 8), (64, 4))  # BLOCK_N, warps (256 rows spill for ASYM on sm_86)
+GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
 
 
@@ -53,12 +58,12 @@ def _exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.
     return tl.fma(biased, 1.0 / (1 << sh), -(8388608.0 / (1 << sh) + offset))
 
 
-@triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
+@triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
                  reset_to_zero=["y_ptr"])
 @triton.jit
-def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym,
+def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym,
                 q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
-                GROUP_STEPS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+                GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS
     pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
@@ -71,30 +76,31 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, 
     q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + words[None, :]
     x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
-    if KIND == 5:  # nf4's 16 values, gathered by code
-        table = tl.broadcast_to(tl.load(lut_ptr + tl.arange(0, 16))[None, :], (BLOCK_N, 16))
+    pairs = (lut_ptr + 16).to(tl.pointer_type(tl.int64), bitcast=True)  # nf4: (low, high) values per code byte
     acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
+    offsets = tl.zeros((BLOCK_N, 1), tl.float32)  # ASYM: the group minima times the chunks' x sums
     for step in range(first, last):
         low = tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True)
         x_chunk = x_row + step * PER_WORD * WORDS
         if KIND == 4 or KIND == 5:
-            high = low >> 12
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
-            x_sum = tl.zeros((WORDS,), tl.float32)
-            for j in tl.static_range(8):
-                xj = tl.load(x_chunk + j * WORDS)
-                if KIND == 5:
-                    value = tl.gather(table, ((low >> (4 * j)) & 15).to(tl.int32), 1)
-                else:
+            if KIND == 5:
+                for b in tl.static_range(4):
+                    pair = tl.load(pairs + ((low >> (8 * b)) & 255)).to(tl.uint64, bitcast=True)
+                    first_value = (pair & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+                    part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
+                    second_value = (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
+                    part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
+            else:
+                high = low >> 12
+                for j in tl.static_range(8):
                     value = _exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15,
                                        0.0 if ASYM else 8.0)
-                part = tl.fma(value, xj[None, :], part)
-                if ASYM:
-                    x_sum += xj
+                    part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
             group = rows * ng + step // GROUP_STEPS
             acc = tl.fma(part, tl.load(scale_ptr + group), acc)
             if ASYM:
-                acc = tl.fma(tl.load(min_ptr + group), x_sum[None, :], acc)
+                offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + m * steps + step), offsets)
         elif KIND == 3:
             flipped = low ^ 0x80808080  # signed bytes as c + 128
             high = flipped >> 16
@@ -102,6 +108,15 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, 
                 xj = tl.load(x_chunk + j * WORDS)
                 acc = tl.fma(_exact_int(flipped if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0), xj[None, :],
                              acc)
+        elif KIND == 2:
+            for j in tl.static_range(4):
+                code = (low >> (8 * j)) & 255
+                if NATIVE_FP8:
+                    value = code.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+                else:  # the float16 with the code's sign, exponent and mantissa bits: the value / 256
+                    half = ((code & 0x80) << 8) | ((code & 0x7F) << 7)
+                    value = half.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+                acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
         else:
             for j in tl.static_range(2):
                 xj = tl.load(x_chunk + j * WORDS)
@@ -112,7 +127,11 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, 
                     value = ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
                 acc = tl.fma(value, xj[None, :], acc)
     out = tl.sum(acc, axis=1)
-    if KIND == 3:
+    if ASYM:
+        out += tl.sum(offsets, axis=1)
+    if KIND == 2 and not NATIVE_FP8:
+        out *= 256.0
+    if KIND == 2 or KIND == 3:
         out *= tl.load(scale_ptr + tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64) * ng)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if SPLIT_K == 1:

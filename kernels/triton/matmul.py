@@ -147,19 +147,37 @@ def linear(weight, x, out=None):
 
 
 def _gemv_words_call(weight, x, out) -> None:
-    """The word-layout decode GEMV (`edgec.kernels.triton.gemv_words`); its 128-bit loads of x need rows
-    that start 16-byte aligned, so a view that does not is copied first."""
-    import torch
-
+    """The word-layout decode GEMV (`edgec.kernels.triton.gemv_words`), autotuned."""
     from edgec.kernels.triton.gemv_words import _gemv_words
+
+    args, flags = gemv_words_operands(weight, x, out)
+
+    def grid(meta):
+        return (triton.cdiv(weight.shape[0], meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
+
+    _gemv_words[grid](*args, **flags)
+
+
+def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
+    """The word-layout GEMV's arguments and storage constexprs for y = x @ W^T into `out`. Its 128-bit loads of x
+    need rows that start 16-byte aligned, so a view that does not is copied first."""
+    import torch
 
     if x.data_ptr() % 16 or (x.shape[0] > 1 and x.stride(0) % 4):
         x = x.clone(memory_format=torch.contiguous_format)
     n, k = weight.shape
+    sums = weight.exponent  # a placeholder unless ASYM
+    if weight.asym:  # each group minimum meets the sum of x over a chunk: one value per chunk, for every row
+        sums = x.reshape(x.shape[0], -1, 32 // weight.bits * weight.words).sum(-1, dtype=torch.float32)
+    args = (x, out, weight.q_words, weight.scale, weight.minv, sums, weight.exponent, weight.lut, n, k, x.stride(0),
+            out.stride(0), k * weight.bits // 32, weight.ng)
+    return args, dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, WORDS=weight.words,
+                      GROUP_STEPS=weight.group_steps, NATIVE_FP8=weight.kind != 2 or native_fp8(x.device))
 
-    def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
 
-    _gemv_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, n, k, x.stride(0),
-                      out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym,
-                      WORDS=weight.words, GROUP_STEPS=weight.group_steps)
+def native_fp8(device) -> bool:
+    """Whether Triton converts e4m3 codes in hardware on `device` (compute capability 8.9 and later; the
+    interpreter emulates it)."""
+    import torch
+
+    return device.type != "cuda" or torch.cuda.get_device_capability(device) >= (8, 9)

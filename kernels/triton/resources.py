@@ -35,9 +35,10 @@ _MATMUL_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "lut_ptr", "m
 _MATMUL_TYPES = ("*fp32", "*fp32", "*u8", "*fp32", "*fp32", "*fp32", "*u8")
 _GEMV_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng", "group", "meta_stride")
 _GEMM_INTS = ("M",) + _GEMV_INTS
-_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "exponent_ptr", "lut_ptr")
-_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32")
+_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "sums_ptr", "exponent_ptr", "lut_ptr")
+_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32", "*fp32")
 _WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
+_ARCH_CONSTEXPRS = {"NATIVE_FP8": lambda arch: arch >= 89}  # set at launch from the device (matmul.native_fp8)
 WORD_VARIANT_WORDS = 16  # the word-layout GEMV is compiled for 16-word chunks, the layout of K % 128 == 0 (4-bit)
 
 
@@ -99,7 +100,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                 for config in tuned[:1] if configs == "first" else tuned:
                     blocks = "x".join(str(v) for v in config.kwargs.values())
                     constexprs = {"KIND": kind, "BITS": bits, "ASYM": asym, "WORDS": WORD_VARIANT_WORDS,
-                                  "GROUP_STEPS": 1, **config.kwargs}
+                                  "GROUP_STEPS": 1, "NATIVE_FP8": True, **config.kwargs}
                     yield _variant(f"_gemv_words {name} {blocks} w{config.num_warps}", _gemv_words.fn, words_args,
                                    constexprs, num_warps=config.num_warps, num_stages=config.num_stages)
 
@@ -146,11 +147,13 @@ def compile_cubin(variant: Variant, arch: int):
     from triton.compiler import ASTSource
     from triton.compiler import compile as triton_compile
 
+    constexprs = {**variant.constexprs, **{name: rule(arch) for name, rule in _ARCH_CONSTEXPRS.items()
+                                           if name in variant.constexprs}}
     names = list(variant.fn.arg_names)
     # Triton specializes 16-byte aligned pointers (every torch allocation) at launch; compile as it would
     aligned = {(names.index(name),): [["tt.divisibility", 16]] for name, kind in variant.signature.items()
                if kind.startswith("*")}
-    source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=variant.constexprs, attrs=aligned)
+    source = ASTSource(fn=variant.fn, signature=variant.signature, constexprs=constexprs, attrs=aligned)
     compiled = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=dict(variant.options))
     return compiled.asm["cubin"], compiled.metadata
 

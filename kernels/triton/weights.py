@@ -2,9 +2,10 @@
 
 The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
 `edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
-dense f16, bf16, int8, int4 and nf4 codes whose K (and group) allow it, which are repacked once into the word
+dense f16, bf16, fp8, int8, int4 and nf4 codes whose K (and group) allow it, which are repacked once into the word
 layout of `edgec.kernels.triton.word_layout` (the decode GEMV's 128-bit loads); scales and minima are float32;
-fp8 and nf4 codes decode through a small table of their exact float32 values.
+in the byte layout and the prefill GEMM, fp8 and nf4 codes decode through a small table of their exact float32
+values (nf4's word-layout GEMV through a table of value pairs, one per code byte).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from edgec.kernels.triton.word_layout import chunk_words, interleave
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
-WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (3, 8), (4, 4), (5, 4)}
-"""(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, int8, int4, nf4."""
+WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (5, 4)}
+"""(KIND, BITS) of the dense kinds the word-layout GEMV decodes (gemv_words.py): f16, bf16, fp8, int8, int4, nf4."""
 GROUPED_KINDS = (4, 5)
 """KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
@@ -42,7 +43,7 @@ class TritonWeight:
     q: object       # uint8 (N, q_stride)
     scale: object   # float32 (N, ng), or a 1-element placeholder
     minv: object    # float32 (N, ng), or a placeholder
-    lut: object     # float32 table of code values (fp8: 256, nf4: 16), or a placeholder
+    lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout)
     meta: object    # uint8 (N, ceil(K/8)) 2:4 positions, or None
     words: int = 0  # words per chunk of the word layout (word_layout.py), 0: codes as stored
     exponent: object = None  # float32 [2^23] for the word-layout GEMV (gemv_words.py), else None
@@ -74,6 +75,13 @@ class TritonWeight:
                                                           self.exponent) if t is not None)
 
 
+def nf4_byte_pairs() -> np.ndarray:
+    """nf4's values for each code byte, (low nibble's, high nibble's), flattened: float32 (512,). The word-layout
+    GEMV reads one pair per byte in one 64-bit load, which is fewer instructions than a gather per code."""
+    codes = np.arange(256)
+    return np.stack([NF4_CODEBOOK[codes & 15], NF4_CODEBOOK[codes >> 4]], axis=1).astype(np.float32).ravel()
+
+
 def default_device():
     import os
 
@@ -103,6 +111,8 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
         return torch.from_numpy(np.array(a[name], dtype=np.float32)).to(device) if name in a else placeholder
 
     lut = {2: e4m3fn_to_float32(np.arange(256, dtype=np.uint8)), 5: NF4_CODEBOOK}.get(kind)
+    if kind == 5 and words:
+        lut = np.concatenate([lut, nf4_byte_pairs()])
     return TritonWeight(
         fmt, (int(shape[0]), int(shape[1])), kind, bits, asym, int(parts.group), kv,
         torch.from_numpy(q.copy()).to(device), floats("scale"), floats("minv"),

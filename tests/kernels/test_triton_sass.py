@@ -56,37 +56,39 @@ def _sass_check(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=600)
 
 
-def _row(stdout: str, prefix: str, arch: int) -> tuple[int, float]:
-    """(128-bit share in %, lane-instructions per byte) of the first row starting with `prefix` on `arch`."""
+def _row(stdout: str, prefix: str, arch: int) -> tuple[dict[int, int], int, float]:
+    """(global loads per iteration by width in bits, 128-bit share in %, lane-instructions per byte) of the first row
+    starting with `prefix` on `arch`."""
     line = next(row for row in stdout.splitlines() if row.startswith(prefix) and f"sm_{arch}" in row)
-    share, per_byte, _ = re.search(r"\s(\d+)%\s+([0-9.]+)\s+(\d+)$", line).groups()
-    return int(share), float(per_byte)
+    loads, share, per_byte, _ = re.search(r"sm_\d+\s+\d+\s+(.*?)\s+(\d+)%\s+([0-9.]+)\s+(\d+)$", line).groups()
+    widths = dict(tuple(int(v) for v in item.split(":")) for item in loads.split(", ") if item)
+    return widths, int(share), float(per_byte)
 
 
-WITHIN_BUDGET = ("int4", "int8", "f16", "bf16")
-WITHIN_RTX4090_BUDGET = ("int4_asym", "nf4")  # over the H200's 7 (8.0 and 15.1, docs/triton.md)
+WORD_LAYOUT_KINDS = ("int4", "int4_asym", "nf4", "fp8", "int8", "f16", "bf16")
 
 
 def test_the_word_layout_decode_gemv_loads_128_bits_and_issues_within_both_budgets():
-    """The budget guard: for int4, int8, f16 and bf16 the word-layout GEMV's main loop, compiled for sm_89 and
-    sm_90, loads its codes and inputs 128 bits at a time and issues at most the lane-instructions per stored byte an
-    H200 (7) and an RTX 4090 (41) deliver memory for."""
-    done = _sass_check("--kinds", ",".join(WITHIN_BUDGET))
+    """The budget guard: for every kind in the word layout the GEMV's main loop, compiled for sm_89 and sm_90,
+    loads its codes and inputs 128 bits at a time and issues at most the lane-instructions per stored byte an H200
+    (7) and an RTX 4090 (41) deliver memory for. nf4 also gathers one 64-bit (low, high) value pair per code byte
+    from its 2 KB table; besides those, only a few scalar loads (scales, minima, chunk sums) may be narrower."""
+    done = _sass_check("--kinds", ",".join(WORD_LAYOUT_KINDS))
     assert done.returncode == 0, done.stderr[-2000:]
-    for kind in WITHIN_BUDGET:
+    for kind in WORD_LAYOUT_KINDS:
         for arch in (89, 90):
-            share, per_byte = _row(done.stdout, f"_gemv_words {kind} ", arch)
-            assert share >= 90 and per_byte <= sass.ISSUE_BUDGET[arch], (kind, arch, share, per_byte)
-    done = _sass_check("--kinds", ",".join(WITHIN_RTX4090_BUDGET))
-    for kind in WITHIN_RTX4090_BUDGET:
-        assert _row(done.stdout, f"_gemv_words {kind} ", 89)[1] <= sass.ISSUE_BUDGET[89], kind
+            widths, share, per_byte = _row(done.stdout, f"_gemv_words {kind} ", arch)
+            assert per_byte <= sass.ISSUE_BUDGET[arch], (kind, arch, per_byte)
+            narrow = sum(count for bits, count in widths.items() if bits < (64 if kind == "nf4" else 128))
+            assert widths.get(128, 0) >= 4 and narrow <= 4, (kind, arch, widths)
+            assert kind == "nf4" or share >= 90, (kind, arch, share)
 
 
 def test_the_check_flags_an_instruction_bound_kernel():
-    """nf4 still runs the byte-layout GEMV (a table lookup per code): the check must report it over the H200's
-    budget and exit 1."""
-    done = _sass_check("--kinds", "nf4")
+    """int3 still runs the byte-layout GEMV (codes that straddle bytes, read a byte at a time): the check must
+    report it over the H200's budget and exit 1."""
+    done = _sass_check("--kinds", "int3")
     assert done.returncode == 1 and "instruction-bound decode GEMV: " in done.stderr, done.stderr[-2000:]
-    assert "nf4 on sm_90" in done.stderr
-    share, per_byte = _row(done.stdout, "_gemv nf4 ", 90)
+    assert "int3 on sm_90" in done.stderr
+    _, share, per_byte = _row(done.stdout, "_gemv int3 ", 90)
     assert share == 0 and per_byte > 7

@@ -68,37 +68,67 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
 
 
 @pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
-                                 "fp16", "bf16", "nf4:g64", "nf4:g128"])
+                                 "fp8", "fp16", "bf16", "nf4:g64", "nf4:g128"])
 @pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
 def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
     _check(fmt, shape, ms=(1, 3, 20))
 
 
-@pytest.mark.parametrize("config", range(6))
+CONFIG_FORMATS = ("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "nf4:g64", "fp8", "int4:g32:asym", "nf4:g32")
+
+
+@pytest.mark.parametrize("config", range(9))
 def test_every_decode_configuration_matches_the_reference(config):
     """Each autotune configuration, launched directly (the interpreter's autotuner takes only the first): 9 chunks
     split 4 or 16 ways leave splits empty; 70 rows leave a partial block."""
     import triton
 
     from edgec.kernels.triton.gemv_words import GEMV_WORD_BLOCKS, GEMV_WORD_SPLITS, _gemv_words
+    from edgec.kernels.triton.matmul import gemv_words_operands
 
+    assert len(GEMV_WORD_BLOCKS) * len(GEMV_WORD_SPLITS) == len(CONFIG_FORMATS)
     block_n, warps = GEMV_WORD_BLOCKS[config // len(GEMV_WORD_SPLITS)]
     split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
 
     def launch(weight, x):
         import torch
 
-        n, k = weight.shape
-        out = torch.zeros((x.shape[0], n), dtype=torch.float32)
-        grid = (triton.cdiv(n, block_n), x.shape[0], split)
-        _gemv_words.fn[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, n, k,
-                             x.stride(0),
-                             out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
-                             ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps, BLOCK_N=block_n,
-                             SPLIT_K=split, num_warps=warps)
+        out = torch.zeros((x.shape[0], weight.shape[0]), dtype=torch.float32)
+        args, flags = gemv_words_operands(weight, x, out)
+        grid = (triton.cdiv(weight.shape[0], block_n), x.shape[0], split)
+        _gemv_words.fn[grid](*args, **flags, BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
         return out
 
-    _check(("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "nf4:g64")[config], (70, 576), launch=launch)
+    _check(CONFIG_FORMATS[config], (70, 576), launch=launch)
+
+
+def test_every_finite_fp8_code_decodes_exactly():
+    """fp8 words are widened by the GPU's own e4m3 conversion: each finite code, subnormals included, against the
+    format library's table (a row holding 448 gets scale 1, so every value is its own code)."""
+    import torch
+
+    from edgec.core.formats.fp8 import e4m3fn_to_float32
+    from edgec.kernels.triton.gemv_words import _gemv_words
+    from edgec.kernels.triton.matmul import gemv_words_operands
+
+    values = e4m3fn_to_float32(np.arange(256, dtype=np.uint8))
+    row = np.where(np.isfinite(values), values, 0.0).astype(np.float32)[None, :]
+    fmt = parse_format("fp8")
+    weight = tk.prepare(fmt, fmt.quantize(row), row.shape)
+    assert weight.words
+    identity = torch.eye(256, dtype=torch.float32)
+    def launch(x, native):
+        out = torch.zeros((x.shape[0], 1), dtype=torch.float32)
+        args, flags = gemv_words_operands(weight, x, out)
+        _gemv_words.fn[(1, x.shape[0], 1)](*args, **{**flags, "NATIVE_FP8": native}, BLOCK_N=64, SPLIT_K=1)
+        return out
+
+    for native in (True, False):  # the GPU's conversion (sm_89 on), and the bit moves before it
+        decoded = torch.cat([launch(identity[i:i + 8], native) for i in range(0, 256, 8)])[:, 0].numpy()
+        assert np.array_equal(decoded, row[0]), native
+    nan_row = fmt.quantize(row)
+    nan_row["qdata"][0, 5] = 0x7F
+    assert np.isnan(tk.linear(tk.prepare(fmt, nan_row, row.shape), identity[:1]).numpy()).all()
 
 
 def test_a_misaligned_input_view_is_read_correctly():
