@@ -195,13 +195,14 @@ def small_ops(device: str, bench, quick: bool) -> list[dict]:
             start = cache if tokens == 1 else 0
             k = torch.randn((start + tokens, kv_heads, hd), device=device)
             v = torch.randn((start + tokens, kv_heads, hd), device=device)
+            position = ops.position_tensor(start, device)  # in device memory, as the decoder keeps it
             cases = {
                 "rms_norm": (lambda: ops.rms_norm(x, w, 1e-5),
                              lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w),
                 "silu_mul": (lambda: ops.silu_mul_(g.clone(), u), lambda: F.silu(g) * u),
-                "rope": (lambda: ops.rope_(q.clone(), cos, sin, start), lambda: torch_rope(q, start)),
+                "rope": (lambda: ops.rope_(q.clone(), cos, sin, position), lambda: torch_rope(q, start)),
                 f"attention ({'decode' if tokens == 1 else 'prefill'})":
-                    (lambda: ops.attention(q, k, v, start), lambda: torch_attention(q, k, v, start)),
+                    (lambda: ops.attention(q, k, v, position), lambda: torch_attention(q, k, v, start)),
             }
             for name, (ours, theirs) in cases.items():
                 got, want = ours().reshape(-1), theirs().reshape(-1)

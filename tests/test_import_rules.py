@@ -32,6 +32,7 @@ EXCEPTIONS = {
     # The triton backend runs Triton kernels, which take torch tensors; it imports torch only when chosen.
     ("runtime_py/backends/triton.py", "torch"),
     ("runtime_py/backends/triton_decoder.py", "torch"),
+    ("runtime_py/backends/triton_graph.py", "torch"),
 }
 
 

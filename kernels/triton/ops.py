@@ -52,8 +52,9 @@ def silu_mul_(gate, up):
 
 
 @triton.jit
-def _rope(x_ptr, cos_ptr, sin_ptr, start, heads, half, BLOCK: tl.constexpr):
+def _rope(x_ptr, cos_ptr, sin_ptr, start_ptr, heads, half, BLOCK: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
+    start = tl.load(start_ptr)
     h = tl.program_id(1).to(tl.int64)
     j = tl.arange(0, BLOCK)
     ok = j < half
@@ -66,17 +67,30 @@ def _rope(x_ptr, cos_ptr, sin_ptr, start, heads, half, BLOCK: tl.constexpr):
     tl.store(base + half + j, b * c + a * s, mask=ok)
 
 
-def rope_(x, cos, sin, start: int):
-    """Rotate the two halves of every head of x (T, heads, head_dim) in place, for positions start.."""
+def rope_(x, cos, sin, start):
+    """Rotate the two halves of every head of x (T, heads, head_dim) in place, for positions start.. (an int,
+    or `position_tensor`'s device tensor, which a captured decode step updates between replays)."""
     t, heads, hd = x.shape
-    _rope[(t, heads)](x, cos, sin, start, heads, hd // 2, BLOCK=triton.next_power_of_2(hd // 2))
+    _rope[(t, heads)](x, cos, sin, position_tensor(start, x.device), heads, hd // 2,
+                      BLOCK=triton.next_power_of_2(hd // 2))
     return x
 
 
+def position_tensor(start, device):
+    """`start` as the int64 device tensor (1,) the rotary and attention kernels read it from (a tensor passes
+    through)."""
+    import torch
+
+    if isinstance(start, torch.Tensor):
+        return start
+    return torch.tensor([start], dtype=torch.int64, device=device)
+
+
 @triton.jit
-def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start, heads, kv_heads, head_dim, window, scale,
+def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start_ptr, heads, kv_heads, head_dim, window, scale,
                BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     """One query (token t, head h) over its keys, in blocks with a running (online) softmax."""
+    start = tl.load(start_ptr)
     t = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     g = h // (heads // kv_heads)
@@ -105,10 +119,11 @@ def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start, heads, kv_heads, head_dim, win
 
 
 @triton.jit
-def _attention_tiled(q_ptr, k_ptr, v_ptr, o_ptr, t_count, start, heads, kv_heads, head_dim, window, scale,
+def _attention_tiled(q_ptr, k_ptr, v_ptr, o_ptr, t_count, start_ptr, heads, kv_heads, head_dim, window, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """BLOCK_M query tokens of one head over their keys in BLOCK_N blocks, FlashAttention style: the
     scores and the weighted values of a block are two tl.dot products, the softmax runs online."""
+    start = tl.load(start_ptr)
     mb = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     g = h // (heads // kv_heads)
@@ -160,8 +175,10 @@ def tiled_blocks(tokens: int, head_dim: int) -> tuple[int, int]:
     return 32, 8
 
 
-def attention(q, keys, values, start: int, window: int = 0):
+def attention(q, keys, values, start, window: int = 0):
     """Causal attention of q (T, heads, hd) at positions start.. over keys/values (S, kv_heads, hd); (T, heads * hd).
+    `start` is an int or a `position_tensor`; keys past the last position are not read, so S may be the cache's whole
+    context.
 
     One token (decode) runs one program per head over its keys in float32; a prompt runs the
     tiled kernel, whose two products per key block go through tl.dot (on a GPU in tf32, the
@@ -171,6 +188,7 @@ def attention(q, keys, values, start: int, window: int = 0):
 
     t, heads, hd = q.shape
     out = torch.empty_like(q)
+    start = position_tensor(start, q.device)
     block_d = max(16, triton.next_power_of_2(hd))
     if t >= TILED_FROM:
         block, warps = tiled_blocks(t, hd)

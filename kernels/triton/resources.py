@@ -118,10 +118,10 @@ def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...]
     yield _variant("_silu_mul", ops._silu_mul, {"g_ptr": "*fp32", "u_ptr": "*fp32", "total": "i32"}, {"BLOCK": 1024})
     for hd in head_dims:
         yield _variant(f"_rope hd{hd}", ops._rope,
-                       {"x_ptr": "*fp32", "cos_ptr": "*fp32", "sin_ptr": "*fp32", "start": "i32", "heads": "i32",
+                       {"x_ptr": "*fp32", "cos_ptr": "*fp32", "sin_ptr": "*fp32", "start_ptr": "*i64", "heads": "i32",
                         "half": "i32"}, {"BLOCK": triton.next_power_of_2(hd // 2)})
         attention = {"q_ptr": "*fp32", "k_ptr": "*fp32", "v_ptr": "*fp32", "o_ptr": "*fp32"}
-        sizes = {"start": "i32", "heads": "i32", "kv_heads": "i32", "head_dim": "i32", "window": "i32",
+        sizes = {"start_ptr": "*i64", "heads": "i32", "kv_heads": "i32", "head_dim": "i32", "window": "i32",
                  "scale": "fp32"}
         yield _variant(f"_attention hd{hd}", ops._attention, {**attention, **sizes},
                        {"BLOCK_S": 32, "BLOCK_D": triton.next_power_of_2(hd)})

@@ -12,13 +12,16 @@ through torch's cast, which rounds as the format library does), before the weigh
 
 from __future__ import annotations
 
+import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgec.core.formats.fp8 import FP8
 from edgec.runtime.backends.base import Linear
+from edgec.runtime.backends.triton_graph import CapturedDecode
 from edgec.runtime.kv_cache import KVCache
 from edgec.runtime.model_config import ModelConfig
 from edgec.runtime.rope import Rotary
@@ -60,7 +63,8 @@ class DeviceLlama:
 
         self.config = config
         self.device = head.kernel.weight.device
-        self._device_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KVCache -> (keys, values)
+        self._device_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KVCache -> _CacheState
+        self.graphs = self.device.type == "cuda" and os.environ.get("EDGEC_CUDA_GRAPHS", "1") != "0"
 
         def dev(a):
             return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32)).to(self.device)
@@ -80,28 +84,49 @@ class DeviceLlama:
             return None
         return cls(config, blocks, norm, head, rotary)
 
-    def _cache(self, cache: KVCache):
-        """The device keys and values of `cache`, which this pass owns: made on first use, freed with the cache."""
+    def _cache(self, cache: KVCache) -> _CacheState:
+        """The device keys and values of `cache`, which this pass owns (made on first use, freed with the cache),
+        and its captured decode step."""
         import torch
 
         state = self._device_caches.get(cache)
         if state is None:
             shape = cache.key_array.shape
-            state = self._device_caches[cache] = (torch.zeros(shape, device=self.device),
-                                                  torch.zeros(shape, device=self.device))
+            keys, values = torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device)
+
+            def step(x, position):
+                return self._pass(x, keys, values, position, position, all_logits=False)
+
+            captured = CapturedDecode(step, self.config.hidden_size, self.device) if self.graphs else None
+            state = self._device_caches[cache] = _CacheState(keys, values, step, captured)
         return state
 
     def __call__(self, x: np.ndarray, cache: KVCache, start: int, all_logits: bool) -> np.ndarray:
+        """Logits of the tokens whose embeddings are `x` (T, hidden) at positions start.., their keys and values
+        written to the cache. One token on a GPU replays the cache's captured decode step (`CapturedDecode`)."""
         import torch
 
         from edgec.kernels.triton import ops
 
-        c = self.config
-        keys, values = self._cache(cache)
+        state = self._cache(cache)
         t = len(x)
-        stop = start + t
-        x = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)
+        if t == 1 and state.captured is not None:
+            return state.captured(x, start)
+        h = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)
+        position = ops.position_tensor(start, self.device)
+        if t == 1:  # the step a GPU captures, run as it is
+            return state.step(h, position).cpu().numpy()
+        slots = torch.arange(start, start + t, device=self.device)
+        return self._pass(h, state.keys, state.values, position, slots, all_logits).cpu().numpy()
 
+    def _pass(self, x, keys, values, position, slots, all_logits: bool):
+        """The blocks and the head over x (T, hidden) on the device, at the positions starting at the device int64
+        `position`, storing keys and values at the cache rows `slots` (T,): logits (T or 1, vocab) on the device.
+        Every shape is fixed by T, so one token's pass can be captured and replayed."""
+        from edgec.kernels.triton import ops
+
+        c = self.config
+        t = x.shape[0]
         for layer, b in enumerate(self.blocks):
             h = ops.rms_norm(x, b["attn_norm"], c.norm_eps)
             q = b["q"](h).reshape(t, c.heads, c.head_dim)
@@ -109,14 +134,22 @@ class DeviceLlama:
             v = b["v"](h).reshape(t, c.kv_heads, c.head_dim)
             if b["q_norm"] is not None:
                 q, k = ops.rms_norm(q, b["q_norm"], c.norm_eps), ops.rms_norm(k, b["k_norm"], c.norm_eps)
-            ops.rope_(q, self.cos, self.sin, start)
-            ops.rope_(k, self.cos, self.sin, start)
-            keys[layer, start:stop] = k
-            values[layer, start:stop] = v
-            att = ops.attention(q, keys[layer, :stop], values[layer, :stop], start, c.sliding_window or 0)
+            ops.rope_(q, self.cos, self.sin, position)
+            ops.rope_(k, self.cos, self.sin, position)
+            keys[layer].index_copy_(0, slots, k)
+            values[layer].index_copy_(0, slots, v)
+            att = ops.attention(q, keys[layer], values[layer], position, c.sliding_window or 0)
             x = x + b["o"](att)
             h = ops.rms_norm(x, b["mlp_norm"], c.norm_eps)
             gate = ops.silu_mul_(b["gate"](h), b["up"](h))
             x = x + b["down"](gate)
         last = x if all_logits else x[-1:]
-        return self.head(ops.rms_norm(last.contiguous(), self.norm, c.norm_eps)).cpu().numpy()
+        return self.head(ops.rms_norm(last.contiguous(), self.norm, c.norm_eps))
+
+
+@dataclass(frozen=True)
+class _CacheState:
+    keys: object      # device tensors (layers, context, kv_heads, head_dim)
+    values: object
+    step: Callable    # step(x (1, hidden), position) -> logits (1, vocab), all on the device
+    captured: CapturedDecode | None  # on a GPU with graphs enabled

@@ -39,6 +39,31 @@ def test_every_llama_family_variant_runs_on_the_device(family_dir, tmp_path):
         np.testing.assert_allclose(gpu.forward(chunk, cache[1]), expected, atol=2e-3 * np.abs(expected).max())
 
 
+def test_one_decode_step_serves_every_position_through_its_position_buffer(tiny_llama_dir, tmp_path):
+    """What a CUDA graph replays: the same step, its input row and position buffers overwritten in place before
+    each call (nothing about the position baked in), decodes every token as the reference does."""
+    import torch
+
+    path = export(tiny_llama_dir, tmp_path / "m.edgec", "int8", include_head=True)
+    reference, gpu = load(path, backend="reference"), load(path, backend="triton")
+    fused = gpu.executor.fused
+    assert fused.graphs is False  # the interpreter: each token runs the step eagerly
+    ids = reference.tokenizer.encode(PROMPT)
+    cache = [reference.new_cache(), gpu.new_cache()]
+    reference.forward(ids, cache[0])
+    gpu.forward(ids, cache[1])
+    step = fused._cache(cache[1]).step
+    x = torch.zeros((1, gpu.executor.config.hidden_size))
+    position = torch.zeros((1,), dtype=torch.int64)
+    for token in (7, 11, 3):
+        expected = reference.forward([token], cache[0])
+        x.copy_(torch.from_numpy(gpu.executor.embed(np.array([token]))))
+        position.fill_(cache[1].length)
+        got = step(x, position).numpy()
+        cache[1].advance(1)
+        np.testing.assert_allclose(got, expected, atol=2e-3 * np.abs(expected).max())
+
+
 def test_phi3_runs_its_steps_on_the_device_kernels(phi3_dir, tmp_path):
     """Phi-3 has no fused device pass: the executor's steps around the Triton linear kernels."""
     path = export(phi3_dir, tmp_path / "m.edgec", "int4:g32", include_head=True)
