@@ -168,7 +168,7 @@ def small_ops(device: str, bench, quick: bool) -> list[dict]:
     models = {"tiny": (48, 4, 2, 12, 80)} if quick else MODELS
     cache, prompt = (40, 9) if quick else (2048, 512)
     rows = []
-    print(f"\n{'op':>22} {'model':>8} {'tokens':>6} {'triton us':>10} {'torch us':>10}  torch/triton")
+    print(f"\n{'op':>32} {'model':>8} {'tokens':>6} {'triton us':>10} {'torch us':>10}  torch/triton")
     for model, (hidden, heads, kv_heads, hd, inter) in models.items():
         half = hd // 2
         angles = torch.rand((cache + prompt, half), device=device) * 6.0
@@ -204,6 +204,13 @@ def small_ops(device: str, bench, quick: bool) -> list[dict]:
                 f"attention ({'decode' if tokens == 1 else 'prefill'})":
                     (lambda: ops.attention(q, k, v, position), lambda: torch_attention(q, k, v, start)),
             }
+            if tokens == 1:  # a long context, where flash decoding's spans fill the GPU
+                long_start = max(4 * cache, 2 * ops.DECODE_SPAN)
+                long_k, long_v = (torch.randn((long_start + 1, kv_heads, hd), device=device) for _ in range(2))
+                long_position = ops.position_tensor(long_start, device)
+                cases[f"attention (decode, {long_start} keys)"] = (
+                    lambda: ops.attention(q, long_k, long_v, long_position),
+                    lambda: torch_attention(q, long_k, long_v, long_start))
             for name, (ours, theirs) in cases.items():
                 got, want = ours().reshape(-1), theirs().reshape(-1)
                 # attention prefill runs tl.dot in tf32 on a GPU; everything else is float32
@@ -214,7 +221,7 @@ def small_ops(device: str, bench, quick: bool) -> list[dict]:
                 t_ours, t_theirs = bench(ours), bench(theirs)
                 rows.append({"op": name, "model": model, "tokens": tokens, "seconds": t_ours,
                              "torch_seconds": t_theirs})
-                print(f"{name:>22} {model:>8} {tokens:>6} {t_ours * 1e6:10.1f} {t_theirs * 1e6:10.1f}  "
+                print(f"{name:>32} {model:>8} {tokens:>6} {t_ours * 1e6:10.1f} {t_theirs * 1e6:10.1f}  "
                       f"x{t_theirs / t_ours:5.2f}")
     return rows
 

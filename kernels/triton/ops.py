@@ -163,6 +163,72 @@ def _attention_tiled(q_ptr, k_ptr, v_ptr, o_ptr, t_count, start_ptr, heads, kv_h
              mask=t_ok[:, None] & d_ok[None, :])
 
 
+@triton.jit
+def _attention_split(q_ptr, k_ptr, v_ptr, acc_ptr, stats_ptr, start_ptr, heads, kv_heads, head_dim, window, scale,
+                     splits, SPAN: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One decode query's head over one span of SPAN cached keys (flash decoding): the span's unnormalized weighted
+    values, its largest score and its sum of weights, for `_attention_combine`. Spans past the position, or
+    before the window, hold no key and say so (largest score -inf, sum 0)."""
+    pos = tl.load(start_ptr)
+    h = tl.program_id(0).to(tl.int64)
+    span = tl.program_id(1).to(tl.int64)
+    g = h // (heads // kv_heads)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    q = tl.load(q_ptr + h * head_dim + d, mask=d_ok, other=0.0)
+    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    top = -float("inf")
+    total = 0.0
+    acc = tl.zeros((BLOCK_D,), tl.float32)
+    begin = tl.maximum(span * SPAN, lo // BLOCK_S * BLOCK_S)
+    for s0 in range(begin, tl.minimum(span * SPAN + SPAN, pos + 1), BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        keep = (s >= lo) & (s <= pos)
+        rows = (s * kv_heads + g) * head_dim
+        k = tl.load(k_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
+        score = tl.where(keep, tl.sum(k * q[None, :], axis=1) * scale, -float("inf"))
+        new_top = tl.maximum(top, tl.max(score, axis=0))
+        p = tl.where(score - new_top < PROB_FLUSH, 0.0, tl.exp(score - new_top))
+        shrink = tl.exp(top - new_top)
+        v = tl.load(v_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
+        acc = acc * shrink + tl.sum(p[:, None] * v, axis=0)
+        total = total * shrink + tl.sum(p, axis=0)
+        top = new_top
+    at = h * splits + span
+    tl.store(acc_ptr + at * head_dim + d, acc, mask=d_ok)
+    tl.store(stats_ptr + 2 * at, top)
+    tl.store(stats_ptr + 2 * at + 1, total)
+
+
+@triton.jit
+def _attention_combine(acc_ptr, stats_ptr, o_ptr, start_ptr, head_dim, window, splits, SPAN: tl.constexpr,
+                       BLOCK_D: tl.constexpr):
+    """The spans of one head, from `_attention_split`, as its attention output: each span's weights rescaled to the
+    largest score of all."""
+    pos = tl.load(start_ptr)
+    h = tl.program_id(0).to(tl.int64)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    top = -float("inf")
+    total = 0.0
+    acc = tl.zeros((BLOCK_D,), tl.float32)
+    for span in range(lo // SPAN, pos // SPAN + 1):
+        at = h * splits + span
+        span_top = tl.load(stats_ptr + 2 * at)
+        new_top = tl.maximum(top, span_top)
+        base = tl.where(new_top == -float("inf"), 0.0, new_top)
+        old, new = tl.exp(top - base), tl.exp(span_top - base)
+        acc = acc * old + tl.load(acc_ptr + at * head_dim + d, mask=d_ok, other=0.0) * new
+        total = total * old + tl.load(stats_ptr + 2 * at + 1) * new
+        top = new_top
+    tl.store(o_ptr + h * head_dim + d, acc / total, mask=d_ok)
+
+
+DECODE_SPAN = 256
+"""Cached keys per program of the split decode attention: a cache longer than this is read by one program per
+span and head (flash decoding), so a long context fills the GPU instead of one program per head."""
+
 TILED_FROM = 2
 """Query tokens from which attention runs tiled (`_attention_tiled`); one token runs `_attention`."""
 
@@ -180,9 +246,11 @@ def attention(q, keys, values, start, window: int = 0):
     `start` is an int or a `position_tensor`; keys past the last position are not read, so S may be the cache's whole
     context.
 
-    One token (decode) runs one program per head over its keys in float32; a prompt runs the
-    tiled kernel, whose two products per key block go through tl.dot (on a GPU in tf32, the
-    precision class of the prefill GEMM's float16 operands; exact float32 in the interpreter).
+    One token (decode) runs one program per head over its keys in float32, or, when `keys` hold more
+    than DECODE_SPAN rows, one per head and span of them, combined by a second kernel (flash
+    decoding); a prompt runs the tiled kernel, whose two products per key block go through tl.dot
+    (on a GPU in tf32, the precision class of the prefill GEMM's float16 operands; exact float32
+    in the interpreter).
     """
     import torch
 
@@ -195,6 +263,15 @@ def attention(q, keys, values, start, window: int = 0):
         _attention_tiled[(triton.cdiv(t, block), heads)](
             q, keys, values, out, t, start, heads, keys.shape[1], hd, window, hd ** -0.5,
             BLOCK_M=block, BLOCK_N=32, BLOCK_D=block_d, num_warps=warps)
+    elif keys.shape[0] > DECODE_SPAN:
+        splits = triton.cdiv(keys.shape[0], DECODE_SPAN)
+        acc = torch.empty((heads, splits, hd), dtype=torch.float32, device=q.device)
+        stats = torch.empty((heads, splits, 2), dtype=torch.float32, device=q.device)
+        _attention_split[(heads, splits)](q, keys, values, acc, stats, start, heads, keys.shape[1], hd, window,
+                                          hd ** -0.5, splits, SPAN=DECODE_SPAN, BLOCK_S=32,
+                                          BLOCK_D=triton.next_power_of_2(hd))
+        _attention_combine[(heads,)](acc, stats, out, start, hd, window, splits, SPAN=DECODE_SPAN,
+                                     BLOCK_D=triton.next_power_of_2(hd))
     else:
         _attention[(t, heads)](q, keys, values, out, start, heads, keys.shape[1], hd, window, hd ** -0.5,
                                BLOCK_S=32, BLOCK_D=triton.next_power_of_2(hd))

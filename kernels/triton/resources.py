@@ -125,6 +125,13 @@ def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...]
                  "scale": "fp32"}
         yield _variant(f"_attention hd{hd}", ops._attention, {**attention, **sizes},
                        {"BLOCK_S": 32, "BLOCK_D": triton.next_power_of_2(hd)})
+        partials = {"acc_ptr": "*fp32", "stats_ptr": "*fp32"}
+        yield _variant(f"_attention_split hd{hd}", ops._attention_split,
+                       {"q_ptr": "*fp32", "k_ptr": "*fp32", "v_ptr": "*fp32", **partials, **sizes, "splits": "i32"},
+                       {"SPAN": ops.DECODE_SPAN, "BLOCK_S": 32, "BLOCK_D": triton.next_power_of_2(hd)})
+        yield _variant(f"_attention_combine hd{hd}", ops._attention_combine,
+                       {**partials, "o_ptr": "*fp32", "start_ptr": "*i64", "head_dim": "i32", "window": "i32",
+                        "splits": "i32"}, {"SPAN": ops.DECODE_SPAN, "BLOCK_D": triton.next_power_of_2(hd)})
         for block, warps in sorted({ops.tiled_blocks(tokens, hd) for tokens in (ops.TILED_FROM, 512)}):
             yield _variant(f"_attention_tiled hd{hd} m{block}", ops._attention_tiled,
                            {**attention, "t_count": "i32", **sizes},

@@ -59,3 +59,20 @@ def test_attention_matches_the_executor(t, start, window, hd):
     k, v = (RNG.standard_normal((start + t, kv_heads, hd)).astype(np.float32) for _ in range(2))
     expected = attention(q, k, v, start, window=window or None)
     np.testing.assert_allclose(ops.attention(_t(q), _t(k), _t(v), start, window).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("start, window", [(0, 0), (255, 0), (256, 0), (700, 0), (1000, 300), (900, 40), (600, 256)])
+def test_split_decode_attention_over_a_whole_cache_matches_the_executor(start, window):
+    """A decode query over a cache buffer longer than one span (flash decoding): the position inside the first span,
+    at a span's edge, several spans, a window that starts spans in or inside the last span. Rows past the
+    position hold garbage that must not be read."""
+    from edgec.kernels.triton import ops
+
+    heads, kv_heads, hd, context = 6, 2, 20, 1100
+    assert context > ops.DECODE_SPAN
+    q = RNG.standard_normal((1, heads, hd)).astype(np.float32)
+    k, v = (RNG.standard_normal((context, kv_heads, hd)).astype(np.float32) for _ in range(2))
+    expected = attention(q, k[: start + 1], v[: start + 1], start, window=window or None)
+    k[start + 1:], v[start + 1:] = np.nan, np.nan
+    got = ops.attention(_t(q), _t(k), _t(v), ops.position_tensor(start, "cpu"), window).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
