@@ -87,22 +87,17 @@ def position_tensor(start, device):
 
 
 @triton.jit
-def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start_ptr, heads, kv_heads, head_dim, window, scale,
-               BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
-    """One query (token t, head h) over its keys, in blocks with a running (online) softmax."""
-    start = tl.load(start_ptr)
-    t = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    g = h // (heads // kv_heads)
+def _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, begin, end, BLOCK_S: tl.constexpr,
+            BLOCK_D: tl.constexpr):
+    """One query q (BLOCK_D,) over the cached keys begin.. end - 1 (from a multiple of BLOCK_S) that lie in
+    lo..pos, of kv head g, with a running (online) softmax: (weighted values, unnormalized; largest score, -inf
+    if no key; sum of weights)."""
     d = tl.arange(0, BLOCK_D)
     d_ok = d < head_dim
-    q = tl.load(q_ptr + (t * heads + h) * head_dim + d, mask=d_ok, other=0.0)
-    pos = start + t
-    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
     top = -float("inf")
     total = 0.0
     acc = tl.zeros((BLOCK_D,), tl.float32)
-    for s0 in range(lo // BLOCK_S * BLOCK_S, pos + 1, BLOCK_S):  # the first block holds a kept key
+    for s0 in range(begin, end, BLOCK_S):
         s = s0 + tl.arange(0, BLOCK_S)
         keep = (s >= lo) & (s <= pos)
         rows = (s * kv_heads + g) * head_dim
@@ -115,6 +110,25 @@ def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start_ptr, heads, kv_heads, head_dim,
         acc = acc * shrink + tl.sum(p[:, None] * v, axis=0)
         total = total * shrink + tl.sum(p, axis=0)
         top = new_top
+    return acc, top, total
+
+
+@triton.jit
+def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start_ptr, heads, kv_heads, head_dim, window, scale,
+               BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One query (token t, head h) over its keys, in blocks with a running (online) softmax."""
+    start = tl.load(start_ptr)
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    g = h // (heads // kv_heads)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    q = tl.load(q_ptr + (t * heads + h) * head_dim + d, mask=d_ok, other=0.0)
+    pos = start + t
+    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    # the first block holds a kept key
+    acc, top, total = _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, lo // BLOCK_S * BLOCK_S, pos + 1,
+                              BLOCK_S, BLOCK_D)
     tl.store(o_ptr + (t * heads + h) * head_dim + d, acc / total, mask=d_ok)
 
 
@@ -177,23 +191,9 @@ def _attention_split(q_ptr, k_ptr, v_ptr, acc_ptr, stats_ptr, start_ptr, heads, 
     d_ok = d < head_dim
     q = tl.load(q_ptr + h * head_dim + d, mask=d_ok, other=0.0)
     lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
-    top = -float("inf")
-    total = 0.0
-    acc = tl.zeros((BLOCK_D,), tl.float32)
     begin = tl.maximum(span * SPAN, lo // BLOCK_S * BLOCK_S)
-    for s0 in range(begin, tl.minimum(span * SPAN + SPAN, pos + 1), BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        keep = (s >= lo) & (s <= pos)
-        rows = (s * kv_heads + g) * head_dim
-        k = tl.load(k_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
-        score = tl.where(keep, tl.sum(k * q[None, :], axis=1) * scale, -float("inf"))
-        new_top = tl.maximum(top, tl.max(score, axis=0))
-        p = tl.where(score - new_top < PROB_FLUSH, 0.0, tl.exp(score - new_top))
-        shrink = tl.exp(top - new_top)
-        v = tl.load(v_ptr + rows[:, None] + d[None, :], mask=keep[:, None] & d_ok[None, :], other=0.0)
-        acc = acc * shrink + tl.sum(p[:, None] * v, axis=0)
-        total = total * shrink + tl.sum(p, axis=0)
-        top = new_top
+    acc, top, total = _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, begin,
+                              tl.minimum(span * SPAN + SPAN, pos + 1), BLOCK_S, BLOCK_D)
     at = h * splits + span
     tl.store(acc_ptr + at * head_dim + d, acc, mask=d_ok)
     tl.store(stats_ptr + 2 * at, top)
