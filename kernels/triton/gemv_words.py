@@ -23,10 +23,9 @@ Per value the main loop issues (docs/triton.md has the SASS counts):
 * float16 (KIND 0): a half-word widened to float32 and one FFMA; bfloat16 (KIND 1): the
   half-word moved to the top of a float32 (one shift or mask) and one FFMA.
 
-Products are explicit `tl.fma`s, so the count holds whether or not Triton fuses a multiply and
-an add by default (Triton 3.10 stops doing so). The exponent bits 0x4B000000 are read from
-memory (`exponent_ptr`, the float 2^23) rather than written as a constant: as an immediate or a
-constant-bank operand, ptxas splits each LOP3 in two on sm_89.
+The decoders are `edgec.kernels.triton.word_values`'s, shared with the prefill GEMM. Products are
+explicit `tl.fma`s, so the count holds whether or not Triton fuses a multiply and an add by
+default (Triton 3.10 stops doing so).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.word_values import word_halves, word_value
 
 GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
@@ -48,14 +48,6 @@ def gemv_word_configs() -> list[triton.Config]:
     configs = [triton.Config({"BLOCK_N": bn, "SPLIT_K": sk}, num_warps=w, pre_hook=_zero_output if sk > 1 else None)
                for bn, w in GEMV_WORD_BLOCKS for sk in GEMV_WORD_SPLITS]
     return configs[:1] if _interpreted() else configs
-
-
-@triton.jit
-def _exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.constexpr):
-    """The code (word >> sh) & mask minus `offset`, as float32, from the code's bits at `sh` (see the module
-    docstring): one LOP3 and one FFMA."""
-    biased = ((word & (mask << sh)) | exponent).to(tl.float32, bitcast=True)
-    return tl.fma(biased, 1.0 / (1 << sh), -(8388608.0 / (1 << sh) + offset))
 
 
 @triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
@@ -84,7 +76,7 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr,
         x_chunk = x_row + step * PER_WORD * WORDS
         if KIND == 4 or KIND == 5:
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
-            if KIND == 5:
+            if KIND == 5:  # both values of a code byte in one 64-bit load
                 for b in tl.static_range(4):
                     pair = tl.load(pairs + ((low >> (8 * b)) & 255)).to(tl.uint64, bitcast=True)
                     first_value = (pair & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
@@ -92,40 +84,19 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr,
                     second_value = (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
                     part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
             else:
-                high = low >> 12
+                low, high = word_halves(low, KIND)
                 for j in tl.static_range(8):
-                    value = _exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15,
-                                       0.0 if ASYM else 8.0)
+                    value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
                     part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
             group = rows * ng + step // GROUP_STEPS
             acc = tl.fma(part, tl.load(scale_ptr + group), acc)
             if ASYM:
                 offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + m * steps + step), offsets)
-        elif KIND == 3:
-            flipped = low ^ 0x80808080  # signed bytes as c + 128
-            high = flipped >> 16
-            for j in tl.static_range(4):
-                xj = tl.load(x_chunk + j * WORDS)
-                acc = tl.fma(_exact_int(flipped if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0), xj[None, :],
-                             acc)
-        elif KIND == 2:
-            for j in tl.static_range(4):
-                code = (low >> (8 * j)) & 255
-                if NATIVE_FP8:
-                    value = code.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-                else:  # the float16 with the code's sign, exponent and mantissa bits: the value / 256
-                    half = ((code & 0x80) << 8) | ((code & 0x7F) << 7)
-                    value = half.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
-                acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
         else:
-            for j in tl.static_range(2):
-                xj = tl.load(x_chunk + j * WORDS)
-                if KIND == 0:
-                    half = (low & 0xFFFF) if j == 0 else (low >> 16)
-                    value = half.to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
-                else:
-                    value = ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
-                acc = tl.fma(value, xj[None, :], acc)
+            low, high = word_halves(low, KIND)
+            for j in tl.static_range(PER_WORD):
+                value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
+                acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
     out = tl.sum(acc, axis=1)
     if ASYM:
         out += tl.sum(offsets, axis=1)

@@ -1,0 +1,58 @@
+"""Decoding the word layout's codes (`edgec.kernels.triton.word_layout`) in registers: value j of each 32-bit word,
+as float32, for the decode GEMV and the prefill GEMM.
+
+Integers come out exact, from the code's bits placed in the mantissa of 2^23 (one LOP3) and one
+FFMA that removes 2^23 and the offset (`exact_int`). The exponent bits are read from memory
+(`exponent`, the float 2^23 as bits) rather than written as a constant: as an immediate or a
+constant-bank operand, ptxas splits each LOP3 in two on sm_89.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.constexpr):
+    """The code (word >> sh) & mask minus `offset`, as float32, exactly (c·2^sh < 2^23): one LOP3 and one FFMA."""
+    biased = ((word & (mask << sh)) | exponent).to(tl.float32, bitcast=True)
+    return tl.fma(biased, 1.0 / (1 << sh), -(8388608.0 / (1 << sh) + offset))
+
+
+@triton.jit
+def word_halves(low, KIND: tl.constexpr):
+    """What `word_value` reads of a step's words: int4's words and the same shifted down 12 bits (so every code sits
+    at bit 0, 4, 8, 12 or 16), int8's with their sign bits flipped (c + 128, unsigned) and that shifted down 16,
+    the words themselves otherwise."""
+    if KIND == 4:
+        return low, low >> 12
+    elif KIND == 3:
+        flipped = low ^ 0x80808080
+        return flipped, flipped >> 16
+    else:
+        return low, low
+
+
+@triton.jit
+def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr, ASYM: tl.constexpr,
+               NATIVE_FP8: tl.constexpr):
+    """Value j of each word, from `word_halves`, as float32 before any scale: int4 c − 8 (ASYM: c), int8 c, nf4's
+    table value, fp8's value (divided by 256 where the GPU has no e4m3 conversion, NATIVE_FP8 False), f16 and
+    bf16 as they are."""
+    if KIND == 4:
+        return exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15, 0.0 if ASYM else 8.0)
+    elif KIND == 5:
+        return tl.load(lut_ptr + ((low >> (4 * j)) & 15).to(tl.int32))
+    elif KIND == 3:
+        return exact_int(low if j < 2 else high, exponent, 8 * (j % 2), 255, 128.0)
+    elif KIND == 2:
+        code = (low >> (8 * j)) & 255
+        if NATIVE_FP8:
+            return code.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+        else:  # the float16 with the code's sign, exponent and mantissa bits: the value / 256, exactly
+            return (((code & 0x80) << 8) | ((code & 0x7F) << 7)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    elif KIND == 0:
+        return ((low & 0xFFFF) if j == 0 else (low >> 16)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    else:
+        return ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
