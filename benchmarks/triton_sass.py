@@ -1,13 +1,18 @@
-"""The decode GEMV's main loop per storage kind, read from the SASS Triton emits for sm_89 and sm_90 (no GPU needed).
+"""The matmul kernels' main loops per storage kind, read from the SASS Triton emits for sm_89 and sm_90 (no GPU needed).
 
     python benchmarks/triton_sass.py [--kinds int4,nf4] [--dense-only] [--configs all|first] [--kernel gemv|gemm]
 
 For each matmul variant (`edgec.kernels.triton.sass`): the main loop's instructions per
 iteration and warp, its global loads by width, the share of loaded bytes that come in 128-bit
-loads, and the lane-instructions it issues per stored weight byte beside the budget at which
-the loop issues as fast as the GPU's memory delivers (7 on an H200, 41 on an RTX 4090). Exits 1
-when the GEMV's best configuration of some kind is over an architecture's budget: that kernel
-would be instruction-bound there, whatever the memory system does.
+loads, and
+
+* decode GEMV (`--kernel gemv`): the lane-instructions it issues per stored weight byte beside
+  the budget at which the loop issues as fast as the GPU's memory delivers (7 on an H200, 41 on
+  an RTX 4090). Exits 1 when the best configuration of some kind is over an architecture's
+  budget: that kernel would be instruction-bound there, whatever the memory system does.
+* prefill GEMM (`--kernel gemm`): the multiply-adds per lane-instruction beside the least that
+  lets the tensor cores run at half their peak (7.4 on an H200, 1.0 on an RTX 4090). Exits 1
+  when the best configuration of some kind is under it.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ def main() -> None:
     from edgec.kernels.triton import resources, sass
 
     kinds = args.kinds.split(",") if args.kinds else None
+    prefill = args.kernel == "gemm"
+    budgets = sass.PREFILL_MIN_MACS if prefill else sass.ISSUE_BUDGET
     best: dict[tuple[str, int], float] = {}
     print(f"{'variant':<40} {'arch':>5} {'loop instr':>10} {'loads (bits: count)':>28} {'128-bit bytes':>13} "
-          f"{'instr/byte':>10} {'budget':>6}")
+          f"{'MAC/instr' if prefill else 'instr/byte':>10} {'budget':>6}")
     sparse = (False,) if args.dense_only else (False, True)
     for variant in resources.matmul_variants(kinds, sparse, configs=args.configs):
         if not variant.label.split()[0].startswith(f"_{args.kernel}"):
@@ -47,15 +54,24 @@ def main() -> None:
         for arch in ARCHS:
             profile = sass.loop_profile(variant, arch)
             loads = ", ".join(f"{bits}: {count}" for bits, count in sorted(profile.loads.items()))
-            best[(kind, arch)] = min(best.get((kind, arch), float("inf")), profile.per_weight_byte)
+            if prefill:
+                figure = profile.macs_per_instruction
+                best[(kind, arch)] = max(best.get((kind, arch), 0.0), figure)
+            else:
+                figure = profile.per_weight_byte
+                best[(kind, arch)] = min(best.get((kind, arch), float("inf")), figure)
             print(f"{variant.label:<40} sm_{arch} {profile.instructions:>10} {loads:>28} "
-                  f"{100 * profile.wide_load_share:>12.0f}% {profile.per_weight_byte:>10.1f} "
-                  f"{sass.ISSUE_BUDGET[arch]:>6.0f}", flush=True)
-    over = [f"{kind} on sm_{arch} ({value:.1f} > {sass.ISSUE_BUDGET[arch]:.0f})"
-            for (kind, arch), value in best.items() if value > sass.ISSUE_BUDGET[arch]]
-    if over and args.kernel == "gemv":
-        sys.exit(f"instruction-bound decode GEMV: {', '.join(over)}")
-
+                  f"{100 * profile.wide_load_share:>12.0f}% {figure:>10.1f} {budgets[arch]:>6.1f}", flush=True)
+    if prefill:
+        under = [f"{kind} on sm_{arch} ({value:.1f} < {budgets[arch]:.1f})"
+                 for (kind, arch), value in best.items() if value < budgets[arch]]
+        if under:
+            sys.exit(f"issue-bound prefill GEMM: {', '.join(under)}")
+    else:
+        over = [f"{kind} on sm_{arch} ({value:.1f} > {budgets[arch]:.0f})"
+                for (kind, arch), value in best.items() if value > budgets[arch]]
+        if over:
+            sys.exit(f"instruction-bound decode GEMV: {', '.join(over)}")
 
 if __name__ == "__main__":
     main()

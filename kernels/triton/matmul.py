@@ -1,4 +1,9 @@
-"""`linear`: y = x @ W^T from a prepared weight's stored buffers, by two Triton kernels.
+"""`linear`: y = x @ W^T from a prepared weight's stored buffers, by Triton kernels.
+
+Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `_gemv_words`
+(M < 16) and, with 16-word chunks, `_gemm_words` (gemv_words.py, gemm_words.py); every other
+weight through the two kernels here, which read codes as stored (and narrower word chunks by
+remapping columns):
 
 * `_gemv` (M < 16 rows, decode): one program per block of BLOCK_N output rows, one x row and
   one K split; each weight tile is decoded in registers and multiplied elementwise with the x
@@ -22,6 +27,7 @@ import triton.language as tl
 from edgec.kernels.triton.dequant import decode_tile
 
 GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16
+GEMM_WORDS = 16  # the word-layout prefill GEMM reads 16-word chunks (gemm_words.py); other chunks take `_gemm`
 
 
 # Only tiles that compile without spilling registers for every storage kind, dense and 2:4, on
@@ -127,6 +133,9 @@ def linear(weight, x, out=None):
     if m < GEMV_MAX_M and weight.words:
         _gemv_words_call(weight, x, out)
         return out
+    if m >= GEMV_MAX_M and weight.words == GEMM_WORDS:
+        _gemm_words_call(weight, x, out)
+        return out
     meta = weight.meta if weight.meta is not None else weight.q
     common = (weight.q, weight.scale, weight.minv, weight.lut, meta)
     sizes = (weight.q.shape[1], weight.ng, weight.group, meta.shape[1] if weight.meta is not None else 0)
@@ -156,6 +165,20 @@ def _gemv_words_call(weight, x, out) -> None:
         return (triton.cdiv(weight.shape[0], meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
 
     _gemv_words[grid](*args, **flags)
+
+
+def _gemm_words_call(weight, x, out) -> None:
+    """The word-layout prefill GEMM (`edgec.kernels.triton.gemm_words`), autotuned."""
+    from edgec.kernels.triton.gemm_words import _gemm_words
+
+    (m, k), n = x.shape, weight.shape[0]
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+
+    _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
+                      x.stride(0), out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
+                      ASYM=weight.asym, GROUP_STEPS=weight.group_steps, NATIVE_FP8=native_fp8(x.device))
 
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:

@@ -73,8 +73,9 @@ def _variant(label: str, fn, args: dict[str, str], constexprs: dict[str, object]
 def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (False, True),
                     configs: str = "all") -> Iterator[Variant]:
     """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, and the
-    word-layout decode GEMV for the dense kinds it decodes, with each autotune configuration
+    word-layout decode GEMV and prefill GEMM for the dense kinds they decode, with each autotune configuration
     (`configs="all"`) or only the first of each kernel ("first")."""
+    from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
@@ -83,6 +84,8 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
     gemm_args = {**base, **{name: "i32" for name in _GEMM_INTS}}
     words_args = {**dict(zip(_WORDS_ARGS, _WORDS_TYPES)), **{name: "i32" for name in _WORDS_INTS}}
+    gemm_words_args = {**{name: kind for name, kind in zip(_WORDS_ARGS, _WORDS_TYPES) if name != "sums_ptr"},
+                       **{name: "i32" for name in ("M",) + _WORDS_INTS}}
     for kind_name in kinds or list(KINDS):
         kind, bits, asym = KINDS[kind_name]
         for sp in sparse:
@@ -96,13 +99,15 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
-                tuned = gemv_word_configs()
-                for config in tuned[:1] if configs == "first" else tuned:
-                    blocks = "x".join(str(v) for v in config.kwargs.values())
-                    constexprs = {"KIND": kind, "BITS": bits, "ASYM": asym, "WORDS": WORD_VARIANT_WORDS,
-                                  "GROUP_STEPS": 1, "NATIVE_FP8": True, **config.kwargs}
-                    yield _variant(f"_gemv_words {name} {blocks} w{config.num_warps}", _gemv_words.fn, words_args,
-                                   constexprs, num_warps=config.num_warps, num_stages=config.num_stages)
+                word_flags = {"KIND": kind, "BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "NATIVE_FP8": True}
+                for fn, args, tuned, extra in ((_gemv_words, words_args, gemv_word_configs(),
+                                                {"WORDS": WORD_VARIANT_WORDS}),
+                                               (_gemm_words, gemm_words_args, gemm_word_configs(), {})):
+                    for config in tuned[:1] if configs == "first" else tuned:
+                        blocks = "x".join(str(v) for v in config.kwargs.values())
+                        yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
+                                       {**word_flags, **extra, **config.kwargs}, num_warps=config.num_warps,
+                                       num_stages=config.num_stages)
 
 
 def ops_variants(head_dims: tuple[int, ...] = (64, 128), hidden: tuple[int, ...] = (576, 4096)) -> Iterator[Variant]:

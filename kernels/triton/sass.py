@@ -33,6 +33,15 @@ from edgec.kernels.triton.resources import Variant, compile_cubin, cuobjdump
 ISSUE_BUDGET = {90: 7.0, 89: 41.0}
 """Lane-instructions per stored byte at which the loop issues as fast as memory delivers (table above)."""
 
+TENSOR_MACS = {90: 14.8, 89: 2.0}
+"""Multiply-adds per lane-instruction at which a prefill GEMM's loop issues as fast as the tensor cores multiply
+float16 with float32 accumulation: an H200's 989.5 TFLOP/s (494.7 T multiply-adds/s) over its 33.4 T lane-
+instructions/s, an RTX 4090's 165.2 TFLOP/s over 41.3 T (NVIDIA's H200 product page and Ada whitepaper)."""
+
+PREFILL_MIN_MACS = {arch: rate / 2 for arch, rate in TENSOR_MACS.items()}
+"""The prefill budget: a GEMM loop issuing fewer multiply-adds per lane-instruction than half the tensor cores'
+rate cannot reach half their peak, nor half of cuBLAS's speed, whatever its memory traffic."""
+
 TYPICAL_GROUP = 128  # values per scale group when counting the scales a tile reads
 _INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
 _TARGET = re.compile(r"0x([0-9a-f]+)")
@@ -84,11 +93,17 @@ class LoopProfile:
     loads: dict[int, int]
     warps: int
     stored_bytes: float  # weight bytes one iteration reads (codes, scales, minima)
+    macs: float = 0.0    # multiply-adds one iteration does (GEMM: BLOCK_M x BLOCK_N x the K it covers)
 
     @property
     def per_weight_byte(self) -> float:
         """Lane-instructions issued per stored weight byte."""
         return self.instructions * self.warps * 32 / self.stored_bytes
+
+    @property
+    def macs_per_instruction(self) -> float:
+        """Multiply-adds per lane-instruction issued."""
+        return self.macs / (self.instructions * self.warps * 32) if self.instructions else 0.0
 
     @property
     def wide_load_share(self) -> float:
@@ -98,19 +113,30 @@ class LoopProfile:
 
 
 def tile_bytes(variant: Variant) -> float:
-    """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or for the
-    word-layout GEMV BLOCK_N x WORDS 32-bit words of codes."""
+    """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or in the
+    word layout BLOCK_N x WORDS 32-bit words of codes."""
     c = variant.constexprs
-    if "WORDS" in c and "BLOCK_K" not in c:
-        rows, cols = c["BLOCK_N"], 32 // c["BITS"] * c["WORDS"]
+    if "BLOCK_K" not in c:  # the word layout
+        words = c.get("WORDS", 16)  # the GEMM reads 16-word chunks
+        rows, cols = c["BLOCK_N"], 32 // c["BITS"] * words
         grouped = c["BITS"] == 4  # int4 and nf4; int8 has one scale per row, 16-bit kinds none
-        return rows * c["WORDS"] * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
+        return rows * words * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols
     codes = rows * values * bits / 8 + (rows * cols / 8 if c["SPARSE"] else 0)  # 2:4: one position bit a column
     grouped = bits <= 4  # 8- and 16-bit weights carry one scale per row or none
     scales = rows * values / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0
     return codes + scales
+
+
+def tile_macs(variant: Variant) -> float:
+    """Multiply-adds of one iteration of a GEMM variant's loop (0 for a GEMV): BLOCK_M x BLOCK_N x BLOCK_K, or for
+    the word-layout GEMM one chunk of 16 words of 32 / BITS values."""
+    c = variant.constexprs
+    if "BLOCK_M" not in c:
+        return 0.0
+    k = c["BLOCK_K"] if "BLOCK_K" in c else 32 // c["BITS"] * 16
+    return float(c["BLOCK_M"] * c["BLOCK_N"] * k)
 
 
 def loop_profile(variant: Variant, arch: int) -> LoopProfile:
@@ -122,4 +148,4 @@ def loop_profile(variant: Variant, arch: int) -> LoopProfile:
         bits = global_load_bits(ins.opcode)
         if bits is not None:
             loads[bits] = loads.get(bits, 0) + 1
-    return LoopProfile(len(body), loads, variant.options.get("num_warps", 4), tile_bytes(variant))
+    return LoopProfile(len(body), loads, variant.options.get("num_warps", 4), tile_bytes(variant), tile_macs(variant))

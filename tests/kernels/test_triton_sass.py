@@ -57,10 +57,10 @@ def _sass_check(*args: str) -> subprocess.CompletedProcess:
 
 
 def _row(stdout: str, prefix: str, arch: int) -> tuple[dict[int, int], int, float]:
-    """(global loads per iteration by width in bits, 128-bit share in %, lane-instructions per byte) of the first row
-    starting with `prefix` on `arch`."""
+    """(global loads per iteration by width in bits, 128-bit share in %, the figure: lane-instructions per byte, or
+    for the GEMM multiply-adds per lane-instruction) of the first row starting with `prefix` on `arch`."""
     line = next(row for row in stdout.splitlines() if row.startswith(prefix) and f"sm_{arch}" in row)
-    loads, share, per_byte, _ = re.search(r"sm_\d+\s+\d+\s+(.*?)\s+(\d+)%\s+([0-9.]+)\s+(\d+)$", line).groups()
+    loads, share, per_byte, _ = re.search(r"sm_\d+\s+\d+\s+(.*?)\s+(\d+)%\s+([0-9.]+)\s+([0-9.]+)$", line).groups()
     widths = dict(tuple(int(v) for v in item.split(":")) for item in loads.split(", ") if item)
     return widths, int(share), float(per_byte)
 
@@ -82,6 +82,20 @@ def test_the_word_layout_decode_gemv_loads_128_bits_and_issues_within_both_budge
             narrow = sum(count for bits, count in widths.items() if bits < (64 if kind == "nf4" else 128))
             assert widths.get(128, 0) >= 4 and narrow <= 4, (kind, arch, widths)
             assert kind == "nf4" or share >= 90, (kind, arch, share)
+
+
+def test_the_word_layout_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
+    """The prefill guard: for every kind in the word layout the GEMM's main loop, compiled for sm_89 and sm_90,
+    issues at most twice the lane-instructions per multiply-add that would keep the tensor cores at their peak
+    (at least 7.4 multiply-adds per lane-instruction on an H200, 1.0 on an RTX 4090); the byte-layout GEMM's
+    first tile manages 0.5 (docs/triton.md)."""
+    done = _sass_check("--kernel", "gemm", "--kinds", ",".join(WORD_LAYOUT_KINDS))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for kind in WORD_LAYOUT_KINDS:
+        for arch in (89, 90):
+            widths, _, macs = _row(done.stdout, f"_gemm_words {kind} ", arch)
+            assert macs >= sass.PREFILL_MIN_MACS[arch], (kind, arch, macs)
+            assert widths.get(128, 0) >= 1, (kind, arch, widths)  # the code words
 
 
 def test_the_check_flags_an_instruction_bound_kernel():

@@ -131,6 +131,31 @@ def test_every_finite_fp8_code_decodes_exactly():
     assert np.isnan(tk.linear(tk.prepare(fmt, nan_row, row.shape), identity[:1]).numpy()).all()
 
 
+def test_prefill_takes_the_word_layout_gemm_for_16_word_chunks(monkeypatch):
+    """K = 256 at int4:g128 makes 16-word chunks: 20 rows go through `_gemm_words` (and match the reference);
+    8-word chunks (g64) through the byte-remapping GEMM."""
+    from edgec.kernels.triton import gemm_words
+
+    calls = []
+    kernel = gemm_words._gemm_words
+    monkeypatch.setattr(gemm_words, "_gemm_words", _Spy(kernel, calls))
+    _check("int4:g128", (37, 256), ms=(20,))
+    assert len(calls) == 1
+    _check("int4:g64", (37, 256), ms=(20,))
+    assert len(calls) == 1
+
+
+class _Spy:
+    """A launcher that records its launches and passes them on."""
+
+    def __init__(self, kernel, calls: list) -> None:
+        self.kernel, self.calls = kernel, calls
+
+    def __getitem__(self, grid):
+        self.calls.append(grid)
+        return self.kernel[grid]
+
+
 def test_a_misaligned_input_view_is_read_correctly():
     import torch
 
