@@ -1,24 +1,25 @@
-"""`_gemm_words`: the prefill GEMM for codes in the word layout (`edgec.kernels.triton.word_layout`) with 16-word chunks.
+"""`_gemm_words`: the prefill GEMM for codes in the word layout (`edgec.kernels.triton.word_layout`).
 
 Each program takes a BLOCK_M x BLOCK_N output tile and walks K a chunk at a time: one
-(BLOCK_N, 16) tile of 32-bit code words (128-bit loads), decoded in registers by
+(BLOCK_N, WORDS) tile of 32-bit code words (128-bit loads), decoded in registers by
 `edgec.kernels.triton.word_values`. Value j of the chunk's words are the chunk's columns
-j·16 .. j·16 + 15, in order, so each is a (BLOCK_N, 16) weight tile that meets the x tile of the
-same 16 columns in one `tl.dot` (K = 16): no code is loaded twice or gathered, and the decode
-of a weight is shared by the BLOCK_M rows of x. Group scales (and minima) are applied to the
-decoded tile; int8 and fp8 stay integers or exact e4m3 values in the product and take their
-row scale at the end. Operands meet as float16 (bf16 weights as float32: tf32 on a GPU), with
-float32 accumulation. Rows past M or N read row M − 1 or N − 1 and are not stored.
+j·WORDS .. j·WORDS + WORDS − 1, in order: with 16-word chunks each is a (BLOCK_N, 16) weight
+tile that meets the x tile of the same 16 columns in one `tl.dot` (K = 16, its least); with 8
+or 4 words, 2 or 4 consecutive values are joined side by side into such a tile. No code is
+loaded twice or gathered, and the decode of a weight is shared by the BLOCK_M rows of x. Group
+scales (and minima) are applied to the decoded tile; int8 and fp8 stay integers or exact e4m3
+values in the product and take their row scale at the end. Operands meet as float16 (bf16
+weights as float32: tf32 on a GPU), with float32 accumulation. Rows past M or N read row M − 1
+or N − 1 and are not stored. A chunk must hold 16 columns (`matmul.gemm_words_fits`).
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
-from edgec.kernels.triton.matmul import GEMM_WORDS, _interpreted
+from edgec.kernels.triton.matmul import _interpreted
 from edgec.kernels.triton.word_values import word_halves, word_value
 
-WORDS = tl.constexpr(GEMM_WORDS)  # a compiled kernel reads only constexpr globals
 GEMM_WORD_BLOCKS = ((128, 128, 8, 1), (128, 64, 8, 2), (64, 64, 4, 3), (32, 64, 8, 2))  # BLOCK_M, _N, warps, stages
 
 
@@ -29,35 +30,66 @@ def gemm_word_configs() -> list[triton.Config]:
     return configs[:1] if _interpreted() else configs
 
 
-@triton.autotune(configs=gemm_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "GROUP_STEPS", "NATIVE_FP8"])
+@triton.jit
+def _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr,
+                  ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr):
+    """Value j of each word (`word_value`), times its group scale plus its minimum for the grouped kinds."""
+    value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
+    if KIND == 4 or KIND == 5:
+        value = tl.fma(value, scale, minimum)
+    return value
+
+
+@triton.jit
+def _tile16(low, high, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr, ASYM: tl.constexpr,
+            NATIVE_FP8: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The 16 consecutive columns j·WORDS .. j·WORDS + 15 of the chunk as a (BLOCK_N, 16) tile: value j alone with
+    16-word chunks, values j and j + 1 side by side with 8, j .. j + 3 with 4."""
+    if WORDS == 16:
+        return _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8)
+    elif WORDS == 8:
+        pair = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8),
+                       _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 1, KIND, ASYM, NATIVE_FP8))
+        return tl.reshape(tl.permute(pair, (0, 2, 1)), (BLOCK_N, 16))  # [row, s, word] = value j + s of the word
+    else:
+        first = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8),
+                        _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 1, KIND, ASYM, NATIVE_FP8))
+        second = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 2, KIND, ASYM, NATIVE_FP8),
+                         _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 3, KIND, ASYM, NATIVE_FP8))
+        four = tl.join(first, second)  # [row, word, s, t] = value j + 2t + s of the word
+        return tl.reshape(tl.permute(four, (0, 3, 2, 1)), (BLOCK_N, 16))
+
+
+@triton.autotune(configs=gemm_word_configs(), key=["N", "K", "KIND", "BITS", "ASYM", "WORDS", "GROUP_STEPS",
+                                                    "NATIVE_FP8"])
 @triton.jit
 def _gemm_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, M, N, K, stride_xm, stride_ym,
-                q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, GROUP_STEPS: tl.constexpr,
-                NATIVE_FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
+                GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS
-    GROUPED: tl.constexpr = KIND == 4 or KIND == 5
+    JOINED: tl.constexpr = 16 // WORDS  # values per 16-column tile
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.minimum(rn, N - 1).to(tl.int64)[:, None]
-    words = tl.arange(0, WORDS)
-    q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + words[None, :]
-    x_rows = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[:, None] * stride_xm + words[None, :]
+    q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + tl.arange(0, WORDS)[None, :]
+    x_rows = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[:, None] * stride_xm + tl.arange(0, 16)[None, :]
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
     dot_type = tl.float32 if KIND == 1 else tl.float16  # bf16 weights may exceed float16's range
     acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for step in range(0, K // (PER_WORD * WORDS)):
         low, high = word_halves(tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True), KIND)
         x_chunk = x_rows + step * PER_WORD * WORDS
-        if GROUPED:
+        scale = 1.0  # per row (int8, fp8: after the loop) or none (f16, bf16)
+        minimum = 0.0
+        if KIND == 4 or KIND == 5:
             group = rows * ng + step // GROUP_STEPS
             scale = tl.load(scale_ptr + group)
-            minimum = tl.load(min_ptr + group) if ASYM else 0.0
-        for j in tl.static_range(PER_WORD):
-            value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
-            if GROUPED:
-                value = tl.fma(value, scale, minimum)
-            acc = tl.dot(tl.load(x_chunk + j * WORDS).to(dot_type), tl.trans(value.to(dot_type)), acc)
+            if ASYM:
+                minimum = tl.load(min_ptr + group)
+        for j in tl.static_range(0, PER_WORD, JOINED):
+            tile = _tile16(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8, WORDS, BLOCK_N)
+            acc = tl.dot(tl.load(x_chunk + j * WORDS).to(dot_type), tl.trans(tile.to(dot_type)), acc)
     if KIND == 2 or KIND == 3:  # one scale per row, applied once
         row_scale = tl.load(scale_ptr + tl.minimum(rn, N - 1).to(tl.int64) * ng)
         acc *= row_scale[None, :] * (1.0 if KIND == 3 or NATIVE_FP8 else 256.0)

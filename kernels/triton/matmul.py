@@ -1,9 +1,9 @@
 """`linear`: y = x @ W^T from a prepared weight's stored buffers, by Triton kernels.
 
 Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `_gemv_words`
-(M < 16) and, with 16-word chunks, `_gemm_words` (gemv_words.py, gemm_words.py); every other
-weight through the two kernels here, which read codes as stored (and narrower word chunks by
-remapping columns):
+(M < 16) and `_gemm_words` (gemv_words.py, gemm_words.py); every other weight through the two
+kernels here, which read codes as stored (and the word layout by remapping columns, for the
+few chunks the word-layout GEMM cannot take):
 
 * `_gemv` (M < 16 rows, decode): one program per block of BLOCK_N output rows, one x row and
   one K split; each weight tile is decoded in registers and multiplied elementwise with the x
@@ -27,7 +27,6 @@ import triton.language as tl
 from edgec.kernels.triton.dequant import decode_tile
 
 GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16
-GEMM_WORDS = 16  # the word-layout prefill GEMM reads 16-word chunks (gemm_words.py); other chunks take `_gemm`
 
 
 # Only tiles that compile without spilling registers for every storage kind, dense and 2:4, on
@@ -133,7 +132,7 @@ def linear(weight, x, out=None):
     if m < GEMV_MAX_M and weight.words:
         _gemv_words_call(weight, x, out)
         return out
-    if m >= GEMV_MAX_M and weight.words == GEMM_WORDS:
+    if m >= GEMV_MAX_M and gemm_words_fits(weight):
         _gemm_words_call(weight, x, out)
         return out
     meta = weight.meta if weight.meta is not None else weight.q
@@ -167,6 +166,12 @@ def _gemv_words_call(weight, x, out) -> None:
     _gemv_words[grid](*args, **flags)
 
 
+def gemm_words_fits(weight) -> bool:
+    """Whether the word-layout prefill GEMM reads `weight`: a chunk of 16, 8 or 4 words holding at least the 16
+    columns one `tl.dot` takes (every word-layout weight but 16-bit ones in 4-word chunks)."""
+    return weight.words in (4, 8, 16) and 32 // weight.bits * weight.words >= 16
+
+
 def _gemm_words_call(weight, x, out) -> None:
     """The word-layout prefill GEMM (`edgec.kernels.triton.gemm_words`), autotuned."""
     from edgec.kernels.triton.gemm_words import _gemm_words
@@ -178,7 +183,8 @@ def _gemm_words_call(weight, x, out) -> None:
 
     _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
                       x.stride(0), out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
-                      ASYM=weight.asym, GROUP_STEPS=weight.group_steps, NATIVE_FP8=native_fp8(x.device))
+                      ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps,
+                      NATIVE_FP8=native_fp8(x.device))
 
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:

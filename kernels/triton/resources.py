@@ -100,13 +100,16 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                    num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 word_flags = {"KIND": kind, "BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "NATIVE_FP8": True}
-                for fn, args, tuned, extra in ((_gemv_words, words_args, gemv_word_configs(),
-                                                {"WORDS": WORD_VARIANT_WORDS}),
-                                               (_gemm_words, gemm_words_args, gemm_word_configs(), {})):
+                # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)
+                gemm_chunks = [words for words in (16, 8, 4) if 32 // bits * words >= 16]
+                launches = [(_gemv_words, words_args, gemv_word_configs(), WORD_VARIANT_WORDS)]
+                launches += [(_gemm_words, gemm_words_args, gemm_word_configs(), words) for words in gemm_chunks]
+                for fn, args, tuned, words in launches:
+                    chunk = "" if words == WORD_VARIANT_WORDS else f" ({words}-word chunks)"
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
-                        yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
-                                       {**word_flags, **extra, **config.kwargs}, num_warps=config.num_warps,
+                        yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}{chunk}", fn.fn, args,
+                                       {**word_flags, "WORDS": words, **config.kwargs}, num_warps=config.num_warps,
                                        num_stages=config.num_stages)
 
 

@@ -117,7 +117,7 @@ def tile_bytes(variant: Variant) -> float:
     word layout BLOCK_N x WORDS 32-bit words of codes."""
     c = variant.constexprs
     if "BLOCK_K" not in c:  # the word layout
-        words = c.get("WORDS", 16)  # the GEMM reads 16-word chunks
+        words = c["WORDS"]
         rows, cols = c["BLOCK_N"], 32 // c["BITS"] * words
         grouped = c["BITS"] == 4  # int4 and nf4; int8 has one scale per row, 16-bit kinds none
         return rows * words * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
@@ -131,11 +131,11 @@ def tile_bytes(variant: Variant) -> float:
 
 def tile_macs(variant: Variant) -> float:
     """Multiply-adds of one iteration of a GEMM variant's loop (0 for a GEMV): BLOCK_M x BLOCK_N x BLOCK_K, or for
-    the word-layout GEMM one chunk of 16 words of 32 / BITS values."""
+    the word-layout GEMM one chunk of WORDS words of 32 / BITS values."""
     c = variant.constexprs
     if "BLOCK_M" not in c:
         return 0.0
-    k = c["BLOCK_K"] if "BLOCK_K" in c else 32 // c["BITS"] * 16
+    k = c["BLOCK_K"] if "BLOCK_K" in c else 32 // c["BITS"] * c["WORDS"]
     return float(c["BLOCK_M"] * c["BLOCK_N"] * k)
 
 

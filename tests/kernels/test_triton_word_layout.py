@@ -131,18 +131,27 @@ def test_every_finite_fp8_code_decodes_exactly():
     assert np.isnan(tk.linear(tk.prepare(fmt, nan_row, row.shape), identity[:1]).numpy()).all()
 
 
-def test_prefill_takes_the_word_layout_gemm_for_16_word_chunks(monkeypatch):
-    """K = 256 at int4:g128 makes 16-word chunks: 20 rows go through `_gemm_words` (and match the reference);
-    8-word chunks (g64) through the byte-remapping GEMM."""
+def test_prefill_takes_the_word_layout_gemm_for_every_chunk_of_16_columns_or_more(monkeypatch):
+    """20 rows go through `_gemm_words` (and match the reference) for 16-, 8- and 4-word chunks of int4 (one value,
+    or 2 or 4 joined, per 16-column tile); fp16 in 4-word chunks (8 columns) through the byte-remapping GEMM."""
     from edgec.kernels.triton import gemm_words
 
     calls = []
-    kernel = gemm_words._gemm_words
-    monkeypatch.setattr(gemm_words, "_gemm_words", _Spy(kernel, calls))
-    _check("int4:g128", (37, 256), ms=(20,))
-    assert len(calls) == 1
-    _check("int4:g64", (37, 256), ms=(20,))
-    assert len(calls) == 1
+    monkeypatch.setattr(gemm_words, "_gemm_words", _Spy(gemm_words._gemm_words, calls))
+    for fmt, shape, words in (("int4:g128", (37, 256), 16), ("int4:g64", (37, 256), 8), ("int4:g32:asym", (37, 256), 4),
+                              ("nf4:g32", (37, 256), 4), ("int8", (37, 576), 16), ("fp16", (21, 48), 8)):
+        assert _words(fmt, shape) == words, fmt
+        _check(fmt, shape, ms=(20,))
+    assert len(calls) == 6
+    assert _words("fp16", (21, 200)) == 4  # 4 words of 2 values: 8 columns a chunk
+    _check("fp16", (21, 200), ms=(20,))
+    assert len(calls) == 6
+
+
+def _words(fmt: str, shape: tuple[int, int]) -> int:
+    fmt = parse_format(fmt)
+    w0 = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return tk.prepare(fmt, fmt.quantize(w0), shape).words
 
 
 class _Spy:
