@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import word_halves, word_value
+from edgec.kernels.triton.word_values import chunk_value, load_chunk
 
 GEMM_WORD_BLOCKS = ((128, 128, 8, 1), (128, 64, 8, 2), (64, 64, 4, 3), (32, 64, 8, 2))  # BLOCK_M, _N, warps, stages
 
@@ -31,31 +31,33 @@ def gemm_word_configs() -> list[triton.Config]:
 
 
 @triton.jit
-def _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr,
+def _scaled_value(chunk, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr, BITS: tl.constexpr,
                   ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr):
-    """Value j of each word (`word_value`), times its group scale plus its minimum for the grouped kinds."""
-    value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
+    """Value j of each word of `chunk` (`load_chunk`'s four), times its group scale plus its minimum for the grouped
+    kinds."""
+    low, high, even, odd = chunk
+    value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, ASYM, NATIVE_FP8)
     if KIND == 4 or KIND == 5:
         value = tl.fma(value, scale, minimum)
     return value
 
 
 @triton.jit
-def _tile16(low, high, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr, ASYM: tl.constexpr,
-            NATIVE_FP8: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
+def _tile16(chunk, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND: tl.constexpr, BITS: tl.constexpr,
+            ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
     """The 16 consecutive columns j·WORDS .. j·WORDS + 15 of the chunk as a (BLOCK_N, 16) tile: value j alone with
     16-word chunks, values j and j + 1 side by side with 8, j .. j + 3 with 4."""
     if WORDS == 16:
-        return _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8)
+        return _scaled_value(chunk, exponent, lut_ptr, scale, minimum, j, KIND, BITS, ASYM, NATIVE_FP8)
     elif WORDS == 8:
-        pair = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8),
-                       _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 1, KIND, ASYM, NATIVE_FP8))
+        pair = tl.join(_scaled_value(chunk, exponent, lut_ptr, scale, minimum, j, KIND, BITS, ASYM, NATIVE_FP8),
+                       _scaled_value(chunk, exponent, lut_ptr, scale, minimum, j + 1, KIND, BITS, ASYM, NATIVE_FP8))
         return tl.reshape(tl.permute(pair, (0, 2, 1)), (BLOCK_N, 16))  # [row, s, word] = value j + s of the word
     else:
-        first = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8),
-                        _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 1, KIND, ASYM, NATIVE_FP8))
-        second = tl.join(_scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 2, KIND, ASYM, NATIVE_FP8),
-                         _scaled_value(low, high, exponent, lut_ptr, scale, minimum, j + 3, KIND, ASYM, NATIVE_FP8))
+        first = tl.join(_scaled_value(chunk, exponent, lut_ptr, scale, minimum, j, KIND, BITS, ASYM, NATIVE_FP8),
+                        _scaled_value(chunk, exponent, lut_ptr, scale, minimum, j + 1, KIND, BITS, ASYM, NATIVE_FP8))
+        second = tl.join(_scaled_value(chunk, exponent, lut_ptr, scale, minimum, j + 2, KIND, BITS, ASYM, NATIVE_FP8),
+                         _scaled_value(chunk, exponent, lut_ptr, scale, minimum, j + 3, KIND, BITS, ASYM, NATIVE_FP8))
         four = tl.join(first, second)  # [row, word, s, t] = value j + 2t + s of the word
         return tl.reshape(tl.permute(four, (0, 3, 2, 1)), (BLOCK_N, 16))
 
@@ -66,19 +68,19 @@ def _tile16(low, high, exponent, lut_ptr, scale, minimum, j: tl.constexpr, KIND:
 def _gemm_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, M, N, K, stride_xm, stride_ym,
                 q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
                 GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    PER_WORD: tl.constexpr = 32 // BITS
+    PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
     JOINED: tl.constexpr = 16 // WORDS  # values per 16-column tile
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.minimum(rn, N - 1).to(tl.int64)[:, None]
-    q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + tl.arange(0, WORDS)[None, :]
+    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
     x_rows = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[:, None] * stride_xm + tl.arange(0, 16)[None, :]
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
     dot_type = tl.float32 if KIND == 1 else tl.float16  # bf16 weights may exceed float16's range
     acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for step in range(0, K // (PER_WORD * WORDS)):
-        low, high = word_halves(tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True), KIND)
+        chunk = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_rows + step * PER_WORD * WORDS
         scale = 1.0  # per row (int8, fp8: after the loop) or none (f16, bf16)
         minimum = 0.0
@@ -88,7 +90,7 @@ def _gemm_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, 
             if ASYM:
                 minimum = tl.load(min_ptr + group)
         for j in tl.static_range(0, PER_WORD, JOINED):
-            tile = _tile16(low, high, exponent, lut_ptr, scale, minimum, j, KIND, ASYM, NATIVE_FP8, WORDS, BLOCK_N)
+            tile = _tile16(chunk, exponent, lut_ptr, scale, minimum, j, KIND, BITS, ASYM, NATIVE_FP8, WORDS, BLOCK_N)
             acc = tl.dot(tl.load(x_chunk + j * WORDS).to(dot_type), tl.trans(tile.to(dot_type)), acc)
     if KIND == 2 or KIND == 3:  # one scale per row, applied once
         row_scale = tl.load(scale_ptr + tl.minimum(rn, N - 1).to(tl.int64) * ng)

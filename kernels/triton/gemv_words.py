@@ -33,7 +33,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import word_halves, word_value
+from edgec.kernels.triton.word_values import chunk_value, load_chunk
 
 GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
@@ -56,7 +56,7 @@ def gemv_word_configs() -> list[triton.Config]:
 def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym,
                 q_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
                 GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
-    PER_WORD: tl.constexpr = 32 // BITS
+    PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
     pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
     words = tl.arange(0, WORDS)
@@ -64,15 +64,15 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr,
     per_split = tl.cdiv(steps, SPLIT_K)
     first = pid_k * per_split
     last = tl.minimum(first + per_split, steps)
-    # rows start 16-byte aligned (q_stride = K / P words, K a multiple of 4P) and so do x rows
-    q_row = q_ptr + tl.multiple_of(rows * q_stride, [4, 1]) + words[None, :]
+    # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P; 3-bit: of 128) and so do x rows
+    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
     x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
     pairs = (lut_ptr + 16).to(tl.pointer_type(tl.int64), bitcast=True)  # nf4: (low, high) values per code byte
     acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
     offsets = tl.zeros((BLOCK_N, 1), tl.float32)  # ASYM: the group minima times the chunks' x sums
     for step in range(first, last):
-        low = tl.load(q_row + step * WORDS).to(tl.uint32, bitcast=True)
+        low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_row + step * PER_WORD * WORDS
         if KIND == 4 or KIND == 5:
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
@@ -84,18 +84,16 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, sums_ptr, exponent_ptr,
                     second_value = (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
                     part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
             else:
-                low, high = word_halves(low, KIND)
-                for j in tl.static_range(8):
-                    value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
+                for j in tl.static_range(PER_WORD):
+                    value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, ASYM, NATIVE_FP8)
                     part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
             group = rows * ng + step // GROUP_STEPS
             acc = tl.fma(part, tl.load(scale_ptr + group), acc)
             if ASYM:
                 offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + m * steps + step), offsets)
         else:
-            low, high = word_halves(low, KIND)
             for j in tl.static_range(PER_WORD):
-                value = word_value(low, high, exponent, lut_ptr, j, KIND, ASYM, NATIVE_FP8)
+                value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, ASYM, NATIVE_FP8)
                 acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
     out = tl.sum(acc, axis=1)
     if ASYM:

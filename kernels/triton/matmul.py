@@ -25,6 +25,7 @@ import os
 import triton
 import triton.language as tl
 from edgec.kernels.triton.dequant import decode_tile
+from edgec.kernels.triton.word_layout import codes_per_word
 
 GEMV_MAX_M = 16  # below this many rows the elementwise kernel runs; tl.dot needs 16
 
@@ -169,7 +170,7 @@ def _gemv_words_call(weight, x, out) -> None:
 def gemm_words_fits(weight) -> bool:
     """Whether the word-layout prefill GEMM reads `weight`: a chunk of 16, 8 or 4 words holding at least the 16
     columns one `tl.dot` takes (every word-layout weight but 16-bit ones in 4-word chunks)."""
-    return weight.words in (4, 8, 16) and 32 // weight.bits * weight.words >= 16
+    return weight.words in (4, 8, 16) and codes_per_word(weight.bits) * weight.words >= 16
 
 
 def _gemm_words_call(weight, x, out) -> None:
@@ -197,7 +198,7 @@ def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
     n, k = weight.shape
     sums = weight.exponent  # a placeholder unless ASYM
     if weight.asym:  # each group minimum meets the sum of x over a chunk: one value per chunk, for every row
-        sums = x.reshape(x.shape[0], -1, 32 // weight.bits * weight.words).sum(-1, dtype=torch.float32)
+        sums = x.reshape(x.shape[0], -1, codes_per_word(weight.bits) * weight.words).sum(-1, dtype=torch.float32)
     args = (x, out, weight.q_words, weight.scale, weight.minv, sums, weight.exponent, weight.lut, n, k, x.stride(0),
             out.stride(0), k * weight.bits // 32, weight.ng)
     return args, dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, WORDS=weight.words,

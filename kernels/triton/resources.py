@@ -39,7 +39,9 @@ _WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "sums_ptr", "e
 _WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32", "*fp32")
 _WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
 _ARCH_CONSTEXPRS = {"NATIVE_FP8": lambda arch: arch >= 89}  # set at launch from the device (matmul.native_fp8)
-WORD_VARIANT_WORDS = 16  # the word-layout GEMV is compiled for 16-word chunks, the layout of K % 128 == 0 (4-bit)
+TYPICAL_GROUP = 128
+"""Values per scale group assumed where a variant must pick one: the word-layout GEMV is compiled for the chunks of
+K = 4096 with such groups, and the SASS figures count the scales a tile reads at that size."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
+    from edgec.kernels.triton.word_layout import chunk_widths, chunk_words, codes_per_word
 
     base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
@@ -101,11 +104,12 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 word_flags = {"KIND": kind, "BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)
-                gemm_chunks = [words for words in (16, 8, 4) if 32 // bits * words >= 16]
-                launches = [(_gemv_words, words_args, gemv_word_configs(), WORD_VARIANT_WORDS)]
+                gemm_chunks = [words for words in chunk_widths(bits) if codes_per_word(bits) * words >= 16]
+                gemv_chunk = chunk_words(4096, TYPICAL_GROUP if bits <= 4 else None, bits)
+                launches = [(_gemv_words, words_args, gemv_word_configs(), gemv_chunk)]
                 launches += [(_gemm_words, gemm_words_args, gemm_word_configs(), words) for words in gemm_chunks]
                 for fn, args, tuned, words in launches:
-                    chunk = "" if words == WORD_VARIANT_WORDS else f" ({words}-word chunks)"
+                    chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
                         yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}{chunk}", fn.fn, args,

@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgec.kernels.triton.resources import Variant, compile_cubin, cuobjdump
+from edgec.kernels.triton.resources import TYPICAL_GROUP, Variant, compile_cubin, cuobjdump
+from edgec.kernels.triton.word_layout import codes_per_word, stored_words
 
 ISSUE_BUDGET = {90: 7.0, 89: 41.0}
 """Lane-instructions per stored byte at which the loop issues as fast as memory delivers (table above)."""
@@ -42,7 +43,6 @@ PREFILL_MIN_MACS = {arch: rate / 2 for arch, rate in TENSOR_MACS.items()}
 """The prefill budget: a GEMM loop issuing fewer multiply-adds per lane-instruction than half the tensor cores'
 rate cannot reach half their peak, nor half of cuBLAS's speed, whatever its memory traffic."""
 
-TYPICAL_GROUP = 128  # values per scale group when counting the scales a tile reads
 _INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
 _TARGET = re.compile(r"0x([0-9a-f]+)")
 
@@ -118,9 +118,10 @@ def tile_bytes(variant: Variant) -> float:
     c = variant.constexprs
     if "BLOCK_K" not in c:  # the word layout
         words = c["WORDS"]
-        rows, cols = c["BLOCK_N"], 32 // c["BITS"] * words
-        grouped = c["BITS"] == 4  # int4 and nf4; int8 has one scale per row, 16-bit kinds none
-        return rows * words * 4 + (rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0)
+        rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words
+        grouped = c["BITS"] <= 4  # int4, int3 and nf4; int8 has one scale per row, 16-bit kinds none
+        scales = rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0
+        return rows * stored_words(c["BITS"], words) * 4 + scales
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols
     codes = rows * values * bits / 8 + (rows * cols / 8 if c["SPARSE"] else 0)  # 2:4: one position bit a column
@@ -135,7 +136,7 @@ def tile_macs(variant: Variant) -> float:
     c = variant.constexprs
     if "BLOCK_M" not in c:
         return 0.0
-    k = c["BLOCK_K"] if "BLOCK_K" in c else 32 // c["BITS"] * c["WORDS"]
+    k = c["BLOCK_K"] if "BLOCK_K" in c else codes_per_word(c["BITS"]) * c["WORDS"]
     return float(c["BLOCK_M"] * c["BLOCK_N"] * k)
 
 

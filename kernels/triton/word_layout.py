@@ -10,22 +10,49 @@ Chunks never straddle a scale group (`chunk_words` keeps P·W a divisor of the g
 K), and the prefill GEMM reads the same layout (`edgec.kernels.triton.dequant`), so a prepared
 weight holds one copy of its codes. The `.edgec` file keeps the stored layout: this is done
 once, when a weight is prepared.
+
+3-bit codes do not divide a word, so they come in two planes (`codes_per_word` is 16): a chunk
+of 16·W columns is W low words, which hold the low two bits of 16 codes each (value j of word i
+is column j·W + i again), then W/2 high words, which hold their third bits. In a low word the
+code of value j = 2m sits at bits 4m, 4m + 1 and that of j = 2m + 1 at bits 4m + 2, 4m + 3; high
+word u holds the third bits of low words 2u (values 2m at bit 4m + 2, 2m + 1 at 4m + 3) and
+2u + 1 (at 4m and 4m + 1). So `(low & 0x33333333) | (high' & 0x44444444)`, with high' the high
+word shifted left 2 for odd low words, puts the even values' codes in 4-bit slots, and the same
+from `low >> 2` and `high' >> 1` the odd values': from there they decode as 4-bit codes do.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from edgec.core.formats.bitpack import unpack_bits
+
 WORDS_PER_CHUNK = (16, 8, 4)
 """Chunk widths tried, in words (four words are one 128-bit load): the widest that divides K and the group."""
+
+
+def codes_per_word(bits: int) -> int:
+    """Codes a 32-bit word holds: 32 / bits, and 16 for 3-bit codes (their low two bits; the third bits of two
+    low words fill one high word)."""
+    return 16 if bits == 3 else 32 // bits
+
+
+def stored_words(bits: int, words: int) -> int:
+    """32-bit words a chunk of `words` words of values takes: `words`, and for 3-bit codes 1.5 times that."""
+    return words * 3 // 2 if bits == 3 else words
+
+
+def chunk_widths(bits: int) -> tuple[int, ...]:
+    """The chunk widths, in words of values, `bits`-bit codes may take: 3-bit codes not 4 (6 stored words: chunks
+    would not start 16-byte aligned)."""
+    return tuple(words for words in WORDS_PER_CHUNK if bits != 3 or words != 4)
 
 
 def chunk_words(k: int, group: int | None, bits: int) -> int | None:
     """Words per chunk for `bits`-bit codes with K inputs and scale groups of `group` values along a row (None: one
     scale per row, or none), or None when no chunk of four words or more fits (the byte-layout GEMV then runs)."""
-    per_word = 32 // bits
-    for words in WORDS_PER_CHUNK:
-        chunk = per_word * words
+    for words in chunk_widths(bits):
+        chunk = codes_per_word(bits) * words
         if k % chunk == 0 and (group is None or group % chunk == 0):
             return words
     return None
@@ -34,17 +61,35 @@ def chunk_words(k: int, group: int | None, bits: int) -> int | None:
 def interleave(q: np.ndarray, k: int, bits: int, words: int) -> np.ndarray:
     """Stored codes (N, K·bits/8) uint8, little-endian along the row, as (N, K·bits/32) uint32 words in the
     chunked layout of the module docstring."""
-    n, per_word = q.shape[0], 32 // bits
+    n, per_word = q.shape[0], codes_per_word(bits)
     if bits == 4:
         codes = np.empty((n, k), dtype=np.uint32)
         codes[:, 0::2] = q & 15
         codes[:, 1::2] = q >> 4
+    elif bits == 3:
+        codes = unpack_bits(q, k, 3).astype(np.uint32)
     else:
         codes = np.ascontiguousarray(q).view(np.uint8 if bits == 8 else np.uint16).reshape(n, k)
     by_chunk = codes.reshape(n, k // (per_word * words), per_word, words)  # [row, chunk, value j, word i]
+    if bits == 3:
+        return _three_bit_planes(by_chunk).reshape(n, -1)
     if bits != 4:  # whole bytes: the transposed values, laid out little-endian, are the words
         return np.ascontiguousarray(by_chunk.transpose(0, 1, 3, 2)).view(np.uint32).reshape(n, k // per_word)
     packed = np.zeros((n, k // (per_word * words), words), dtype=np.uint32)
     for j in range(per_word):
         packed |= by_chunk[:, :, j, :] << np.uint32(4 * j)
     return packed.reshape(n, k // per_word)
+
+
+def _three_bit_planes(by_chunk: np.ndarray) -> np.ndarray:
+    """3-bit codes [row, chunk, value j (16), word i (W)] as [row, chunk, W low words then W/2 high words]."""
+    n, chunks, _, words = by_chunk.shape
+    low = np.zeros((n, chunks, words), dtype=np.uint32)
+    high = np.zeros((n, chunks, words), dtype=np.uint32)  # each low word's third bits, placed for its parity
+    for j in range(16):
+        m, odd = divmod(j, 2)
+        low |= (by_chunk[:, :, j, :] & 3) << np.uint32(4 * m + 2 * odd)
+        third = by_chunk[:, :, j, :] >> 2
+        high[:, :, 0::2] |= third[:, :, 0::2] << np.uint32(4 * m + 2 + odd)
+        high[:, :, 1::2] |= third[:, :, 1::2] << np.uint32(4 * m + odd)
+    return np.concatenate([low, high[:, :, 0::2] | high[:, :, 1::2]], axis=2)

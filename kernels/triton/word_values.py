@@ -35,13 +35,40 @@ def word_halves(low, KIND: tl.constexpr):
 
 
 @triton.jit
-def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr, ASYM: tl.constexpr,
-               NATIVE_FP8: tl.constexpr):
-    """Value j of each word, from `word_halves`, as float32 before any scale: int4 c − 8 (ASYM: c), int8 c, nf4's
-    table value, fp8's value (divided by 256 where the GPU has no e4m3 conversion, NATIVE_FP8 False), f16 and
-    bf16 as they are."""
+def load_chunk(row_ptr, step, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr):
+    """Chunk `step` of rows starting at `row_ptr` (BLOCK_N, 1), as `chunk_value` reads it: (low, high, even, odd),
+    (BLOCK_N, WORDS) each: `word_halves` of its words, or for 3-bit codes `three_bit_slots` of its two planes."""
+    words = tl.arange(0, WORDS)[None, :]
+    start = row_ptr + step * (WORDS * 3 // 2 if BITS == 3 else WORDS)
+    low = tl.load(start + words).to(tl.uint32, bitcast=True)
+    if BITS == 3:
+        high = tl.load(start + WORDS + words // 2).to(tl.uint32, bitcast=True)
+        even, odd = three_bit_slots(low, high, words % 2 == 1)
+        return low, high, even, odd
+    else:
+        low, high = word_halves(low, KIND)
+        return low, high, low, high
+
+
+@triton.jit
+def three_bit_slots(low, high, odd_word):
+    """3-bit codes (the two planes of `edgec.kernels.triton.word_layout`) in 4-bit slots: (even values, odd values),
+    8 codes each. `high` is each low word's high word, `odd_word` whether the low word is the second of its pair."""
+    shifted = tl.where(odd_word, high << 2, high)
+    even = (low & 0x33333333) | (shifted & 0x44444444)
+    odd = ((low >> 2) & 0x33333333) | ((shifted >> 1) & 0x44444444)
+    return even, odd
+
+
+@triton.jit
+def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr, BITS: tl.constexpr,
+               ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr):
+    """Value j of each word, from `word_halves`, as float32 before any scale: B-bit integers (B = 4, or 3 from
+    `three_bit_slots`, in 4-bit slots) c − 2^(B−1) (ASYM: c), int8 c, nf4's table value, fp8's value (divided by
+    256 where the GPU has no e4m3 conversion, NATIVE_FP8 False), f16 and bf16 as they are."""
     if KIND == 4:
-        return exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, 15, 0.0 if ASYM else 8.0)
+        return exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, (1 << BITS) - 1,
+                         0.0 if ASYM else (1 << (BITS - 1)) * 1.0)
     elif KIND == 5:
         return tl.load(lut_ptr + ((low >> (4 * j)) & 15).to(tl.int32))
     elif KIND == 3:
@@ -56,3 +83,15 @@ def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr
         return ((low & 0xFFFF) if j == 0 else (low >> 16)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
     else:
         return ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def chunk_value(low, high, even, odd, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr, BITS: tl.constexpr,
+                ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr):
+    """Value j of each word of a chunk: from `word_halves`' (low, high), or for 3-bit codes from
+    `three_bit_slots`' (even, odd), where value j is slot j // 2 of one of them."""
+    if BITS == 3:
+        slots = even if j % 2 == 0 else odd
+        return word_value(slots, slots >> 12, exponent, lut_ptr, j // 2, KIND, BITS, ASYM, NATIVE_FP8)
+    else:
+        return word_value(low, high, exponent, lut_ptr, j, KIND, BITS, ASYM, NATIVE_FP8)

@@ -39,6 +39,28 @@ def test_whole_byte_values_interleave_the_same_way():
                 assert value == stored[1, chunk * per_word * words + j * words + word]
 
 
+def test_three_bit_codes_come_in_a_low_and_a_high_plane():
+    """The 3-bit layout of the module docstring, decoded as the kernels do: even values from (low & 0x33333333) |
+    (high' & 0x44444444), odd ones from low >> 2 and high' >> 1, high' the high word shifted left 2 for odd low
+    words; 8-word chunks are 8 low then 4 high words."""
+    from edgec.core.formats.bitpack import pack_bits
+
+    k, words = 256, 8
+    codes = np.random.default_rng(0).integers(0, 8, (3, k)).astype(np.uint8)
+    packed = interleave(pack_bits(codes, 3), k, 3, words)
+    assert packed.shape == (3, k * 3 // 32)
+    for row in range(3):
+        for chunk in range(k // (16 * words)):
+            for i in range(words):
+                low, high = int(packed[row, 12 * chunk + i]), int(packed[row, 12 * chunk + words + i // 2])
+                shifted = (high << 2) & 0xFFFFFFFF if i % 2 else high
+                even = (low & 0x33333333) | (shifted & 0x44444444)
+                odd = ((low >> 2) & 0x33333333) | ((shifted >> 1) & 0x44444444)
+                for j in range(16):
+                    slots = odd if j % 2 else even
+                    assert (slots >> (4 * (j // 2))) & 7 == codes[row, chunk * 16 * words + j * words + i]
+
+
 def test_chunk_is_the_widest_that_divides_k_and_the_group():
     assert chunk_words(4096, 128, 4) == 16
     assert chunk_words(576, 128, 4) == 8  # SmolLM2's hidden size
@@ -46,6 +68,8 @@ def test_chunk_is_the_widest_that_divides_k_and_the_group():
     assert chunk_words(200, 64, 4) is None and chunk_words(4096, 16, 4) is None
     assert chunk_words(576, None, 8) == 16 and chunk_words(576, None, 16) == 16
     assert chunk_words(200, None, 8) is None  # not a multiple of 16 values
+    assert chunk_words(4096, 128, 3) == 8 and chunk_words(4096, 256, 3) == 16
+    assert chunk_words(4096, 64, 3) is None  # 4-word chunks of 3-bit codes would not stay 16-byte aligned
 
 
 def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
@@ -59,7 +83,7 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
     w = fmt.dequantize(packed, shape)
     weight = tk.prepare(fmt, packed, shape)
     grouped = weight.kind in GROUPED_KINDS
-    assert weight.words == chunk_words(shape[1], weight.group if grouped else None, weight.bits)
+    assert weight.words == (chunk_words(shape[1], weight.group if grouped else None, weight.bits) or 0)
     for m in ms:
         x = rng.standard_normal((m, shape[1])).astype(np.float32)
         got = (launch or tk.linear)(weight, torch.from_numpy(x)).numpy()
@@ -68,7 +92,8 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
 
 
 @pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
-                                 "fp8", "fp16", "bf16", "nf4:g64", "nf4:g128"])
+                                 "fp8", "fp16", "bf16", "nf4:g64", "nf4:g128", "int3:g128", "int3:g128:asym",
+                                 "int3:g256"])
 @pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
 def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
     _check(fmt, shape, ms=(1, 3, 20))
