@@ -2,7 +2,7 @@
 
 The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
 `edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
-dense f16, bf16, fp8, int8, int4, int3 and nf4 codes whose K (and group) allow it, which are repacked once into the word
+dense f16, bf16, fp8, int8, int4, int3, int2 and nf4 codes whose K (and group) allow it, which are repacked once into the word
 layout of `edgec.kernels.triton.word_layout` (the decode GEMV's 128-bit loads); scales and minima are float32;
 in the byte layout and the prefill GEMM, fp8 and nf4 codes decode through a small table of their exact float32
 values (nf4's word-layout GEMV through a table of value pairs, one per code byte).
@@ -23,9 +23,9 @@ from edgec.kernels.triton.word_layout import chunk_words, codes_per_word, interl
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
-WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (4, 3), (5, 4)}
+WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (4, 3), (4, 2), (5, 4)}
 """(KIND, BITS) of the dense kinds in the word layout (gemv_words.py, gemm_words.py): f16, bf16, fp8, int8, int4,
-int3, nf4."""
+int3, int2, nf4."""
 GROUPED_KINDS = (4, 5)
 """KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
@@ -66,8 +66,11 @@ class TritonWeight:
 
     @property
     def group_steps(self) -> int:
-        """Chunks of the word layout per scale group (1 where the scale is per row or there is none)."""
-        return self.group // (codes_per_word(self.bits) * self.words) if self.kind in GROUPED_KINDS else 1
+        """Chunks of the word layout per scale group (1 where the scale is per row or there is none, or the codes are
+        not in the word layout)."""
+        if not self.words or self.kind not in GROUPED_KINDS:
+            return 1
+        return self.group // (codes_per_word(self.bits) * self.words)
 
     @property
     def prepared_bytes(self) -> int:

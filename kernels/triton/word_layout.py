@@ -66,18 +66,18 @@ def interleave(q: np.ndarray, k: int, bits: int, words: int) -> np.ndarray:
         codes = np.empty((n, k), dtype=np.uint32)
         codes[:, 0::2] = q & 15
         codes[:, 1::2] = q >> 4
-    elif bits == 3:
-        codes = unpack_bits(q, k, 3).astype(np.uint32)
+    elif bits in (2, 3):
+        codes = unpack_bits(q, k, bits).astype(np.uint32)
     else:
         codes = np.ascontiguousarray(q).view(np.uint8 if bits == 8 else np.uint16).reshape(n, k)
     by_chunk = codes.reshape(n, k // (per_word * words), per_word, words)  # [row, chunk, value j, word i]
     if bits == 3:
         return _three_bit_planes(by_chunk).reshape(n, -1)
-    if bits != 4:  # whole bytes: the transposed values, laid out little-endian, are the words
+    if bits > 4:  # whole bytes: the transposed values, laid out little-endian, are the words
         return np.ascontiguousarray(by_chunk.transpose(0, 1, 3, 2)).view(np.uint32).reshape(n, k // per_word)
     packed = np.zeros((n, k // (per_word * words), words), dtype=np.uint32)
     for j in range(per_word):
-        packed |= by_chunk[:, :, j, :] << np.uint32(4 * j)
+        packed |= by_chunk[:, :, j, :] << np.uint32(bits * j)
     return packed.reshape(n, k // per_word)
 
 

@@ -63,12 +63,14 @@ def three_bit_slots(low, high, odd_word):
 @triton.jit
 def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr, BITS: tl.constexpr,
                ASYM: tl.constexpr, NATIVE_FP8: tl.constexpr):
-    """Value j of each word, from `word_halves`, as float32 before any scale: B-bit integers (B = 4, or 3 from
-    `three_bit_slots`, in 4-bit slots) c − 2^(B−1) (ASYM: c), int8 c, nf4's table value, fp8's value (divided by
+    """Value j of each word, from `word_halves`, as float32 before any scale: B-bit integers (B = 4 or 2, or 3
+    from `three_bit_slots`, in 4-bit slots) c − 2^(B−1) (ASYM: c), int8 c, nf4's table value, fp8's value (divided by
     256 where the GPU has no e4m3 conversion, NATIVE_FP8 False), f16 and bf16 as they are."""
-    if KIND == 4:
-        return exact_int(low if j < 4 else high, exponent, 4 * j if j < 4 else 4 * j - 12, (1 << BITS) - 1,
-                         0.0 if ASYM else (1 << (BITS - 1)) * 1.0)
+    if KIND == 4:  # codes in 4-bit slots (2-bit: 2-bit slots); the first half from `low`, the rest from `high`
+        SLOT: tl.constexpr = 2 if BITS == 2 else 4
+        HALF: tl.constexpr = 8 if BITS == 2 else 4
+        return exact_int(low if j < HALF else high, exponent, SLOT * j if j < HALF else SLOT * j - 12,
+                         (1 << BITS) - 1, 0.0 if ASYM else (1 << (BITS - 1)) * 1.0)
     elif KIND == 5:
         return tl.load(lut_ptr + ((low >> (4 * j)) & 15).to(tl.int32))
     elif KIND == 3:

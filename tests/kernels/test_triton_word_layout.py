@@ -26,6 +26,17 @@ def test_nibble_j_of_word_i_holds_column_j_times_w_plus_i():
                 assert (packed[chunk * words + i] >> (4 * j)) & 15 == codes[column]
 
 
+def test_two_bit_value_j_of_word_i_sits_at_bit_2j():
+    from edgec.core.formats.bitpack import pack_bits
+
+    k, words = 128, 8
+    codes = np.random.default_rng(1).integers(0, 4, (2, k)).astype(np.uint8)
+    packed = interleave(pack_bits(codes, 2), k, 2, words)
+    for i in range(words):
+        for j in range(16):
+            assert (packed[1, i] >> (2 * j)) & 3 == codes[1, j * words + i]
+
+
 def test_whole_byte_values_interleave_the_same_way():
     k, words = 32, 4
     values = np.arange(2 * k, dtype=np.uint16).reshape(2, k)
@@ -70,6 +81,7 @@ def test_chunk_is_the_widest_that_divides_k_and_the_group():
     assert chunk_words(200, None, 8) is None  # not a multiple of 16 values
     assert chunk_words(4096, 128, 3) == 8 and chunk_words(4096, 256, 3) == 16
     assert chunk_words(4096, 64, 3) is None  # 4-word chunks of 3-bit codes would not stay 16-byte aligned
+    assert chunk_words(4096, 128, 2) == 8 and chunk_words(4096, 64, 2) == 4 and chunk_words(4096, 32, 2) is None
 
 
 def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
@@ -93,7 +105,7 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
 
 @pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
                                  "fp8", "fp16", "bf16", "nf4:g64", "nf4:g128", "int3:g128", "int3:g128:asym",
-                                 "int3:g256"])
+                                 "int3:g256", "int2:g128", "int2:g64:asym", "int2:g32"])
 @pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
 def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
     _check(fmt, shape, ms=(1, 3, 20))
