@@ -1,9 +1,9 @@
 """`_gemv_words`: the decode GEMV for codes in the word layout (`edgec.kernels.triton.word_layout`).
 
 Each program takes BLOCK_N output rows of one x row and one K split, and per step one chunk of
-P·WORDS columns (P = 32 / BITS values per word): a (BLOCK_N, WORDS) tile of 32-bit code words,
-which Triton loads 128 bits per thread, and the chunk's inputs, P contiguous slices of WORDS
-values. Nothing is masked inside the loop: out-of-range rows read row N − 1 and are not stored.
+P·WORDS columns (P values per word, `word_layout.codes_per_word`): a (BLOCK_N, WORDS) tile of
+32-bit code words, which Triton loads 128 bits per thread, and the chunk's inputs, P contiguous
+slices of WORDS values. Nothing is masked inside the loop: out-of-range rows read row N − 1 and are not stored.
 Per value the main loop issues (docs/triton.md has the SASS counts):
 
 * 4-bit integers (KIND 4): one LOP3, `(word & (15 << sh)) | 0x4B000000`, the float
@@ -12,6 +12,8 @@ Per value the main loop issues (docs/triton.md has the SASS counts):
   and one FFMA with x. Per chunk each (row, word) sum is scaled by its group scale; ASYM adds
   the group minimum times the chunk's x sum, which `linear` takes once for all rows (`sums_ptr`,
   float32 (M, K / chunk)).
+* 2-bit integers: the same from 2-bit slots; 3-bit integers: first moved from their two planes
+  into 4-bit slots (`word_values.three_bit_slots`: a few instructions per word of 16 codes).
 * nf4 (KIND 5): per code byte one 64-bit load of its two values from a 256-pair table (2 KB,
   cache-resident), then one FFMA each.
 * int8 (KIND 3): the same with bytes, whose sign bits are flipped first (c + 128 is the
