@@ -73,5 +73,6 @@ def main() -> None:
         if over:
             sys.exit(f"instruction-bound decode GEMV: {', '.join(over)}")
 
+
 if __name__ == "__main__":
     main()

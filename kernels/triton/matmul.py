@@ -183,9 +183,7 @@ def _gemm_words_call(weight, x, out) -> None:
         return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
 
     _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
-                      x.stride(0), out.stride(0), k * weight.bits // 32, weight.ng, KIND=weight.kind, BITS=weight.bits,
-                      ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps,
-                      NATIVE_FP8=native_fp8(x.device))
+                      x.stride(0), out.stride(0), weight.q_words.shape[1], weight.ng, **_word_flags(weight, x.device))
 
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
@@ -200,9 +198,15 @@ def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
     if weight.asym:  # each group minimum meets the sum of x over a chunk: one value per chunk, for every row
         sums = x.reshape(x.shape[0], -1, codes_per_word(weight.bits) * weight.words).sum(-1, dtype=torch.float32)
     args = (x, out, weight.q_words, weight.scale, weight.minv, sums, weight.exponent, weight.lut, n, k, x.stride(0),
-            out.stride(0), k * weight.bits // 32, weight.ng)
-    return args, dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, WORDS=weight.words,
-                      GROUP_STEPS=weight.group_steps, NATIVE_FP8=weight.kind != 2 or native_fp8(x.device))
+            out.stride(0), weight.q_words.shape[1], weight.ng)
+    return args, _word_flags(weight, x.device)
+
+
+def _word_flags(weight, device) -> dict:
+    """The storage constexprs both word-layout kernels take (NATIVE_FP8 matters to fp8 only: True elsewhere, so
+    other kinds compile once whatever the GPU)."""
+    return dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, WORDS=weight.words,
+                GROUP_STEPS=weight.group_steps, NATIVE_FP8=weight.kind != 2 or native_fp8(device))
 
 
 def native_fp8(device) -> bool:

@@ -114,22 +114,27 @@ def _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, begin, end, 
 
 
 @triton.jit
+def _decode_query(q_ptr, start_ptr, t, h, heads, kv_heads, head_dim, window, BLOCK_D: tl.constexpr):
+    """Query row t's head h, at position start + t: (its vector (BLOCK_D,), its kv head, its position, the first
+    position its window keeps)."""
+    pos = tl.load(start_ptr) + t
+    d = tl.arange(0, BLOCK_D)
+    q = tl.load(q_ptr + (t * heads + h) * head_dim + d, mask=d < head_dim, other=0.0)
+    return q, h // (heads // kv_heads), pos, tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+
+
+@triton.jit
 def _attention(q_ptr, k_ptr, v_ptr, o_ptr, start_ptr, heads, kv_heads, head_dim, window, scale,
                BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     """One query (token t, head h) over its keys, in blocks with a running (online) softmax."""
-    start = tl.load(start_ptr)
     t = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
-    g = h // (heads // kv_heads)
-    d = tl.arange(0, BLOCK_D)
-    d_ok = d < head_dim
-    q = tl.load(q_ptr + (t * heads + h) * head_dim + d, mask=d_ok, other=0.0)
-    pos = start + t
-    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    q, g, pos, lo = _decode_query(q_ptr, start_ptr, t, h, heads, kv_heads, head_dim, window, BLOCK_D)
     # the first block holds a kept key
     acc, top, total = _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, lo // BLOCK_S * BLOCK_S, pos + 1,
                               BLOCK_S, BLOCK_D)
-    tl.store(o_ptr + (t * heads + h) * head_dim + d, acc / total, mask=d_ok)
+    d = tl.arange(0, BLOCK_D)
+    tl.store(o_ptr + (t * heads + h) * head_dim + d, acc / total, mask=d < head_dim)
 
 
 @triton.jit
@@ -183,19 +188,15 @@ def _attention_split(q_ptr, k_ptr, v_ptr, acc_ptr, stats_ptr, start_ptr, heads, 
     """One decode query's head over one span of SPAN cached keys (flash decoding): the span's unnormalized weighted
     values, its largest score and its sum of weights, for `_attention_combine`. Spans past the position, or
     before the window, hold no key and say so (largest score -inf, sum 0)."""
-    pos = tl.load(start_ptr)
     h = tl.program_id(0).to(tl.int64)
     span = tl.program_id(1).to(tl.int64)
-    g = h // (heads // kv_heads)
-    d = tl.arange(0, BLOCK_D)
-    d_ok = d < head_dim
-    q = tl.load(q_ptr + h * head_dim + d, mask=d_ok, other=0.0)
-    lo = tl.where(window > 0, tl.maximum(pos - window + 1, 0), 0)
+    q, g, pos, lo = _decode_query(q_ptr, start_ptr, 0, h, heads, kv_heads, head_dim, window, BLOCK_D)
     begin = tl.maximum(span * SPAN, lo // BLOCK_S * BLOCK_S)
     acc, top, total = _attend(q, k_ptr, v_ptr, g, kv_heads, head_dim, scale, lo, pos, begin,
                               tl.minimum(span * SPAN + SPAN, pos + 1), BLOCK_S, BLOCK_D)
     at = h * splits + span
-    tl.store(acc_ptr + at * head_dim + d, acc, mask=d_ok)
+    d = tl.arange(0, BLOCK_D)
+    tl.store(acc_ptr + at * head_dim + d, acc, mask=d < head_dim)
     tl.store(stats_ptr + 2 * at, top)
     tl.store(stats_ptr + 2 * at + 1, total)
 

@@ -38,7 +38,7 @@ _GEMM_INTS = ("M",) + _GEMV_INTS
 _WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "sums_ptr", "exponent_ptr", "lut_ptr")
 _WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32", "*fp32")
 _WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
-_ARCH_CONSTEXPRS = {"NATIVE_FP8": lambda arch: arch >= 89}  # set at launch from the device (matmul.native_fp8)
+_ARCH_CONSTEXPRS = {"NATIVE_FP8": lambda arch, c: c["KIND"] != 2 or arch >= 89}  # as launched (matmul._word_flags)
 TYPICAL_GROUP = 128
 """Values per scale group assumed where a variant must pick one: the word-layout GEMV is compiled for the chunks of
 K = 4096 with such groups, and the SASS figures count the scales a tile reads at that size."""
@@ -166,8 +166,8 @@ def compile_cubin(variant: Variant, arch: int):
     from triton.compiler import ASTSource
     from triton.compiler import compile as triton_compile
 
-    constexprs = {**variant.constexprs, **{name: rule(arch) for name, rule in _ARCH_CONSTEXPRS.items()
-                                           if name in variant.constexprs}}
+    constexprs = {**variant.constexprs, **{name: rule(arch, variant.constexprs)
+                                           for name, rule in _ARCH_CONSTEXPRS.items() if name in variant.constexprs}}
     names = list(variant.fn.arg_names)
     # Triton specializes 16-byte aligned pointers (every torch allocation) at launch; compile as it would
     aligned = {(names.index(name),): [["tt.divisibility", 16]] for name, kind in variant.signature.items()

@@ -18,8 +18,8 @@ counts its instructions and global loads by width. `LoopProfile.per_weight_byte`
 lane-instructions of one iteration (instructions x warps x 32) by the stored bytes that
 iteration reads: the codes of a BLOCK_N x BLOCK_K tile, and its group scales (and minima) at
 `TYPICAL_GROUP` values per group. Where ptxas unrolls the loop, one iteration holds several
-steps and the figure overstates by that factor (the fp16 word-layout loop has come out unrolled
-4x or not, 5.5 or 1.7): a kernel within budget is within it. Wide loads matter as much: one
+steps and the figure overstates by that factor (an earlier bf16 word-layout loop came out
+unrolled 4x, 5.5 for what is now 1.3): a kernel within budget is within it. Wide loads matter as much: one
 128-bit load per lane brings 16 bytes for one instruction, a byte load brings 1.
 """
 

@@ -2,10 +2,11 @@
 
 The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_parts`, numbered in
 `edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
-dense f16, bf16, fp8, int8, int4, int3, int2 and nf4 codes whose K (and group) allow it, which are repacked once into the word
-layout of `edgec.kernels.triton.word_layout` (the decode GEMV's 128-bit loads); scales and minima are float32;
-in the byte layout and the prefill GEMM, fp8 and nf4 codes decode through a small table of their exact float32
-values (nf4's word-layout GEMV through a table of value pairs, one per code byte).
+dense f16, bf16, fp8, int8, int4, int3, int2 and nf4 codes whose K (and group) allow it, which are
+repacked once into the word layout of `edgec.kernels.triton.word_layout` (128-bit loads for both
+matmul kernels); scales and minima are float32; nf4 codes decode through a small table of their
+exact float32 values (the word-layout GEMV's through a table of value pairs, one per code byte),
+and fp8 codes in the byte layout through one too.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ one per weight. `interleave` repacks each row's codes in chunks of P·W columns 
 value j of word i of a chunk holds column j·W + i of the chunk, so value j of the chunk's W
 words pairs with the W contiguous inputs x[j·W .. j·W + W - 1], loaded as wide as the codes.
 Chunks never straddle a scale group (`chunk_words` keeps P·W a divisor of the group, and of
-K), and the prefill GEMM reads the same layout (`edgec.kernels.triton.dequant`), so a prepared
+K), and the prefill GEMM reads the same layout (`edgec.kernels.triton.gemm_words`), so a prepared
 weight holds one copy of its codes. The `.edgec` file keeps the stored layout: this is done
 once, when a weight is prepared.
 

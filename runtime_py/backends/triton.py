@@ -1,8 +1,8 @@
 """The `triton` backend: every linear layer by the Triton kernels of `edgec.kernels.triton`, on the GPU.
 
-Each weight's stored buffers are copied to the device once (codes as stored, or dense int4, nf4,
-int8, fp16 and bf16 codes repacked into the decode GEMV's word layout; scales widened to float32; no
-float copy of the weight). LLaMA-family models run their whole pass on the device
+Each weight's stored buffers are copied to the device once (codes as stored, or dense codes repacked
+into the word layout both matmul kernels read, `edgec.kernels.triton.word_layout`; scales widened to
+float32; no float copy of the weight). LLaMA-family models run their whole pass on the device
 (runtime_py/backends/triton_decoder.py); other executors call each linear layer with host
 activations, which cross to the device and back per call. Without a GPU it runs in Triton's
 interpreter when TRITON_INTERPRET=1 is set (for tests: slow, and never picked by `auto`).

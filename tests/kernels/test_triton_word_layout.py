@@ -154,6 +154,7 @@ def test_every_finite_fp8_code_decodes_exactly():
     weight = tk.prepare(fmt, fmt.quantize(row), row.shape)
     assert weight.words
     identity = torch.eye(256, dtype=torch.float32)
+
     def launch(x, native):
         out = torch.zeros((x.shape[0], 1), dtype=torch.float32)
         args, flags = gemv_words_operands(weight, x, out)
