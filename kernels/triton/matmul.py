@@ -1,7 +1,8 @@
 """`linear`: y = x @ W^T from a prepared weight's stored buffers, by Triton kernels.
 
-Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `_gemv_words`
-(M < 16) and `_gemm_words` (gemv_words.py, gemm_words.py); every other weight through the two
+Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `gemv_ints` (M < 16,
+4-, 3- and 2-bit integers), `_gemv_words` (M < 16, the rest) and `_gemm_words` (gemv_ints.py,
+gemv_words.py, gemm_words.py); every other weight through the two
 kernels here, which read codes as stored (and the word layout by remapping columns, for the
 few chunks the word-layout GEMM cannot take):
 
@@ -110,9 +111,10 @@ def _gemm(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, M, N, K, s
 def linear(weight, x, out=None):
     """y = x @ W^T: x a float tensor (M, K) on the weight's device, rows contiguous; returns float32 (M, N).
 
-    Decode-sized inputs (M < 16) accumulate exactly in float32; larger ones multiply float16
-    operands (float32, tf32 on a GPU, for bf16 weights) with float32 accumulation. Wrong dtypes, shapes or
-    devices raise TypeError/ValueError naming the argument.
+    Decode-sized inputs (M < 16) multiply in float32, or for 4-, 3- and 2-bit integer codes in the word layout
+    exactly in integers, with each chunk of x held to 23 bits below its largest value (`gemv_ints`); larger ones
+    multiply float16 operands (float32, tf32 on a GPU, for bf16 weights) with float32 accumulation. Wrong dtypes,
+    shapes or devices raise TypeError/ValueError naming the argument.
     """
     import torch
 
@@ -131,7 +133,12 @@ def linear(weight, x, out=None):
     elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
     if m < GEMV_MAX_M and weight.words:
-        _gemv_words_call(weight, x, out)
+        if weight.kind == 4:
+            from edgec.kernels.triton.gemv_ints import gemv_ints
+
+            gemv_ints(weight, x, out)
+        else:
+            _gemv_words_call(weight, x, out)
         return out
     if m >= GEMV_MAX_M and gemm_words_fits(weight):
         _gemm_words_call(weight, x, out)
@@ -156,7 +163,7 @@ def linear(weight, x, out=None):
 
 
 def _gemv_words_call(weight, x, out) -> None:
-    """The word-layout decode GEMV (`edgec.kernels.triton.gemv_words`), autotuned."""
+    """The word-layout decode GEMV for float, int8 and nf4 codes (`edgec.kernels.triton.gemv_words`), autotuned."""
     from edgec.kernels.triton.gemv_words import _gemv_words
 
     args, flags = gemv_words_operands(weight, x, out)
@@ -183,7 +190,8 @@ def _gemm_words_call(weight, x, out) -> None:
         return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
 
     _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
-                      x.stride(0), out.stride(0), weight.q_words.shape[1], weight.ng, **_word_flags(weight, x.device))
+                      x.stride(0), out.stride(0), weight.q_words.shape[1], weight.ng, ASYM=weight.asym,
+                      **_word_flags(weight, x.device))
 
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
@@ -194,19 +202,16 @@ def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
     if x.data_ptr() % 16 or (x.shape[0] > 1 and x.stride(0) % 4):
         x = x.clone(memory_format=torch.contiguous_format)
     n, k = weight.shape
-    sums = weight.exponent  # a placeholder unless ASYM
-    if weight.asym:  # each group minimum meets the sum of x over a chunk: one value per chunk, for every row
-        sums = x.reshape(x.shape[0], -1, codes_per_word(weight.bits) * weight.words).sum(-1, dtype=torch.float32)
-    args = (x, out, weight.q_words, weight.scale, weight.minv, sums, weight.exponent, weight.lut, n, k, x.stride(0),
-            out.stride(0), weight.q_words.shape[1], weight.ng)
+    args = (x, out, weight.q_words, weight.scale, weight.exponent, weight.lut, n, k, x.stride(0), out.stride(0),
+            weight.q_words.shape[1], weight.ng)
     return args, _word_flags(weight, x.device)
 
 
 def _word_flags(weight, device) -> dict:
-    """The storage constexprs both word-layout kernels take (NATIVE_FP8 matters to fp8 only: True elsewhere, so
-    other kinds compile once whatever the GPU)."""
-    return dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, WORDS=weight.words,
-                GROUP_STEPS=weight.group_steps, NATIVE_FP8=weight.kind != 2 or native_fp8(device))
+    """The storage constexprs the word-layout GEMV and GEMM both take (NATIVE_FP8 matters to fp8 only: True
+    elsewhere, so other kinds compile once whatever the GPU); the GEMM also takes ASYM."""
+    return dict(KIND=weight.kind, BITS=weight.bits, WORDS=weight.words, GROUP_STEPS=weight.group_steps,
+                NATIVE_FP8=weight.kind != 2 or native_fp8(device))
 
 
 def native_fp8(device) -> bool:

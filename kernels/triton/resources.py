@@ -35,9 +35,14 @@ _MATMUL_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "lut_ptr", "m
 _MATMUL_TYPES = ("*fp32", "*fp32", "*u8", "*fp32", "*fp32", "*fp32", "*u8")
 _GEMV_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng", "group", "meta_stride")
 _GEMM_INTS = ("M",) + _GEMV_INTS
-_WORDS_ARGS = ("x_ptr", "y_ptr", "q_ptr", "scale_ptr", "min_ptr", "sums_ptr", "exponent_ptr", "lut_ptr")
-_WORDS_TYPES = ("*fp32", "*fp32", "*i32", "*fp32", "*fp32", "*fp32", "*fp32", "*fp32")
 _WORDS_INTS = ("N", "K", "stride_xm", "stride_ym", "q_stride", "ng")
+_GEMV_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "exponent_ptr": "*fp32",
+                    "lut_ptr": "*fp32", **{name: "i32" for name in _WORDS_INTS}}
+_GEMM_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
+                    "exponent_ptr": "*fp32", "lut_ptr": "*fp32", **{name: "i32" for name in ("M",) + _WORDS_INTS}}
+_GEMV_INTS_ARGS = {"planes_ptr": "*i32", "positions_ptr": "*i32", "factors_ptr": "*fp32", "sums_ptr": "*fp32",
+                   "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
+                   **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
 _ARCH_CONSTEXPRS = {"NATIVE_FP8": lambda arch, c: c["KIND"] != 2 or arch >= 89}  # as launched (matmul._word_flags)
 TYPICAL_GROUP = 128
 """Values per scale group assumed where a variant must pick one: the word-layout GEMV is compiled for the chunks of
@@ -75,9 +80,11 @@ def _variant(label: str, fn, args: dict[str, str], constexprs: dict[str, object]
 def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (False, True),
                     configs: str = "all") -> Iterator[Variant]:
     """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, and the
-    word-layout decode GEMV and prefill GEMM for the dense kinds they decode, with each autotune configuration
-    (`configs="all"`) or only the first of each kernel ("first")."""
+    word-layout decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill
+    GEMM for the dense kinds they decode, with each autotune configuration (`configs="all"`) or only the first of
+    each kernel ("first")."""
     from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
+    from edgec.kernels.triton.gemv_ints import _gemv_ints, gemv_int_configs
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
@@ -86,9 +93,6 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
     gemm_args = {**base, **{name: "i32" for name in _GEMM_INTS}}
-    words_args = {**dict(zip(_WORDS_ARGS, _WORDS_TYPES)), **{name: "i32" for name in _WORDS_INTS}}
-    gemm_words_args = {**{name: kind for name, kind in zip(_WORDS_ARGS, _WORDS_TYPES) if name != "sums_ptr"},
-                       **{name: "i32" for name in ("M",) + _WORDS_INTS}}
     for kind_name in kinds or list(KINDS):
         kind, bits, asym = KINDS[kind_name]
         for sp in sparse:
@@ -102,18 +106,24 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
-                word_flags = {"KIND": kind, "BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "NATIVE_FP8": True}
+                storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)
                 gemm_chunks = [words for words in chunk_widths(bits) if codes_per_word(bits) * words >= 16]
                 gemv_chunk = chunk_words(4096, TYPICAL_GROUP if bits <= 4 else None, bits)
-                launches = [(_gemv_words, words_args, gemv_word_configs(), gemv_chunk)]
-                launches += [(_gemm_words, gemm_words_args, gemm_word_configs(), words) for words in gemm_chunks]
-                for fn, args, tuned, words in launches:
+                if kind == 4:  # 4-, 3- and 2-bit integers decode in integer dot products
+                    launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), gemv_chunk,
+                                 {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True})]
+                else:
+                    launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk, storage)]
+                launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words, {**storage, "ASYM": asym})
+                             for words in gemm_chunks]
+                for fn, args, tuned, words, flags in launches:
                     chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
+                    label = "_gemv_ints" if fn is _gemv_ints.fn else fn.__name__
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
-                        yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}{chunk}", fn.fn, args,
-                                       {**word_flags, "WORDS": words, **config.kwargs}, num_warps=config.num_warps,
+                        yield _variant(f"{label} {name} {blocks} w{config.num_warps}{chunk}", fn, args,
+                                       {**flags, "WORDS": words, **config.kwargs}, num_warps=config.num_warps,
                                        num_stages=config.num_stages)
 
 

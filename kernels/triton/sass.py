@@ -12,9 +12,16 @@ per scheduler per clock, 32 lane-instructions:
 
 (SM counts, boost clocks and bandwidths from NVIDIA's H200 and RTX 4090 product pages.)
 
+Issue is not the only per-byte limit: every byte a lane loads from global memory (L1 hits
+included) or moves through shared memory crosses the SM's L1/shared-memory datapath, 128 bytes
+per clock on both GPUs, which is the same 7 and 41 bytes per byte of memory bandwidth. A kernel
+that passes decoded values through shared memory (a tensor-core tile of float16 values is 8 bytes
+of stores and loads per stored int4 byte) or re-reads its inputs for every row is bound there.
+
 `loop_profile` compiles a variant (`edgec.kernels.triton.resources`), disassembles the cubin
 with `cuobjdump -sass`, takes the main loop (the body of the widest backward branch), and
-counts its instructions and global loads by width. `LoopProfile.per_weight_byte` divides the
+counts its instructions, its global loads by width, and the bytes its loads and shared-memory
+accesses move. `LoopProfile.per_weight_byte` divides the
 lane-instructions of one iteration (instructions x warps x 32) by the stored bytes that
 iteration reads: the codes of a BLOCK_N x BLOCK_K tile, and its group scales (and minima) at
 `TYPICAL_GROUP` values per group. Where ptxas unrolls the loop, one iteration holds several
@@ -33,6 +40,10 @@ from edgec.kernels.triton.word_layout import codes_per_word, stored_words
 
 ISSUE_BUDGET = {90: 7.0, 89: 41.0}
 """Lane-instructions per stored byte at which the loop issues as fast as memory delivers (table above)."""
+
+TRAFFIC_BUDGET = {90: 7.0, 89: 41.0}
+"""Bytes through L1 and shared memory per stored byte at which that datapath keeps up with memory: 128 bytes per
+clock and SM, 132 x 128 x 1.98 GHz = 33.4 TB/s on an H200, 128 x 128 x 2.52 GHz = 41.3 TB/s on an RTX 4090."""
 
 TENSOR_MACS = {90: 14.8, 89: 2.0}
 """Multiply-adds per lane-instruction at which a prefill GEMM's loop issues as fast as the tensor cores multiply
@@ -74,6 +85,20 @@ def main_loop(instructions: list[Instruction]) -> list[Instruction]:
     return [ins for ins in instructions if start <= ins.address <= end]
 
 
+def shared_bits(opcode: str) -> int | None:
+    """Bits one lane moves through shared memory with `opcode` (LDS, STS, and LDSM/STSM of 1, 2 or 4 8x8 matrices
+    of 16-bit values); None otherwise."""
+    parts = opcode.split(".")
+    if parts[0] in ("LDSM", "STSM"):
+        return 32 * (4 if "4" in parts[1:] else 2 if "2" in parts[1:] else 1)
+    if parts[0] not in ("LDS", "STS"):
+        return None
+    for width, names in ((128, ("128",)), (64, ("64",)), (16, ("U16", "S16")), (8, ("U8", "S8"))):
+        if any(name in parts for name in names):
+            return width
+    return 32
+
+
 def global_load_bits(opcode: str) -> int | None:
     """Bits one lane loads from global memory with `opcode` (LDG, or LDGSTS into shared memory); None otherwise."""
     if not (opcode.startswith("LDG.") or opcode.startswith("LDGSTS.")):
@@ -94,11 +119,17 @@ class LoopProfile:
     warps: int
     stored_bytes: float  # weight bytes one iteration reads (codes, scales, minima)
     macs: float = 0.0    # multiply-adds one iteration does (GEMM: BLOCK_M x BLOCK_N x the K it covers)
+    moved: int = 0       # bytes one iteration's lanes load (global) or move through shared memory, per warp
 
     @property
     def per_weight_byte(self) -> float:
         """Lane-instructions issued per stored weight byte."""
         return self.instructions * self.warps * 32 / self.stored_bytes
+
+    @property
+    def traffic_per_weight_byte(self) -> float:
+        """Bytes through L1 and shared memory per stored weight byte."""
+        return self.moved * self.warps / self.stored_bytes
 
     @property
     def macs_per_instruction(self) -> float:
@@ -119,8 +150,8 @@ def tile_bytes(variant: Variant) -> float:
     if "BLOCK_K" not in c:  # the word layout
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words
-        grouped = c["BITS"] <= 4  # int4, int3 and nf4; int8 has one scale per row, 16-bit kinds none
-        scales = rows * cols / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if grouped else 0
+        grouped = c["BITS"] <= 4  # int4, int3, int2 and nf4; int8 has one scale per row, 16-bit kinds none
+        scales = rows * cols / TYPICAL_GROUP * 4 * (2 if c.get("ASYM") else 1) if grouped else 0
         return rows * stored_words(c["BITS"], words) * 4 + scales
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols
@@ -145,8 +176,11 @@ def loop_profile(variant: Variant, arch: int) -> LoopProfile:
     cubin, _ = compile_cubin(variant, arch)
     body = main_loop(parse_sass(cuobjdump(cubin, "-sass")))
     loads: dict[int, int] = {}
+    moved = 0
     for ins in body:
         bits = global_load_bits(ins.opcode)
         if bits is not None:
             loads[bits] = loads.get(bits, 0) + 1
-    return LoopProfile(len(body), loads, variant.options.get("num_warps", 4), tile_bytes(variant), tile_macs(variant))
+        moved += (bits or shared_bits(ins.opcode) or 0) * 32 // 8
+    return LoopProfile(len(body), loads, variant.options.get("num_warps", 4), tile_bytes(variant), tile_macs(variant),
+                       moved)

@@ -25,8 +25,8 @@ from edgec.kernels.triton.word_layout import chunk_words, codes_per_word, interl
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
 WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (4, 3), (4, 2), (5, 4)}
-"""(KIND, BITS) of the dense kinds in the word layout (gemv_words.py, gemm_words.py): f16, bf16, fp8, int8, int4,
-int3, int2, nf4."""
+"""(KIND, BITS) of the dense kinds in the word layout (gemv_ints.py, gemv_words.py, gemm_words.py): f16, bf16, fp8,
+int8, int4, int3, int2, nf4."""
 GROUPED_KINDS = (4, 5)
 """KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
@@ -48,7 +48,7 @@ class TritonWeight:
     lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout)
     meta: object    # uint8 (N, ceil(K/8)) 2:4 positions, or None
     words: int = 0  # words per chunk of the word layout (word_layout.py), 0: codes as stored
-    exponent: object = None  # float32 [2^23] for the word-layout GEMV (gemv_words.py), else None
+    exponent: object = None  # float32 [2^23] for the word-layout kernels (word_values.exact_int), else None
 
     @property
     def ng(self) -> int:

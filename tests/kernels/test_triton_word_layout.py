@@ -1,5 +1,5 @@
-"""The word layout of codes and the decode GEMV that reads it (edgec.kernels.triton.word_layout,
-gemv_words), in Triton's interpreter, against the format library's numpy reference."""
+"""The word layout of codes and the decode GEMVs that read it (edgec.kernels.triton.word_layout, gemv_words,
+gemv_ints), in Triton's interpreter, against the format library's numpy reference."""
 
 from __future__ import annotations
 
@@ -111,32 +111,44 @@ def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shap
     _check(fmt, shape, ms=(1, 3, 20))
 
 
-CONFIG_FORMATS = ("int4:g64", "int4:g64:asym", "int8", "bf16", "fp16", "nf4:g64", "fp8", "int4:g32:asym", "nf4:g32")
+CONFIG_FORMATS = {"words": ("int8", "bf16", "fp16", "nf4:g64", "fp8", "nf4:g32", "int8", "fp8", "nf4:g128"),
+                  "ints": ("int4:g64", "int4:g64:asym", "int3:g128", "int2:g128", "int4:g32:asym", "int2:g64:asym",
+                           "int3:g128:asym", "int4:g128", "int2:g64")}
+"""Per GEMV (`_gemv_words`, `_gemv_ints`) a format for each of its 9 configurations."""
 
 
+@pytest.mark.parametrize("kernel", ["words", "ints"])
 @pytest.mark.parametrize("config", range(9))
-def test_every_decode_configuration_matches_the_reference(config):
-    """Each autotune configuration, launched directly (the interpreter's autotuner takes only the first): 9 chunks
-    split 4 or 16 ways leave splits empty; 70 rows leave a partial block."""
+def test_every_decode_configuration_matches_the_reference(config, kernel):
+    """Each autotune configuration of both word-layout GEMVs, launched directly (the interpreter's autotuner takes
+    only the first): 6 or 9 chunks split 4 or 16 ways leave splits empty; 70 rows leave a partial block."""
+    import torch
     import triton
 
+    from edgec.kernels.triton.gemv_ints import GEMV_INT_BLOCKS, _gemv_ints_kernel, split_chunks
     from edgec.kernels.triton.gemv_words import GEMV_WORD_BLOCKS, GEMV_WORD_SPLITS, _gemv_words
     from edgec.kernels.triton.matmul import gemv_words_operands
 
-    assert len(GEMV_WORD_BLOCKS) * len(GEMV_WORD_SPLITS) == len(CONFIG_FORMATS)
-    block_n, warps = GEMV_WORD_BLOCKS[config // len(GEMV_WORD_SPLITS)]
+    blocks = GEMV_INT_BLOCKS if kernel == "ints" else GEMV_WORD_BLOCKS
+    assert len(blocks) * len(GEMV_WORD_SPLITS) == len(CONFIG_FORMATS[kernel])
+    block_n, warps = blocks[config // len(GEMV_WORD_SPLITS)]
     split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
 
     def launch(weight, x):
-        import torch
-
         out = torch.zeros((x.shape[0], weight.shape[0]), dtype=torch.float32)
-        args, flags = gemv_words_operands(weight, x, out)
         grid = (triton.cdiv(weight.shape[0], block_n), x.shape[0], split)
-        _gemv_words.fn[grid](*args, **flags, BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
+        if kernel == "ints":
+            n, k = weight.shape
+            _gemv_ints_kernel[grid](*split_chunks(weight, x), out, weight.q_words, weight.scale, weight.minv, n, k,
+                                    out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits,
+                                    ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=False,
+                                    BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
+        else:
+            args, flags = gemv_words_operands(weight, x, out)
+            _gemv_words.fn[grid](*args, **flags, BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
         return out
 
-    _check(CONFIG_FORMATS[config], (70, 576), launch=launch)
+    _check(CONFIG_FORMATS[kernel][config], (70, 768 if kernel == "ints" else 576), launch=launch)
 
 
 def test_every_finite_fp8_code_decodes_exactly():

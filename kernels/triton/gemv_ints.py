@@ -1,0 +1,208 @@
+"""The decode GEMV for 4-, 3- and 2-bit integer codes in the word layout, in integer arithmetic: `_gemv_ints`.
+
+A float32 FFMA per code costs three instructions per code (one LOP3 and one FFMA make the code
+a float, `word_values.exact_int`, one FFMA multiplies it), 6.8 lane-instructions per stored byte
+at 4 bits, 10 at 3 and 12 at 2, over the 7 an H200 can issue per byte its memory delivers. A
+tensor-core tile would issue less but passes every decoded value through shared memory (8 bytes
+of traffic per stored int4 byte, 16 per int2 byte; shared memory also moves 128 bytes per clock
+and SM). So the codes meet x in integer dot products on the CUDA cores instead, in registers:
+
+* `_split_chunks` (one program per x row and chunk of the word layout) writes x as three byte
+  planes of one block-floating-point number per chunk: x·2^s rounded to the nearest 2^-16, an
+  integer q = X0·65536 + X1·256 + X2 below 2^23 in magnitude (X0 a signed byte, X1 and X2
+  unsigned ones), s chosen so that |x·2^s| < 128 for
+  the chunk's largest |x|: every x of the chunk to 23 bits of the largest, which bounds the
+  error as a float32 dot product's bound does. Each byte sits in its plane word where the code it
+  meets sits among the code bytes below. Per chunk it also writes 2^-16-s, each word position's
+  plane sum X0·65536 + X1·256 + X2 over the chunk columns that position's codes cover, and (for
+  asymmetric codes) the chunk's float32 sum of x.
+* `_gemv_ints` takes the codes of each 32-bit word four at a time in bytes ((word >> sh) &
+  0x0F0F0F0F for int4, 0x03030303 for int2; 3-bit codes from their two planes into 4-bit slots,
+  `word_values.three_bit_slots`, then 0x07070707) and meets each byte vector with the matching
+  word of each plane in one DP4A (a four-byte integer dot product accumulated in int32). Per
+  chunk each (row, word) combines its planes exactly in int32 (a0·65536 + a1·256 + a2, minus
+  2^(B−1) times the position's plane sum for symmetric codes), converts once to float32 and
+  takes its group scale times the chunk's 2^-16-s; asymmetric codes add the group minimum times
+  the chunk's x sum. Per int4 word that is 1 SHF, 2 LOP3 and 6 DP4A for 8 codes.
+
+In Triton's interpreter, which runs no inline assembly, `dot4` adds the four byte products itself
+(DP4A False); compiled for a GPU it is the DP4A. x must be finite for finite results (a NaN or
+infinity in a chunk makes its rows' sums NaN).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from edgec.kernels.triton.gemv_words import decode_configs
+from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.word_values import load_chunk
+
+GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; 8 rows a thread first: x's planes serve more rows
+PLANES = tl.constexpr(3)
+"""Byte planes x is split into: 7 + 8 + 8 bits below the sign."""
+
+
+def gemv_int_configs() -> list[triton.Config]:
+    """Block sizes tried for decode."""
+    return decode_configs(GEMV_INT_BLOCKS)
+
+
+@triton.jit
+def value_index(vector, byte, BITS: tl.constexpr):
+    """Which value of its word (`word_layout`: value j of word i is chunk column j·W + i) byte `byte` of byte
+    vector `vector` (`code_bytes`) holds."""
+    if BITS == 4:
+        return 2 * byte + vector
+    elif BITS == 2:
+        return 4 * byte + vector
+    else:  # vector 2·parity + u: slot 2·byte + u of the even (parity 0) or odd values
+        return 4 * byte + 2 * (vector % 2) + vector // 2
+
+
+@triton.jit
+def code_bytes(low, even, odd, vector: tl.constexpr, BITS: tl.constexpr):
+    """Byte vector `vector` of each word of a chunk (`load_chunk`'s low, even, odd): four codes, one per byte."""
+    if BITS == 4:
+        return (low >> (4 * vector)) & 0x0F0F0F0F
+    elif BITS == 2:
+        return (low >> (2 * vector)) & 0x03030303
+    else:
+        return ((even if vector < 2 else odd) >> (4 * (vector % 2))) & 0x07070707
+
+
+@triton.jit
+def dot4(codes, x, acc, SIGNED: tl.constexpr, DP4A: tl.constexpr):
+    """acc + the dot product of the four unsigned bytes of `codes` with those of `x` (signed bytes if SIGNED), in
+    int32: one DP4A on a GPU, four products in the interpreter."""
+    codes = codes.to(tl.int32, bitcast=True)
+    if DP4A:
+        return tl.inline_asm_elementwise("dp4a.u32.s32 $0, $1, $2, $3;" if SIGNED else "dp4a.u32.u32 $0, $1, $2, $3;",
+                                         "=r,r,r,r", [codes, x, acc], dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        for b in tl.static_range(4):
+            x_byte = (x >> (8 * b)) & 255
+            if SIGNED:
+                x_byte = (x_byte ^ 128) - 128
+            acc += ((codes >> (8 * b)) & 255) * x_byte
+        return acc
+
+
+@triton.jit
+def _packed(value, byte):
+    """The low bytes of int32 values (..., 4) as the words holding them in bytes 0..3."""
+    return tl.sum((value & 255) << (8 * byte), axis=2)  # disjoint bytes: the sum is the OR
+
+
+@triton.jit
+def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, stride_xm, BITS: tl.constexpr,
+                  ASYM: tl.constexpr, WORDS: tl.constexpr):
+    PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
+    VECTORS: tl.constexpr = PER_WORD // 4
+    m, step = tl.program_id(0), tl.program_id(1)
+    steps = K // (PER_WORD * WORDS)
+    vector = tl.arange(0, VECTORS)[:, None, None]
+    word = tl.arange(0, WORDS)[None, :, None]
+    byte = tl.arange(0, 4)[None, None, :]
+    columns = value_index(vector, byte, BITS) * WORDS + word
+    x = tl.load(x_ptr + m.to(tl.int64) * stride_xm + step * PER_WORD * WORDS + columns)  # (VECTORS, WORDS, 4)
+    finite = tl.abs(x) < float("inf")  # False for NaN too
+    x = tl.where(finite, x, 0.0)
+    largest = tl.max(tl.max(tl.max(tl.abs(x), axis=2), axis=1), axis=0)
+    exponent = tl.minimum(tl.maximum((largest.to(tl.int32, bitcast=True) >> 23) & 255, 23), 254)
+    scaled = x * ((260 - exponent) << 23).to(tl.float32, bitcast=True)  # |x·2^(133 − e)| < 128, exactly
+    whole = tl.minimum(tl.floor(scaled * 65536.0 + 0.5), 8388607.0).to(tl.int32)  # |whole| < 2^23: X0 is a byte
+    chunk = m * steps + step
+    plane_words = planes_ptr + chunk.to(tl.int64) * (PLANES * VECTORS * WORDS) + (
+        tl.arange(0, VECTORS)[:, None] * WORDS + tl.arange(0, WORDS)[None, :])
+    tl.store(plane_words, _packed(whole >> 16, byte))  # X0: the arithmetic shift keeps the sign
+    tl.store(plane_words + VECTORS * WORDS, _packed(whole >> 8, byte))
+    tl.store(plane_words + 2 * VECTORS * WORDS, _packed(whole, byte))
+    tl.store(positions_ptr + chunk.to(tl.int64) * WORDS + tl.arange(0, WORDS), tl.sum(tl.sum(whole, axis=2), axis=0))
+    all_finite = tl.min(tl.min(tl.min(finite.to(tl.int32), axis=2), axis=1), axis=0) == 1
+    factor = ((exponent - 22) << 23).to(tl.float32, bitcast=True)  # 2^-16 / 2^(133 − e)
+    tl.store(factors_ptr + chunk, tl.where(all_finite, factor, float("nan")))  # a NaN or infinity: NaN sums
+    if ASYM:
+        tl.store(sums_ptr + chunk, tl.sum(tl.sum(tl.sum(x, axis=2), axis=1), axis=0))
+
+
+@triton.jit
+def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, N, K,
+                      stride_ym, q_stride, ng, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
+                      GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+    PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
+    VECTORS: tl.constexpr = PER_WORD // 4
+    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
+    words = tl.arange(0, WORDS)
+    steps = K // (PER_WORD * WORDS)
+    per_split = tl.cdiv(steps, SPLIT_K)
+    first = pid_k * per_split
+    last = tl.minimum(first + per_split, steps)
+    # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P; 3-bit: of 128), plane words too
+    q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
+    acc = tl.zeros((BLOCK_N,), tl.float32)
+    offsets = tl.zeros((BLOCK_N,), tl.float32)  # ASYM: the group minima times the chunks' x sums
+    for step in range(first, last):
+        low, high, even, odd = load_chunk(q_rows, step, 4, BITS, WORDS)
+        chunk = m * steps + step
+        planes = planes_ptr + tl.multiple_of(chunk.to(tl.int64) * (PLANES * VECTORS * WORDS) + words, 4)
+        a0 = tl.zeros((BLOCK_N, WORDS), tl.int32)
+        a1 = tl.zeros((BLOCK_N, WORDS), tl.int32)
+        a2 = tl.zeros((BLOCK_N, WORDS), tl.int32)
+        for vector in tl.static_range(VECTORS):
+            codes = code_bytes(low, even, odd, vector, BITS)
+            a0 = dot4(codes, tl.load(planes + vector * WORDS)[None, :], a0, True, DP4A)
+            a1 = dot4(codes, tl.load(planes + (VECTORS + vector) * WORDS)[None, :], a1, False, DP4A)
+            a2 = dot4(codes, tl.load(planes + (2 * VECTORS + vector) * WORDS)[None, :], a2, False, DP4A)
+        total = a0 * 65536 + a1 * 256 + a2
+        if not ASYM:  # codes c − 2^(B−1): take the offset times x's planes off, exactly
+            total -= (1 << (BITS - 1)) * tl.load(positions_ptr + chunk.to(tl.int64) * WORDS + words)[None, :]
+        group = rows * ng + step // GROUP_STEPS
+        acc = tl.fma(tl.sum(total.to(tl.float32), axis=1), tl.load(scale_ptr + group) * tl.load(factors_ptr + chunk), acc)
+        if ASYM:
+            offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + chunk), offsets)
+    out = acc + offsets if ASYM else acc
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if SPLIT_K == 1:
+        tl.store(y_ptr + m * stride_ym + rows, out, mask=rows < N)
+    else:
+        tl.atomic_add(y_ptr + m * stride_ym + rows, out, mask=rows < N)
+
+
+_gemv_ints = triton.autotune(configs=gemv_int_configs(), key=["N", "K", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
+                             reset_to_zero=["y_ptr"])(_gemv_ints_kernel)
+
+
+def split_chunks(weight, x) -> tuple:
+    """x (M, K) float32 as `_split_chunks` writes it for `weight`'s chunks: (planes int32 (M, chunks, 3, P/4, W),
+    plane sums per word position int32 (M, chunks, W), factors float32 (M, chunks), x sums float32 (M, chunks), or
+    a placeholder unless the codes are asymmetric)."""
+    import torch
+
+    from edgec.kernels.triton.word_layout import codes_per_word
+
+    m, k = x.shape
+    per_word, words = codes_per_word(weight.bits), weight.words
+    chunks = k // (per_word * words)
+    planes = torch.empty((m, chunks, PLANES.value, per_word // 4, words), dtype=torch.int32, device=x.device)
+    positions = torch.empty((m, chunks, words), dtype=torch.int32, device=x.device)
+    factors = torch.empty((m, chunks), dtype=torch.float32, device=x.device)
+    sums = torch.empty((m, chunks) if weight.asym else (1,), dtype=torch.float32, device=x.device)
+    _split_chunks[(m, chunks)](x, planes, positions, factors, sums, k, x.stride(0), BITS=weight.bits,
+                               ASYM=weight.asym, WORDS=words)
+    return planes, positions, factors, sums
+
+
+def gemv_ints(weight, x, out) -> None:
+    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a word-layout weight of 4-, 3- or 2-bit
+    integer codes, autotuned."""
+    planes, positions, factors, sums = split_chunks(weight, x)
+    n, k = weight.shape
+
+    def grid(meta):
+        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
+
+    _gemv_ints[grid](planes, positions, factors, sums, out, weight.q_words, weight.scale, weight.minv, n, k,
+                     out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits, ASYM=weight.asym,
+                     WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())
