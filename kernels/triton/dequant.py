@@ -15,7 +15,9 @@ column c·PW + j·W + i of a row is value j of its word c·W + i, the row's valu
 
 2:4 weights (SPARSE) hold a values matrix (N, K/2) in one of these kinds and a nibble per group
 of four inputs naming the two kept positions (low two bits first, ascending): dense column k is
-value 2(k//4) + [k%4 is the second kept position] if k%4 is kept, else 0.
+value 2(k//4) + [k%4 is the second kept position] if k%4 is kept, else 0. With WORDS > 0 a 2:4
+int4 weight is in the 2:4 word layout (`word_layout.sparse_interleave`): codes and nibbles moved
+to where the decode GEMV reads them, found here by the same arithmetic.
 """
 
 from __future__ import annotations
@@ -25,14 +27,21 @@ import triton.language as tl
 
 
 @triton.jit
-def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride, ng, group,
-                  KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr):
-    """Values matrix entries (rows, cols) as float32, 0 where not `mask` (rows (BN, 1), cols (1, BK))."""
-    row_q = q_ptr + rows.to(tl.int64) * q_stride
-    at = cols  # where the code of each column is stored, in values along the row
+def word_position(cols, BITS: tl.constexpr, WORDS: tl.constexpr):
+    """Where the code of values-matrix column `cols` is stored, in values along the row: the column itself, or in
+    the word layout (WORDS > 0) value j of word c·W + i for column c·PW + j·W + i."""
     if WORDS > 0:
         chunk = (32 // BITS) * WORDS
-        at = (cols // chunk) * chunk + (cols % WORDS) * (32 // BITS) + (cols % chunk) // WORDS
+        return (cols // chunk) * chunk + (cols % WORDS) * (32 // BITS) + (cols % chunk) // WORDS
+    return cols
+
+
+@triton.jit
+def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, at, mask, q_stride, ng, group,
+                  KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr):
+    """Values matrix entries (rows, cols) as float32, 0 where not `mask` (rows (BN, 1), cols (1, BK) or (BN, BK)),
+    their codes stored at value `at` of the row."""
+    row_q = q_ptr + rows.to(tl.int64) * q_stride
     if KIND == 0 or KIND == 1:
         lo = tl.load(row_q + 2 * at, mask=mask, other=0).to(tl.uint32)
         hi = tl.load(row_q + 2 * at + 1, mask=mask, other=0).to(tl.uint32)
@@ -73,11 +82,21 @@ def decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows, cols, mask, 
     if SPARSE:
         quad = cols // 4
         at = cols % 4
-        nib = (tl.load(meta_ptr + rows.to(tl.int64) * meta_stride + quad // 2, mask=mask, other=0).to(tl.int32)
-               >> ((quad % 2) * 4)) & 15
+        if WORDS > 0:  # the 2:4 word layout (word_layout.sparse_interleave): group s·W + i of a chunk in word i
+            slot = (quad % (4 * WORDS)) // WORDS
+            word = (quad // (4 * WORDS)) * WORDS + quad % WORDS
+            halves = meta_ptr.to(tl.pointer_type(tl.uint16), bitcast=True)
+            nib = (tl.load(halves + rows.to(tl.int64) * (meta_stride // 2) + word, mask=mask, other=0).to(tl.int32)
+                   >> (4 * slot)) & 15
+        else:
+            nib = (tl.load(meta_ptr + rows.to(tl.int64) * meta_stride + quad // 2, mask=mask, other=0).to(tl.int32)
+                   >> ((quad % 2) * 4)) & 15
         first = at == (nib & 3)
-        second = at == (nib >> 2)
-        return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, 2 * quad + second.to(tl.int32),
-                             mask & (first | second), q_stride, ng, group, KIND, BITS, ASYM, 0)
-    return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, mask, q_stride, ng, group, KIND, BITS, ASYM,
-                         WORDS)
+        second = (at == (nib >> 2)).to(tl.int32)
+        stored = 2 * quad + second
+        if WORDS > 0:
+            stored = 8 * word + 2 * (2 * (slot % 2) + second) + slot // 2
+        return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, 2 * quad + second, stored,
+                             mask & (first | (second == 1)), q_stride, ng, group, KIND, BITS, ASYM)
+    return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, word_position(cols, BITS, WORDS), mask,
+                         q_stride, ng, group, KIND, BITS, ASYM)

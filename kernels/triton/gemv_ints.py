@@ -72,19 +72,23 @@ def code_bytes(low, even, odd, vector: tl.constexpr, BITS: tl.constexpr):
 
 
 @triton.jit
-def dot4(codes, x, acc, SIGNED: tl.constexpr, DP4A: tl.constexpr):
-    """acc + the dot product of the four unsigned bytes of `codes` with those of `x` (signed bytes if SIGNED), in
+def dot4(codes, x, acc, SIGNED_CODES: tl.constexpr, SIGNED_X: tl.constexpr, DP4A: tl.constexpr):
+    """acc + the dot product of the four bytes of `codes` with those of `x` (each signed or unsigned bytes), in
     int32: one DP4A on a GPU, four products in the interpreter."""
     codes = codes.to(tl.int32, bitcast=True)
     if DP4A:
-        return tl.inline_asm_elementwise("dp4a.u32.s32 $0, $1, $2, $3;" if SIGNED else "dp4a.u32.u32 $0, $1, $2, $3;",
-                                         "=r,r,r,r", [codes, x, acc], dtype=tl.int32, is_pure=True, pack=1)
+        types: tl.constexpr = (".s32" if SIGNED_CODES else ".u32") + (".s32" if SIGNED_X else ".u32")
+        return tl.inline_asm_elementwise("dp4a" + types + " $0, $1, $2, $3;", "=r,r,r,r", [codes, x, acc],
+                                         dtype=tl.int32, is_pure=True, pack=1)
     else:
         for b in tl.static_range(4):
+            code = (codes >> (8 * b)) & 255
+            if SIGNED_CODES:
+                code = (code ^ 128) - 128
             x_byte = (x >> (8 * b)) & 255
-            if SIGNED:
+            if SIGNED_X:
                 x_byte = (x_byte ^ 128) - 128
-            acc += ((codes >> (8 * b)) & 255) * x_byte
+            acc += code * x_byte
         return acc
 
 
@@ -96,16 +100,20 @@ def _packed(value, byte):
 
 @triton.jit
 def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, stride_xm, BITS: tl.constexpr,
-                  ASYM: tl.constexpr, WORDS: tl.constexpr):
+                  ASYM: tl.constexpr, WORDS: tl.constexpr, SPARSE: tl.constexpr):
     PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
-    VECTORS: tl.constexpr = PER_WORD // 4
+    VECTORS: tl.constexpr = 4 if SPARSE else PER_WORD // 4  # 2:4: plane word s·W + i holds group s·W + i
+    COLUMNS: tl.constexpr = 4 * VECTORS * WORDS  # x columns a chunk covers
     m, step = tl.program_id(0), tl.program_id(1)
-    steps = K // (PER_WORD * WORDS)
+    steps = K // COLUMNS
     vector = tl.arange(0, VECTORS)[:, None, None]
     word = tl.arange(0, WORDS)[None, :, None]
     byte = tl.arange(0, 4)[None, None, :]
-    columns = value_index(vector, byte, BITS) * WORDS + word
-    x = tl.load(x_ptr + m.to(tl.int64) * stride_xm + step * PER_WORD * WORDS + columns)  # (VECTORS, WORDS, 4)
+    if SPARSE:
+        columns = 4 * (vector * WORDS + word) + byte
+    else:
+        columns = value_index(vector, byte, BITS) * WORDS + word
+    x = tl.load(x_ptr + m.to(tl.int64) * stride_xm + step * COLUMNS + columns)  # (VECTORS, WORDS, 4)
     finite = tl.abs(x) < float("inf")  # False for NaN too
     x = tl.where(finite, x, 0.0)
     largest = tl.max(tl.max(tl.max(tl.abs(x), axis=2), axis=1), axis=0)
@@ -118,7 +126,9 @@ def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, st
     tl.store(plane_words, _packed(whole >> 16, byte))  # X0: the arithmetic shift keeps the sign
     tl.store(plane_words + VECTORS * WORDS, _packed(whole >> 8, byte))
     tl.store(plane_words + 2 * VECTORS * WORDS, _packed(whole, byte))
-    tl.store(positions_ptr + chunk.to(tl.int64) * WORDS + tl.arange(0, WORDS), tl.sum(tl.sum(whole, axis=2), axis=0))
+    if not SPARSE:  # 2:4 codes come signed (`gemv_sparse`), with no offset to take off
+        tl.store(positions_ptr + chunk.to(tl.int64) * WORDS + tl.arange(0, WORDS),
+                 tl.sum(tl.sum(whole, axis=2), axis=0))
     all_finite = tl.min(tl.min(tl.min(finite.to(tl.int32), axis=2), axis=1), axis=0) == 1
     factor = ((exponent - 22) << 23).to(tl.float32, bitcast=True)  # 2^-16 / 2^(133 − e)
     tl.store(factors_ptr + chunk, tl.where(all_finite, factor, float("nan")))  # a NaN or infinity: NaN sums
@@ -152,9 +162,9 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
         a2 = tl.zeros((BLOCK_N, WORDS), tl.int32)
         for vector in tl.static_range(VECTORS):
             codes = code_bytes(low, even, odd, vector, BITS)
-            a0 = dot4(codes, tl.load(planes + vector * WORDS)[None, :], a0, True, DP4A)
-            a1 = dot4(codes, tl.load(planes + (VECTORS + vector) * WORDS)[None, :], a1, False, DP4A)
-            a2 = dot4(codes, tl.load(planes + (2 * VECTORS + vector) * WORDS)[None, :], a2, False, DP4A)
+            a0 = dot4(codes, tl.load(planes + vector * WORDS)[None, :], a0, False, True, DP4A)
+            a1 = dot4(codes, tl.load(planes + (VECTORS + vector) * WORDS)[None, :], a1, False, False, DP4A)
+            a2 = dot4(codes, tl.load(planes + (2 * VECTORS + vector) * WORDS)[None, :], a2, False, False, DP4A)
         total = a0 * 65536 + a1 * 256 + a2
         if not ASYM:  # codes c − 2^(B−1): take the offset times x's planes off, exactly
             total -= (1 << (BITS - 1)) * tl.load(positions_ptr + chunk.to(tl.int64) * WORDS + words)[None, :]
@@ -175,22 +185,24 @@ _gemv_ints = triton.autotune(configs=gemv_int_configs(), key=["N", "K", "BITS", 
 
 
 def split_chunks(weight, x) -> tuple:
-    """x (M, K) float32 as `_split_chunks` writes it for `weight`'s chunks: (planes int32 (M, chunks, 3, P/4, W),
-    plane sums per word position int32 (M, chunks, W), factors float32 (M, chunks), x sums float32 (M, chunks), or
-    a placeholder unless the codes are asymmetric)."""
+    """x (M, K) float32 as `_split_chunks` writes it for `weight`'s chunks: (planes int32 (M, chunks, 3, P/4, W), or
+    (M, chunks, 3, 4, W) in natural order for the 2:4 word layout; sums of q per word position int32 (M, chunks,
+    W), a placeholder for 2:4; factors float32 (M, chunks); x sums float32 (M, chunks), a placeholder unless the
+    codes are asymmetric)."""
     import torch
 
     from edgec.kernels.triton.word_layout import codes_per_word
 
     m, k = x.shape
-    per_word, words = codes_per_word(weight.bits), weight.words
-    chunks = k // (per_word * words)
-    planes = torch.empty((m, chunks, PLANES.value, per_word // 4, words), dtype=torch.int32, device=x.device)
-    positions = torch.empty((m, chunks, words), dtype=torch.int32, device=x.device)
+    sparse, words = weight.meta is not None, weight.words
+    vectors = 4 if sparse else codes_per_word(weight.bits) // 4
+    chunks = k // (4 * vectors * words)
+    planes = torch.empty((m, chunks, PLANES.value, vectors, words), dtype=torch.int32, device=x.device)
+    positions = torch.empty((1,) if sparse else (m, chunks, words), dtype=torch.int32, device=x.device)
     factors = torch.empty((m, chunks), dtype=torch.float32, device=x.device)
     sums = torch.empty((m, chunks) if weight.asym else (1,), dtype=torch.float32, device=x.device)
     _split_chunks[(m, chunks)](x, planes, positions, factors, sums, k, x.stride(0), BITS=weight.bits,
-                               ASYM=weight.asym, WORDS=words)
+                               ASYM=weight.asym, WORDS=words, SPARSE=sparse)
     return planes, positions, factors, sums
 
 

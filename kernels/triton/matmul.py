@@ -1,8 +1,9 @@
 """`linear`: y = x @ W^T from a prepared weight's stored buffers, by Triton kernels.
 
 Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `gemv_ints` (M < 16,
-4-, 3- and 2-bit integers), `_gemv_words` (M < 16, the rest) and `_gemm_words` (gemv_ints.py,
-gemv_words.py, gemm_words.py); every other weight through the two
+4-, 3- and 2-bit integers), `gemv_sparse` (M < 16, 2:4 over symmetric int4), `_gemv_words` (M < 16,
+the rest) and `_gemm_words` (gemv_ints.py, gemv_sparse.py, gemv_words.py, gemm_words.py); every
+other weight through the two
 kernels here, which read codes as stored (and the word layout by remapping columns, for the
 few chunks the word-layout GEMM cannot take):
 
@@ -133,7 +134,11 @@ def linear(weight, x, out=None):
     elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
     if m < GEMV_MAX_M and weight.words:
-        if weight.kind == 4:
+        if weight.meta is not None:
+            from edgec.kernels.triton.gemv_sparse import gemv_sparse
+
+            gemv_sparse(weight, x, out)
+        elif weight.kind == 4:
             from edgec.kernels.triton.gemv_ints import gemv_ints
 
             gemv_ints(weight, x, out)
@@ -175,9 +180,10 @@ def _gemv_words_call(weight, x, out) -> None:
 
 
 def gemm_words_fits(weight) -> bool:
-    """Whether the word-layout prefill GEMM reads `weight`: a chunk of 16, 8 or 4 words holding at least the 16
-    columns one `tl.dot` takes (every word-layout weight but 16-bit ones in 4-word chunks)."""
-    return weight.words in (4, 8, 16) and codes_per_word(weight.bits) * weight.words >= 16
+    """Whether the word-layout prefill GEMM reads `weight`: a dense chunk of 16, 8 or 4 words holding at least the
+    16 columns one `tl.dot` takes (every dense word-layout weight but 16-bit ones in 4-word chunks; 2:4 weights
+    prefill through `_gemm`)."""
+    return weight.meta is None and weight.words in (4, 8, 16) and codes_per_word(weight.bits) * weight.words >= 16
 
 
 def _gemm_words_call(weight, x, out) -> None:

@@ -40,6 +40,8 @@ _GEMV_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_
                     "lut_ptr": "*fp32", **{name: "i32" for name in _WORDS_INTS}}
 _GEMM_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
                     "exponent_ptr": "*fp32", "lut_ptr": "*fp32", **{name: "i32" for name in ("M",) + _WORDS_INTS}}
+_GEMV_SPARSE_ARGS = {"planes_ptr": "*i32", "factors_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*i16",
+                     "scale_ptr": "*fp32", **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
 _GEMV_INTS_ARGS = {"planes_ptr": "*i32", "positions_ptr": "*i32", "factors_ptr": "*fp32", "sums_ptr": "*fp32",
                    "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
                    **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
@@ -79,12 +81,13 @@ def _variant(label: str, fn, args: dict[str, str], constexprs: dict[str, object]
 
 def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (False, True),
                     configs: str = "all") -> Iterator[Variant]:
-    """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, and the
-    word-layout decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill
-    GEMM for the dense kinds they decode, with each autotune configuration (`configs="all"`) or only the first of
-    each kernel ("first")."""
+    """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, the word-layout
+    decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill GEMM for the
+    dense kinds they decode, and `_gemv_sparse` for 2:4 over symmetric int4, with each autotune configuration
+    (`configs="all"`) or only the first of each kernel ("first")."""
     from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
     from edgec.kernels.triton.gemv_ints import _gemv_ints, gemv_int_configs
+    from edgec.kernels.triton.gemv_sparse import _gemv_sparse, gemv_sparse_configs
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
@@ -105,6 +108,12 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
+            if sp and (kind, bits, asym) == (4, 4, False):  # the 2:4 word layout's decode GEMV
+                for config in gemv_sparse_configs()[:1] if configs == "first" else gemv_sparse_configs():
+                    blocks = "x".join(str(v) for v in config.kwargs.values())
+                    yield _variant(f"_gemv_sparse {name} {blocks} w{config.num_warps}", _gemv_sparse.fn,
+                                   _GEMV_SPARSE_ARGS, {"WORDS": 16, "GROUP_STEPS": 1, "DP4A": True, **config.kwargs},
+                                   num_warps=config.num_warps, num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)

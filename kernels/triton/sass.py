@@ -145,8 +145,11 @@ class LoopProfile:
 
 def tile_bytes(variant: Variant) -> float:
     """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or in the
-    word layout BLOCK_N x WORDS 32-bit words of codes."""
+    (2:4) word layout BLOCK_N x WORDS 32-bit words of codes (and their 16-bit meta words)."""
     c = variant.constexprs
+    if "BITS" not in c:  # the 2:4 word layout: int4 codes, a 16-bit meta word per code word, a scale per 128 kept
+        words = c["BLOCK_N"] * c["WORDS"]
+        return words * (4 + 2) + words * 8 / TYPICAL_GROUP * 4
     if "BLOCK_K" not in c:  # the word layout
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words

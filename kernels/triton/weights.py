@@ -20,13 +20,16 @@ from edgec.core.formats.fp8 import e4m3fn_to_float32
 from edgec.core.formats.nf4 import NF4_CODEBOOK
 from edgec.core.storage_kinds import STORAGE_KINDS
 from edgec.kernels.cpu.conversion import storage_parts
-from edgec.kernels.triton.word_layout import chunk_words, codes_per_word, interleave
+from edgec.kernels.triton.word_layout import chunk_words, codes_per_word, interleave, sparse_interleave
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
 WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (4, 3), (4, 2), (5, 4)}
 """(KIND, BITS) of the dense kinds in the word layout (gemv_ints.py, gemv_words.py, gemm_words.py): f16, bf16, fp8,
 int8, int4, int3, int2, nf4."""
+SPARSE_CHUNK_WORDS = (16, 8)
+"""Chunk widths of the 2:4 word layout (`word_layout.sparse_interleave`, symmetric int4 only): 4-word chunks would
+leave a row's 16-bit meta words unaligned for 128-bit loads when K is not a multiple of 128."""
 GROUPED_KINDS = (4, 5)
 """KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
@@ -46,8 +49,8 @@ class TritonWeight:
     scale: object   # float32 (N, ng), or a 1-element placeholder
     minv: object    # float32 (N, ng), or a placeholder
     lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout)
-    meta: object    # uint8 (N, ceil(K/8)) 2:4 positions, or None
-    words: int = 0  # words per chunk of the word layout (word_layout.py), 0: codes as stored
+    meta: object    # uint8 (N, ceil(K/8)) 2:4 positions (the 2:4 word layout's 16-bit words when `words`), or None
+    words: int = 0  # words per chunk of the (2:4) word layout (word_layout.py), 0: codes as stored
     exponent: object = None  # float32 [2^23] for the word-layout kernels (word_values.exact_int), else None
 
     @property
@@ -106,10 +109,17 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     q = np.ascontiguousarray(a["q"]).view(np.uint8).reshape(shape[0], -1)
     kv = shape[1] // 2 if "meta" in a else shape[1]
     words = None
-    if (kind, bits) in WORD_LAYOUT_KINDS and "meta" not in a:
+    meta = np.array(a["meta"]) if "meta" in a else None
+    if (kind, bits) in WORD_LAYOUT_KINDS and meta is None:
         words = chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, bits)
-    if words:
-        q = interleave(q, shape[1], bits, words).view(np.uint8)
+        if words:
+            q = interleave(q, shape[1], bits, words).view(np.uint8)
+    elif meta is not None and (kind, bits, asym) == (4, 4, False):  # 2:4 over symmetric int4: chunks of 8 or 16 words (128-bit meta rows)
+        words = chunk_words(kv, int(parts.group), bits)
+        if words in SPARSE_CHUNK_WORDS:
+            q, meta = (t.view(np.uint8) for t in sparse_interleave(q, meta, shape[1], words))
+        else:
+            words = None
     placeholder = torch.zeros(1, dtype=torch.float32, device=device)
 
     def floats(name):
@@ -122,5 +132,5 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
         fmt, (int(shape[0]), int(shape[1])), kind, bits, asym, int(parts.group), kv,
         torch.from_numpy(q.copy()).to(device), floats("scale"), floats("minv"),
         placeholder if lut is None else torch.from_numpy(np.asarray(lut, dtype=np.float32)).to(device),
-        torch.from_numpy(np.array(a["meta"])).to(device) if "meta" in a else None, words or 0,
+        torch.from_numpy(np.ascontiguousarray(meta)).to(device) if meta is not None else None, words or 0,
         torch.tensor([2.0 ** 23], dtype=torch.float32, device=device) if words else None)

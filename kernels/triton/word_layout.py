@@ -7,7 +7,7 @@ one per weight. `interleave` repacks each row's codes in chunks of P·W columns 
 value j of word i of a chunk holds column j·W + i of the chunk, so value j of the chunk's W
 words pairs with the W contiguous inputs x[j·W .. j·W + W - 1], loaded as wide as the codes.
 Chunks never straddle a scale group (`chunk_words` keeps P·W a divisor of the group, and of
-K), and the prefill GEMM reads the same layout (`edgec.kernels.triton.gemm_words`), so a prepared
+K), and the prefill GEMMs read the same layout (`edgec.kernels.triton.gemm_words`), so a prepared
 weight holds one copy of its codes. The `.edgec` file keeps the stored layout: this is done
 once, when a weight is prepared.
 
@@ -93,3 +93,34 @@ def _three_bit_planes(by_chunk: np.ndarray) -> np.ndarray:
         high[:, :, 0::2] |= third[:, :, 0::2] << np.uint32(4 * m + 2 + odd)
         high[:, :, 1::2] |= third[:, :, 1::2] << np.uint32(4 * m + odd)
     return np.concatenate([low, high[:, :, 0::2] | high[:, :, 1::2]], axis=2)
+
+
+def sparse_interleave(q: np.ndarray, meta: np.ndarray, k: int, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 2:4 weight's kept int4 codes (N, K/4 bytes: the (N, K/2) kept values, little-endian) and position nibbles
+    (N, K/8 bytes, low nibble first, `edgec.core.formats.sparse24`) in the 2:4 word layout: (words uint32 (N, K/16),
+    meta uint16 (N, K/16)).
+
+    A chunk is 4W groups of four inputs (16W columns, 8W kept codes). Group t = s·W + i of a chunk (slot s in
+    0..3) belongs to word i: its two kept codes sit in nibbles 2b + v of the word, v = s // 2 and b = 2(s % 2) +
+    (0 or 1 for the first or second kept code), so that `(word >> 4v) & 0x0F0F0F0F` holds in its four bytes the
+    kept codes of groups 2v·W + i (bytes 0, 1) and (2v + 1)·W + i (bytes 2, 3); and its position nibble is nibble
+    s of the word's meta half-word. The inputs a byte vector meets are then two whole 4-byte groups of x, which one
+    byte permute (`edgec.kernels.triton.gemv_sparse`) picks from by the four positions.
+    """
+    n, chunks = q.shape[0], k // (16 * words)
+    codes = np.empty((n, k // 2), dtype=np.uint32)
+    codes[:, 0::2] = q & 15
+    codes[:, 1::2] = q >> 4
+    nibbles = np.empty((n, k // 4), dtype=np.uint32)
+    nibbles[:, 0::2] = meta[:, :k // 8] & 15
+    nibbles[:, 1::2] = meta[:, :k // 8] >> 4
+    codes = codes.reshape(n, chunks, 4, words, 2)  # [row, chunk, slot s, word i, kept]
+    nibbles = nibbles.reshape(n, chunks, 4, words)
+    packed = np.zeros((n, chunks, words), dtype=np.uint32)
+    packed_meta = np.zeros((n, chunks, words), dtype=np.uint32)
+    for slot in range(4):
+        for kept in range(2):
+            packed |= codes[:, :, slot, :, kept] << np.uint32(4 * (2 * (2 * (slot % 2) + kept) + slot // 2))
+        packed_meta |= nibbles[:, :, slot, :] << np.uint32(4 * slot)
+    return packed.reshape(n, -1), packed_meta.astype(np.uint16).reshape(n, -1)
+

@@ -3,12 +3,9 @@ whole product over a wide range of inputs, in Triton's interpreter; its DP4A in 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from compiled_loops import loop_opcodes
 
 from edgec.core.formats import parse_format
 from edgec.kernels import triton as tk
@@ -22,10 +19,10 @@ if tk.available():
     from edgec.kernels.triton.gemv_ints import dot4
 
     @triton.jit
-    def _dot4_of(codes_ptr, x_ptr, out_ptr, SIGNED: tl.constexpr):
+    def _dot4_of(codes_ptr, x_ptr, out_ptr, SIGNED_CODES: tl.constexpr, SIGNED_X: tl.constexpr):
         i = tl.arange(0, 64)
         total = dot4(tl.load(codes_ptr + i).to(tl.uint32, bitcast=True), tl.load(x_ptr + i), tl.load(out_ptr + i),
-                     SIGNED, False)
+                     SIGNED_CODES, SIGNED_X, False)
         tl.store(out_ptr + i, total)
 
 
@@ -80,21 +77,22 @@ def test_x_splits_into_three_byte_planes_per_chunk(name):
                 assert sums[m, c] == pytest.approx(columns.sum(dtype=np.float64), rel=1e-6)
 
 
-@pytest.mark.parametrize("signed", [True, False])
-def test_the_byte_dot_product_adds_four_byte_products(signed):
-    """`dot4` (the interpreter's form of the DP4A): unsigned code bytes times x bytes, signed or not, plus the
+@pytest.mark.parametrize("signed_codes,signed_x", [(False, True), (False, False), (True, True), (True, False)])
+def test_the_byte_dot_product_adds_four_byte_products(signed_codes, signed_x):
+    """`dot4` (the interpreter's form of the DP4A): code bytes times x bytes, each signed or not, plus the
     accumulator, in int32."""
     import torch
 
-    rng = np.random.default_rng(int(signed))
+    rng = np.random.default_rng(2 * signed_codes + signed_x)
     codes = rng.integers(0, 256, (64, 4), dtype=np.uint8)
     xs = rng.integers(0, 256, (64, 4), dtype=np.uint8)
     acc = rng.integers(-2 ** 20, 2 ** 20, 64).astype(np.int32)
     out = torch.from_numpy(acc.copy())
     _dot4_of[(1,)](torch.from_numpy(codes.view(np.int32).ravel()), torch.from_numpy(xs.view(np.int32).ravel()), out,
-                   SIGNED=signed)
-    x_values = xs.view(np.int8) if signed else xs
-    assert np.array_equal(out.numpy(), acc + (codes.astype(np.int64) * x_values).sum(axis=1))
+                   SIGNED_CODES=signed_codes, SIGNED_X=signed_x)
+    code_values = codes.view(np.int8) if signed_codes else codes
+    x_values = xs.view(np.int8) if signed_x else xs
+    assert np.array_equal(out.numpy(), acc + (code_values.astype(np.int64) * x_values).sum(axis=1))
 
 
 def test_the_integer_path_holds_each_chunk_to_23_bits_of_its_largest_input():
@@ -119,21 +117,8 @@ def test_the_integer_path_holds_each_chunk_to_23_bits_of_its_largest_input():
 
 def test_the_compiled_loop_takes_one_dp4a_per_four_codes_and_plane():
     """On a GPU `dot4` is the DP4A: the main loop of the int4 GEMV, compiled for sm_89 and sm_90, issues 6 IDP per
-    word of 8 codes (2 byte vectors, 3 planes) and no integer multiplies of bytes."""
-    script = """
-import warnings; warnings.filterwarnings("ignore")
-from edgec.kernels.triton import resources, sass
-variant = next(v for v in resources.matmul_variants(["int4"], (False,), "first") if v.label.startswith("_gemv_ints"))
-for arch in (89, 90):
-    body = sass.main_loop(sass.parse_sass(resources.cuobjdump(resources.compile_cubin(variant, arch)[0], "-sass")))
-    c = variant.constexprs
-    words = c["BLOCK_N"] * c["WORDS"] // (variant.options["num_warps"] * 32)
-    print(arch, words, sum(i.opcode.startswith("IDP.4A") for i in body))
-"""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line.split() for line in done.stdout.splitlines()]
-    assert [row[0] for row in rows] == ["89", "90"]
-    for _, words, idp in rows:
-        assert int(idp) == 6 * int(words)
+    word of 8 codes (2 byte vectors, 3 planes)."""
+    counts = loop_opcodes("int4", False, "_gemv_ints", ("IDP",))
+    assert sorted(counts) == [89, 90]
+    for words, idp in counts.values():
+        assert idp == 6 * words
