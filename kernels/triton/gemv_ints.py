@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from edgec.kernels.triton.gemv_words import decode_configs
+from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted
 from edgec.kernels.triton.word_values import load_chunk
 
@@ -142,13 +142,11 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
                       GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
     VECTORS: tl.constexpr = PER_WORD // 4
-    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
     words = tl.arange(0, WORDS)
     steps = K // (PER_WORD * WORDS)
-    per_split = tl.cdiv(steps, SPLIT_K)
-    first = pid_k * per_split
-    last = tl.minimum(first + per_split, steps)
+    first, last = k_split(steps, SPLIT_K)
     # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P; 3-bit: of 128), plane words too
     q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
     acc = tl.zeros((BLOCK_N,), tl.float32)
@@ -173,11 +171,7 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
         if ASYM:
             offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + chunk), offsets)
     out = acc + offsets if ASYM else acc
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if SPLIT_K == 1:
-        tl.store(y_ptr + m * stride_ym + rows, out, mask=rows < N)
-    else:
-        tl.atomic_add(y_ptr + m * stride_ym + rows, out, mask=rows < N)
+    store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
 
 
 _gemv_ints = triton.autotune(configs=gemv_int_configs(), key=["N", "K", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],

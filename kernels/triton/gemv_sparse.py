@@ -1,4 +1,5 @@
-"""The decode GEMV for 2:4 weights of symmetric int4 codes in the 2:4 word layout, in integer arithmetic.
+"""The decode GEMVs for 2:4 weights: `gemv_sparse` (symmetric int4 codes, in integers) and `gemv_sparse_floats`
+(fp16 and bf16 values, in float32).
 
 A 2:4 weight keeps two of each four inputs' weights, so each kept code meets the input at its
 kept position: the gather the byte layout pays a byte load and column arithmetic per code for
@@ -16,6 +17,12 @@ row and no per-chunk sum could take the offset off. Per word of 8 codes: 2 LOP3,
 
 In Triton's interpreter, which runs no inline assembly, `permute_bytes` and `dot4` compute the same
 bytes themselves (DP4A False).
+
+16-bit values need no repacking: as stored, group g's two kept values are one 32-bit word, its
+positions a nibble, and its four inputs four contiguous floats. `_gemv_sparse_floats` loads a
+chunk of W words of a row (128 bits at a time) with their meta bytes, and each group's inputs
+(L1 hits shared by the rows of a thread), picks each kept value's input by its position (two
+selects each) and multiplies in float32.
 """
 
 from __future__ import annotations
@@ -23,15 +30,30 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.gemv_ints import PLANES, dot4, split_chunks
-from edgec.kernels.triton.gemv_words import decode_configs
+from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.word_values import half_value
 
 GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps, as `gemv_ints`
+GEMV_SPARSE_FLOAT_BLOCKS = ((128, 4), (128, 8), (64, 4))  # as `gemv_words`
+SPARSE_FLOAT_WORDS = (16, 8, 4)
+"""Groups (32-bit words of two kept 16-bit values) per chunk of `_gemv_sparse_floats`: the widest dividing K / 4."""
 
 
 def gemv_sparse_configs() -> list[triton.Config]:
-    """Block sizes tried for 2:4 decode."""
+    """Block sizes tried for 2:4 int4 decode."""
     return decode_configs(GEMV_SPARSE_BLOCKS)
+
+
+def gemv_sparse_float_configs() -> list[triton.Config]:
+    """Block sizes tried for 2:4 fp16 and bf16 decode."""
+    return decode_configs(GEMV_SPARSE_FLOAT_BLOCKS)
+
+
+def sparse_float_words(k: int) -> int | None:
+    """Groups per chunk for a 2:4 fp16 or bf16 weight with K inputs, or None when K is not a multiple of 16 (the
+    byte-layout GEMV then runs)."""
+    return next((words for words in SPARSE_FLOAT_WORDS if k % (4 * words) == 0), None)
 
 
 @triton.jit
@@ -64,13 +86,11 @@ def selectors(meta):
 def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, N, K, stride_ym, q_stride, ng,
                         WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr,
                         SPLIT_K: tl.constexpr):
-    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
     words = tl.arange(0, WORDS)
     steps = K // (16 * WORDS)
-    per_split = tl.cdiv(steps, SPLIT_K)
-    first = pid_k * per_split
-    last = tl.minimum(first + per_split, steps)
+    first, last = k_split(steps, SPLIT_K)
     # rows start 16-byte aligned (q_stride = K/16 words, K a multiple of 64), and so do the meta half-words' rows
     q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
     meta_rows = meta_ptr + tl.multiple_of(rows[:, None] * q_stride, [8, 1])
@@ -99,15 +119,60 @@ def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_p
         total = a0 * 65536 + a1 * 256 + a2
         scale = tl.load(scale_ptr + rows * ng + step // GROUP_STEPS) * tl.load(factors_ptr + chunk)
         acc = tl.fma(tl.sum(total.to(tl.float32), axis=1), scale, acc)
-    out_rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if SPLIT_K == 1:
-        tl.store(y_ptr + m * stride_ym + out_rows, acc, mask=out_rows < N)
-    else:
-        tl.atomic_add(y_ptr + m * stride_ym + out_rows, acc, mask=out_rows < N)
+    store_rows(y_ptr, stride_ym, acc, N, BLOCK_N, SPLIT_K)
 
 
 _gemv_sparse = triton.autotune(configs=gemv_sparse_configs(), key=["N", "K", "WORDS", "GROUP_STEPS"],
                                reset_to_zero=["y_ptr"])(_gemv_sparse_kernel)
+
+
+@triton.jit
+def _gemv_sparse_floats_kernel(x_ptr, y_ptr, q_ptr, meta_ptr, N, K, stride_xm, stride_ym, q_stride, meta_stride,
+                               KIND: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr,
+                               SPLIT_K: tl.constexpr):
+    pid_n, m = tl.program_id(0), tl.program_id(1)
+    rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
+    words = tl.arange(0, WORDS)
+    steps = K // (4 * WORDS)
+    first, last = k_split(steps, SPLIT_K)
+    # rows of values (K/4 words) and x start aligned to a chunk's 128-bit loads (K a multiple of 4W)
+    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
+    meta_rows = meta_ptr + rows * meta_stride
+    x_row = x_ptr + m * stride_xm
+    acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
+    for step in range(first, last):
+        group = step * WORDS + words[None, :]
+        pairs = tl.load(q_rows + group).to(tl.uint32, bitcast=True)
+        nibbles = (tl.load(meta_rows + group // 2).to(tl.int32) >> (4 * (group % 2))) & 15  # low nibble first
+        kept_first = nibbles & 3  # 0, 1 or 2
+        kept_second = nibbles >> 2  # 1, 2 or 3
+        inputs = x_row + 4 * group
+        x1 = tl.load(inputs + 1)
+        x2 = tl.load(inputs + 2)
+        first_input = tl.where(kept_first == 0, tl.load(inputs), tl.where(kept_first == 1, x1, x2))
+        second_input = tl.where(kept_second == 3, tl.load(inputs + 3), tl.where(kept_second == 2, x2, x1))
+        acc = tl.fma(half_value(pairs, 0, KIND), first_input, acc)
+        acc = tl.fma(half_value(pairs, 1, KIND), second_input, acc)
+    out = tl.sum(acc, axis=1)
+    store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
+
+
+_gemv_sparse_floats = triton.autotune(configs=gemv_sparse_float_configs(), key=["N", "K", "KIND", "WORDS"],
+                                      reset_to_zero=["y_ptr"])(_gemv_sparse_floats_kernel)
+
+
+def gemv_sparse_floats(weight, x, out) -> None:
+    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of fp16 or bf16 values
+    as stored, K a multiple of 16, autotuned."""
+    import torch
+
+    n, k = weight.shape
+
+    def grid(meta):
+        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
+
+    _gemv_sparse_floats[grid](x, out, weight.q.view(torch.int32), weight.meta, n, k, x.stride(0), out.stride(0),
+                              k // 4, weight.meta.shape[1], KIND=weight.kind, WORDS=sparse_float_words(k))
 
 
 def gemv_sparse(weight, x, out) -> None:

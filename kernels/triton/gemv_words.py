@@ -53,6 +53,24 @@ def gemv_word_configs() -> list[triton.Config]:
     return decode_configs(GEMV_WORD_BLOCKS)
 
 
+@triton.jit
+def k_split(steps, SPLIT_K: tl.constexpr):
+    """The chunks [first, last) of `steps` that K split program_id(2) of SPLIT_K takes (possibly none)."""
+    per_split = tl.cdiv(steps, SPLIT_K)
+    first = tl.program_id(2) * per_split
+    return first, tl.minimum(first + per_split, steps)
+
+
+@triton.jit
+def store_rows(y_ptr, stride_ym, out, N, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+    """Write a decode program's BLOCK_N sums into y's row program_id(1), or add them in when K is split."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if SPLIT_K == 1:
+        tl.store(y_ptr + tl.program_id(1) * stride_ym + rows, out, mask=rows < N)
+    else:
+        tl.atomic_add(y_ptr + tl.program_id(1) * stride_ym + rows, out, mask=rows < N)
+
+
 @triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
                  reset_to_zero=["y_ptr"])
 @triton.jit
@@ -60,13 +78,11 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
                 KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
                 NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS  # word_layout.codes_per_word
-    pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
     words = tl.arange(0, WORDS)
     steps = K // (PER_WORD * WORDS)
-    per_split = tl.cdiv(steps, SPLIT_K)
-    first = pid_k * per_split
-    last = tl.minimum(first + per_split, steps)
+    first, last = k_split(steps, SPLIT_K)
     # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P) and so do x rows
     q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
     x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
@@ -94,8 +110,4 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
         out *= 256.0
     if KIND == 2 or KIND == 3:
         out *= tl.load(scale_ptr + tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64) * ng)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if SPLIT_K == 1:
-        tl.store(y_ptr + m * stride_ym + rows, out, mask=rows < N)
-    else:
-        tl.atomic_add(y_ptr + m * stride_ym + rows, out, mask=rows < N)
+    store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)

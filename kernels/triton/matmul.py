@@ -2,8 +2,9 @@
 
 Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `gemv_ints` (M < 16,
 4-, 3- and 2-bit integers), `gemv_sparse` (M < 16, 2:4 over symmetric int4), `_gemv_words` (M < 16,
-the rest) and `_gemm_words` (gemv_ints.py, gemv_sparse.py, gemv_words.py, gemm_words.py); every
-other weight through the two
+the rest) and `_gemm_words` (gemv_ints.py, gemv_sparse.py, gemv_words.py, gemm_words.py), and 2:4
+fp16 and bf16 weights through `gemv_sparse_floats` (M < 16, as stored); every other weight through
+the two
 kernels here, which read codes as stored (and the word layout by remapping columns, for the
 few chunks the word-layout GEMM cannot take):
 
@@ -133,6 +134,12 @@ def linear(weight, x, out=None):
         out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
+    if m < GEMV_MAX_M and weight.meta is not None and weight.kind in (0, 1):
+        from edgec.kernels.triton.gemv_sparse import gemv_sparse_floats, sparse_float_words
+
+        if sparse_float_words(k):
+            gemv_sparse_floats(weight, x, out)
+            return out
     if m < GEMV_MAX_M and weight.words:
         if weight.meta is not None:
             from edgec.kernels.triton.gemv_sparse import gemv_sparse
@@ -200,13 +207,20 @@ def _gemm_words_call(weight, x, out) -> None:
                       **_word_flags(weight, x.device))
 
 
-def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
-    """The word-layout GEMV's arguments and storage constexprs for y = x @ W^T into `out`. Its 128-bit loads of x
-    need rows that start 16-byte aligned, so a view that does not is copied first."""
+def aligned_rows(x):
+    """x (M, K) float32, or a contiguous copy of it where its rows do not all start 16-byte aligned (as the decode
+    GEMVs' 128-bit loads of x and their alignment hints need)."""
     import torch
 
     if x.data_ptr() % 16 or (x.shape[0] > 1 and x.stride(0) % 4):
-        x = x.clone(memory_format=torch.contiguous_format)
+        return x.clone(memory_format=torch.contiguous_format)
+    return x
+
+
+def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
+    """The word-layout GEMV's arguments and storage constexprs for y = x @ W^T into `out` (x copied first where
+    its rows are not 16-byte aligned, `aligned_rows`)."""
+    x = aligned_rows(x)
     n, k = weight.shape
     args = (x, out, weight.q_words, weight.scale, weight.exponent, weight.lut, n, k, x.stride(0), out.stride(0),
             weight.q_words.shape[1], weight.ng)

@@ -42,6 +42,8 @@ _GEMM_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_
                     "exponent_ptr": "*fp32", "lut_ptr": "*fp32", **{name: "i32" for name in ("M",) + _WORDS_INTS}}
 _GEMV_SPARSE_ARGS = {"planes_ptr": "*i32", "factors_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*i16",
                      "scale_ptr": "*fp32", **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
+_GEMV_SPARSE_FLOAT_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8",
+                           **{name: "i32" for name in ("N", "K", "stride_xm", "stride_ym", "q_stride", "meta_stride")}}
 _GEMV_INTS_ARGS = {"planes_ptr": "*i32", "positions_ptr": "*i32", "factors_ptr": "*fp32", "sums_ptr": "*fp32",
                    "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
                    **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
@@ -83,11 +85,12 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     configs: str = "all") -> Iterator[Variant]:
     """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, the word-layout
     decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill GEMM for the
-    dense kinds they decode, and `_gemv_sparse` for 2:4 over symmetric int4, with each autotune configuration
-    (`configs="all"`) or only the first of each kernel ("first")."""
+    dense kinds they decode, and the 2:4 decode GEMVs (`_gemv_sparse` over symmetric int4, `_gemv_sparse_floats`
+    over fp16 and bf16), with each autotune configuration (`configs="all"`) or only the first of each kernel
+    ("first")."""
     from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
     from edgec.kernels.triton.gemv_ints import _gemv_ints, gemv_int_configs
-    from edgec.kernels.triton.gemv_sparse import _gemv_sparse, gemv_sparse_configs
+    from edgec.kernels.triton.gemv_sparse import _gemv_sparse, _gemv_sparse_floats, gemv_sparse_configs, gemv_sparse_float_configs
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
@@ -108,11 +111,18 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
-            if sp and (kind, bits, asym) == (4, 4, False):  # the 2:4 word layout's decode GEMV
-                for config in gemv_sparse_configs()[:1] if configs == "first" else gemv_sparse_configs():
+            sparse_gemv = None  # the 2:4 decode GEMVs: the word layout's for symmetric int4, 16-bit values as stored
+            if sp and (kind, bits, asym) == (4, 4, False):
+                sparse_gemv = ("_gemv_sparse", _gemv_sparse.fn, _GEMV_SPARSE_ARGS, gemv_sparse_configs(),
+                               {"WORDS": 16, "GROUP_STEPS": 1, "DP4A": True})
+            elif sp and kind in (0, 1):
+                sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn, _GEMV_SPARSE_FLOAT_ARGS,
+                               gemv_sparse_float_configs(), {"KIND": kind, "WORDS": 16})
+            if sparse_gemv:
+                label, fn, args, tuned, fixed = sparse_gemv
+                for config in tuned[:1] if configs == "first" else tuned:
                     blocks = "x".join(str(v) for v in config.kwargs.values())
-                    yield _variant(f"_gemv_sparse {name} {blocks} w{config.num_warps}", _gemv_sparse.fn,
-                                   _GEMV_SPARSE_ARGS, {"WORDS": 16, "GROUP_STEPS": 1, "DP4A": True, **config.kwargs},
+                    yield _variant(f"{label} {name} {blocks} w{config.num_warps}", fn, args, {**fixed, **config.kwargs},
                                    num_warps=config.num_warps, num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}

@@ -147,9 +147,11 @@ def tile_bytes(variant: Variant) -> float:
     """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or in the
     (2:4) word layout BLOCK_N x WORDS 32-bit words of codes (and their 16-bit meta words)."""
     c = variant.constexprs
-    if "BITS" not in c:  # the 2:4 word layout: int4 codes, a 16-bit meta word per code word, a scale per 128 kept
+    if "BITS" not in c:  # the 2:4 decode GEMVs: BLOCK_N x WORDS words of codes or value pairs and their positions
         words = c["BLOCK_N"] * c["WORDS"]
-        return words * (4 + 2) + words * 8 / TYPICAL_GROUP * 4
+        if "KIND" in c:  # fp16 / bf16 pairs as stored, a position nibble per pair
+            return words * 4 + words / 2
+        return words * (4 + 2) + words * 8 / TYPICAL_GROUP * 4  # int4: a 16-bit meta word a word, a scale per 128
     if "BLOCK_K" not in c:  # the word layout
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words

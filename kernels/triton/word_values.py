@@ -81,10 +81,17 @@ def word_value(low, high, exponent, lut_ptr, j: tl.constexpr, KIND: tl.constexpr
             return code.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
         else:  # the float16 with the code's sign, exponent and mantissa bits: the value / 256, exactly
             return (((code & 0x80) << 8) | ((code & 0x7F) << 7)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
-    elif KIND == 0:
-        return ((low & 0xFFFF) if j == 0 else (low >> 16)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
     else:
-        return ((low << 16) if j == 0 else (low & 0xFFFF0000)).to(tl.float32, bitcast=True)
+        return half_value(low, j, KIND)
+
+
+@triton.jit
+def half_value(pairs, j: tl.constexpr, KIND: tl.constexpr):
+    """Half-word j of 32-bit words holding two float16 (KIND 0) or bfloat16 (KIND 1) values, as float32."""
+    if KIND == 0:
+        return ((pairs & 0xFFFF) if j == 0 else (pairs >> 16)).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    else:
+        return ((pairs << 16) if j == 0 else (pairs & 0xFFFF0000)).to(tl.float32, bitcast=True)
 
 
 @triton.jit

@@ -1,5 +1,5 @@
-"""The 2:4 word layout and its decode GEMV (edgec.kernels.triton.word_layout.sparse_interleave, gemv_sparse) in
-Triton's interpreter, against the format library's numpy reference; its loop in the SASS for sm_89/sm_90."""
+"""The 2:4 decode GEMVs (edgec.kernels.triton.gemv_sparse) and the 2:4 word layout (word_layout.sparse_interleave)
+in Triton's interpreter, against the format library's numpy reference; the int4 loop in the SASS for sm_89/sm_90."""
 
 from __future__ import annotations
 
@@ -121,6 +121,48 @@ def test_every_sparse_decode_configuration_matches_the_reference(config):
                               GROUP_STEPS=weight.group_steps, DP4A=False, BLOCK_N=block_n, SPLIT_K=split,
                               num_warps=warps)
     assert (np.abs(out.numpy() - x @ w.T) <= 1e-5 * (np.abs(x) @ np.abs(w).T)).all()
+
+
+@pytest.mark.parametrize("name", ["2:4", "2:4+bf16"])
+@pytest.mark.parametrize("config", range(9))
+def test_every_16_bit_sparse_decode_configuration_matches_the_reference(config, name):
+    """2:4 fp16 and bf16 values as stored, each autotune configuration launched directly (K = 176: 11 chunks of
+    four groups, split 4 or 16 ways; 70 rows, a partial block)."""
+    import torch
+
+    from edgec.kernels.triton.gemv_sparse import GEMV_SPARSE_FLOAT_BLOCKS, _gemv_sparse_floats_kernel, sparse_float_words
+    from edgec.kernels.triton.gemv_words import GEMV_WORD_SPLITS
+
+    block_n, warps = GEMV_SPARSE_FLOAT_BLOCKS[config // len(GEMV_WORD_SPLITS)]
+    split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
+    fmt, packed = _sparse((70, 176), name, seed=config)
+    w = fmt.dequantize(packed, (70, 176))
+    weight = tk.prepare(fmt, packed, (70, 176))
+    x = np.random.default_rng(config).standard_normal((3, 176)).astype(np.float32)
+    out = torch.zeros((3, 70), dtype=torch.float32)
+    assert sparse_float_words(176) == 4
+    _gemv_sparse_floats_kernel[(triton.cdiv(70, block_n), 3, split)](
+        torch.from_numpy(x), out, weight.q.view(torch.int32), weight.meta, 70, 176, 176, out.stride(0), 44,
+        weight.meta.shape[1], KIND=weight.kind, WORDS=4, BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
+    assert (np.abs(out.numpy() - x @ w.T) <= 1e-5 * (np.abs(x) @ np.abs(w).T)).all()
+
+
+@pytest.mark.parametrize("name", ["2:4", "2:4+bf16"])
+@pytest.mark.parametrize("shape", [(37, 512), (20, 52)], ids=str)
+def test_16_bit_sparse_weights_match_the_reference_through_linear(name, shape):
+    """Through `linear`: decode (M = 1, 3) by `gemv_sparse_floats` where K is a multiple of 16, by the byte-layout
+    GEMV otherwise (K = 52); prefill (M = 20) by the byte-layout GEMM."""
+    import torch
+
+    fmt, packed = _sparse(shape, name)
+    w = fmt.dequantize(packed, shape)
+    weight = tk.prepare(fmt, packed, shape)
+    assert weight.words == 0  # as stored
+    for m in (1, 3, 20):
+        x = np.random.default_rng(m).standard_normal((m, shape[1])).astype(np.float32)
+        tol = 1e-5 if m < 16 else 2e-3
+        got = tk.linear(weight, torch.from_numpy(x)).numpy()
+        assert (np.abs(got - x @ w.T) <= tol * (np.abs(x) @ np.abs(w).T) + 1e-30).all(), m
 
 
 def test_the_compiled_loop_takes_one_permute_and_one_dp4a_per_four_codes_and_plane():

@@ -106,17 +106,21 @@ def test_the_word_layout_decode_gemvs_issue_and_move_within_both_budgets():
             assert kind == "nf4" or share >= (80 if kind.startswith("int3") else 90), (kind, arch, share)
 
 
-def test_the_2_4_word_layout_decode_gemv_issues_and_moves_within_both_budgets():
+def test_the_2_4_decode_gemvs_issue_and_move_within_both_budgets():
     """2:4 over symmetric int4 in its word layout (`_gemv_sparse`: a PRMT and a DP4A per four kept codes and
-    plane): within both budgets on both architectures, its codes and meta in 128-bit loads."""
+    plane) and over fp16 and bf16 as stored (`_gemv_sparse_floats`: two selects per kept value's input): within
+    both budgets on both architectures, codes, meta and value pairs in 128-bit loads."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--kinds", "int4", "--layout", "words", "--configs", "first"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--kinds", "int4,f16,bf16", "--layout", "words",
+                           "--configs", "first"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    for arch in (89, 90):
-        widths, share, per_byte, traffic = _row(done.stdout, "_gemv_sparse 2:4+int4 ", arch)
-        assert per_byte <= sass.ISSUE_BUDGET[arch] and traffic <= sass.TRAFFIC_BUDGET[arch], (arch, per_byte, traffic)
-        assert widths.get(128, 0) >= 8 and share >= 90, (arch, widths, share)
+    for prefix, wide in (("_gemv_sparse 2:4+int4 ", 8), ("_gemv_sparse_floats 2:4+f16 ", 4),
+                         ("_gemv_sparse_floats 2:4+bf16 ", 4)):
+        for arch in (89, 90):
+            widths, _, per_byte, traffic = _row(done.stdout, prefix, arch)
+            assert per_byte <= sass.ISSUE_BUDGET[arch] and traffic <= sass.TRAFFIC_BUDGET[arch], (
+                prefix, arch, per_byte, traffic)
+            assert widths.get(128, 0) >= wide, (prefix, arch, widths)
 
 
 def test_the_word_layout_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
