@@ -152,6 +152,12 @@ def linear(weight, x, out=None):
         else:
             _gemv_words_call(weight, x, out)
         return out
+    if m >= GEMV_MAX_M and weight.meta is not None:
+        from edgec.kernels.triton.gemm_sparse import gemm_sparse, gemm_sparse_fits
+
+        if gemm_sparse_fits(weight):
+            gemm_sparse(weight, x, out)
+            return out
     if m >= GEMV_MAX_M and gemm_words_fits(weight):
         _gemm_words_call(weight, x, out)
         return out

@@ -44,6 +44,9 @@ _GEMV_SPARSE_ARGS = {"planes_ptr": "*i32", "factors_ptr": "*fp32", "y_ptr": "*fp
                      "scale_ptr": "*fp32", **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
 _GEMV_SPARSE_FLOAT_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8",
                            **{name: "i32" for name in ("N", "K", "stride_xm", "stride_ym", "q_stride", "meta_stride")}}
+_GEMM_SPARSE_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8", "scale_ptr": "*fp32",
+                     **{name: "i32" for name in ("M", "N", "K", "stride_xm", "stride_ym", "q_stride", "meta_stride",
+                                                 "ng")}}
 _GEMV_INTS_ARGS = {"planes_ptr": "*i32", "positions_ptr": "*i32", "factors_ptr": "*fp32", "sums_ptr": "*fp32",
                    "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
                    **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
@@ -86,8 +89,9 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, the word-layout
     decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill GEMM for the
     dense kinds they decode, and the 2:4 decode GEMVs (`_gemv_sparse` over symmetric int4, `_gemv_sparse_floats`
-    over fp16 and bf16), with each autotune configuration (`configs="all"`) or only the first of each kernel
-    ("first")."""
+    over fp16 and bf16) and prefill GEMM (`_gemm_sparse`) for those, with each autotune configuration
+    (`configs="all"`) or only the first of each kernel ("first")."""
+    from edgec.kernels.triton.gemm_sparse import _gemm_sparse, gemm_sparse_configs
     from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
     from edgec.kernels.triton.gemv_ints import _gemv_ints, gemv_int_configs
     from edgec.kernels.triton.gemv_sparse import _gemv_sparse, _gemv_sparse_floats, gemv_sparse_configs, gemv_sparse_float_configs
@@ -119,11 +123,16 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                 sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn, _GEMV_SPARSE_FLOAT_ARGS,
                                gemv_sparse_float_configs(), {"KIND": kind, "WORDS": 16})
             if sparse_gemv:
-                label, fn, args, tuned, fixed = sparse_gemv
-                for config in tuned[:1] if configs == "first" else tuned:
-                    blocks = "x".join(str(v) for v in config.kwargs.values())
-                    yield _variant(f"{label} {name} {blocks} w{config.num_warps}", fn, args, {**fixed, **config.kwargs},
-                                   num_warps=config.num_warps, num_stages=config.num_stages)
+                words = sparse_gemv[4].get("WORDS", 0) if kind == 4 else 0
+                sparse_gemm = {**_GEMM_SPARSE_ARGS, "meta_ptr": "*i16" if kind == 4 else "*u8"}
+                launches = [sparse_gemv, ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm, gemm_sparse_configs(),
+                                          {"KIND": kind, "WORDS": words, "GROUP_STEPS": 1})]
+                for label, fn, args, tuned, fixed in launches:
+                    for config in tuned[:1] if configs == "first" else tuned:
+                        blocks = "x".join(str(v) for v in config.kwargs.values())
+                        yield _variant(f"{label} {name} {blocks} w{config.num_warps}", fn, args,
+                                       {**fixed, **config.kwargs}, num_warps=config.num_warps,
+                                       num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)

@@ -147,8 +147,8 @@ def tile_bytes(variant: Variant) -> float:
     """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or in the
     (2:4) word layout BLOCK_N x WORDS 32-bit words of codes (and their 16-bit meta words)."""
     c = variant.constexprs
-    if "BITS" not in c:  # the 2:4 decode GEMVs: BLOCK_N x WORDS words of codes or value pairs and their positions
-        words = c["BLOCK_N"] * c["WORDS"]
+    if "BITS" not in c:  # the 2:4 kernels: per row WORDS (GEMV) or 4 (GEMM) words of codes or value pairs, positions
+        words = c["BLOCK_N"] * (4 if "BLOCK_M" in c else c["WORDS"])
         if "KIND" in c:  # fp16 / bf16 pairs as stored, a position nibble per pair
             return words * 4 + words / 2
         return words * (4 + 2) + words * 8 / TYPICAL_GROUP * 4  # int4: a 16-bit meta word a word, a scale per 128
@@ -167,12 +167,15 @@ def tile_bytes(variant: Variant) -> float:
 
 
 def tile_macs(variant: Variant) -> float:
-    """Multiply-adds of one iteration of a GEMM variant's loop (0 for a GEMV): BLOCK_M x BLOCK_N x BLOCK_K, or for
-    the word-layout GEMM one chunk of WORDS words of 32 / BITS values."""
+    """Multiply-adds of one iteration of a GEMM variant's loop (0 for a GEMV): BLOCK_M x BLOCK_N x BLOCK_K, for the
+    word-layout GEMM one chunk of WORDS words of 32 / BITS values, for the 2:4 GEMM the columns of one step."""
     c = variant.constexprs
     if "BLOCK_M" not in c:
         return 0.0
-    k = c["BLOCK_K"] if "BLOCK_K" in c else codes_per_word(c["BITS"]) * c["WORDS"]
+    if "BITS" not in c:  # the 2:4 GEMM: 64 columns a step in the int4 word layout, 16 for 16-bit values
+        k = 64 if c["KIND"] == 4 else 16
+    else:
+        k = c["BLOCK_K"] if "BLOCK_K" in c else codes_per_word(c["BITS"]) * c["WORDS"]
     return float(c["BLOCK_M"] * c["BLOCK_N"] * k)
 
 

@@ -1,5 +1,6 @@
-"""The 2:4 decode GEMVs (edgec.kernels.triton.gemv_sparse) and the 2:4 word layout (word_layout.sparse_interleave)
-in Triton's interpreter, against the format library's numpy reference; the int4 loop in the SASS for sm_89/sm_90."""
+"""The 2:4 kernels (edgec.kernels.triton.gemv_sparse, gemm_sparse) and the 2:4 word layout
+(word_layout.sparse_interleave) in Triton's interpreter, against the format library's numpy reference; the int4
+decode loop in the SASS for sm_89/sm_90."""
 
 from __future__ import annotations
 
@@ -163,6 +164,30 @@ def test_16_bit_sparse_weights_match_the_reference_through_linear(name, shape):
         tol = 1e-5 if m < 16 else 2e-3
         got = tk.linear(weight, torch.from_numpy(x)).numpy()
         assert (np.abs(got - x @ w.T) <= tol * (np.abs(x) @ np.abs(w).T) + 1e-30).all(), m
+
+
+@pytest.mark.parametrize("name", ["2:4+int4:g128", "2:4", "2:4+bf16"])
+@pytest.mark.parametrize("config", range(3))
+def test_every_sparse_prefill_configuration_matches_the_reference(config, name):
+    """`_gemm_sparse`, each configuration launched directly on 40 x rows and 70 weight rows (partial blocks)."""
+    import torch
+
+    from edgec.kernels.triton.gemm_sparse import GEMM_SPARSE_BLOCKS, _gemm_sparse, gemm_sparse_fits
+
+    block_m, block_n, warps, _ = GEMM_SPARSE_BLOCKS[config]
+    fmt, packed = _sparse((70, 512), name, seed=config)
+    w = fmt.dequantize(packed, (70, 512))
+    weight = tk.prepare(fmt, packed, (70, 512))
+    assert gemm_sparse_fits(weight)
+    x = np.random.default_rng(config).standard_normal((40, 512)).astype(np.float32)
+    out = torch.zeros((40, 70), dtype=torch.float32)
+    q = weight.q_words if weight.words else weight.q.view(torch.int32)
+    meta = weight.meta.view(torch.int16) if weight.words else weight.meta
+    _gemm_sparse.fn[(triton.cdiv(40, block_m), triton.cdiv(70, block_n))](
+        torch.from_numpy(x), out, q, meta, weight.scale, 40, 70, 512, 512, out.stride(0), q.shape[1], meta.shape[1],
+        weight.ng, KIND=weight.kind, WORDS=weight.words, GROUP_STEPS=weight.group_steps, BLOCK_M=block_m,
+        BLOCK_N=block_n, num_warps=warps)
+    assert (np.abs(out.numpy() - x @ w.T) <= 2e-3 * (np.abs(x) @ np.abs(w).T)).all()
 
 
 def test_the_compiled_loop_takes_one_permute_and_one_dp4a_per_four_codes_and_plane():

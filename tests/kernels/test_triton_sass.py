@@ -123,6 +123,19 @@ def test_the_2_4_decode_gemvs_issue_and_move_within_both_budgets():
             assert widths.get(128, 0) >= wide, (prefix, arch, widths)
 
 
+def test_the_2_4_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
+    """`_gemm_sparse` (2:4 over symmetric int4 in its word layout, over fp16 and bf16 as stored; a dense tile of four
+    groups per `tl.dot`) within the prefill budget on both architectures, where the byte-layout GEMM managed 0.5."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--kernel", "gemm", "--kinds", "int4,f16,bf16", "--layout",
+                           "words", "--configs", "first"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for kind in ("int4", "f16", "bf16"):
+        for arch in (89, 90):
+            _, _, macs, _ = _row(done.stdout, f"_gemm_sparse 2:4+{kind} ", arch)
+            assert macs >= sass.PREFILL_MIN_MACS[arch], (kind, arch, macs)
+
+
 def test_the_word_layout_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
     """The prefill guard: for every kind in the word layout and every chunk width the GEMM reads (16, 8 and 4
     words; 16 and 8 for 16-bit kinds and int3), its main loop, compiled for sm_89 and sm_90, issues at most twice the
