@@ -38,7 +38,7 @@ from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted
 from edgec.kernels.triton.word_values import load_chunk
 
-GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; 8 rows a thread first: x's planes serve more rows
+GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; many rows a thread first: x's planes serve them all
 PLANES = tl.constexpr(3)
 """Byte planes x is split into: 7 + 8 + 8 bits below the sign."""
 

@@ -9,11 +9,11 @@ natural order (plane word g holds the four inputs of group g). A byte vector of 
 `(word >> 4v) & 0x0F0F0F0F`, holds the kept codes of two groups, whose plane words are two
 registers; one PRMT (byte permute, selector nibbles = the four kept positions, the second
 group's plus 4) picks the four inputs they meet from those eight bytes, and one DP4A per plane
-multiplies them. The selectors of a word's four groups come from its 16-bit meta in six
-instructions (`selectors`: each 2-bit position spread to a nibble). Codes are made signed bytes
+multiplies them. The selectors of a word's four groups come from its 16-bit meta in seven
+instructions (`selectors`: each 2-bit position spread to a nibble, then the 4s). Codes are made signed bytes
 c − 8 first ((c + 0x78) ^ 0x80 per byte), since the inputs a row's codes meet depend on the
 row and no per-chunk sum could take the offset off. Per word of 8 codes: 2 LOP3, 2 shifts,
-4 for the sign, 6 for the selectors, 6 PRMT and 6 DP4A.
+4 for the sign, 7 for the selectors, 6 PRMT and 6 DP4A.
 
 In Triton's interpreter, which runs no inline assembly, `permute_bytes` and `dot4` compute the same
 bytes themselves (DP4A False).
