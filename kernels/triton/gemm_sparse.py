@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.matmul import _interpreted, prefill_grid
 from edgec.kernels.triton.word_values import half_value
 
 GEMM_SPARSE_BLOCKS = ((128, 128, 8, 2), (64, 128, 4, 2), (64, 64, 4, 2))  # BLOCK_M, BLOCK_N, warps, stages
@@ -92,9 +92,13 @@ def _gemm_sparse(x_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, M, N, K, stride_xm, s
 def gemm_sparse_fits(weight) -> bool:
     """Whether `_gemm_sparse` reads `weight`: 2:4 over symmetric int4 in the 2:4 word layout, or over fp16 or bf16
     with K a multiple of 16."""
+    from edgec.kernels.triton.gemv_sparse import sparse_float_words
+
     if weight.meta is None:
         return False
-    return bool(weight.words) if weight.kind == 4 else weight.kind in (0, 1) and weight.shape[1] % 16 == 0
+    if weight.kind == 4:
+        return bool(weight.words)
+    return weight.kind in (0, 1) and sparse_float_words(weight.shape[1]) is not None
 
 
 def gemm_sparse(weight, x, out) -> None:
@@ -103,9 +107,7 @@ def gemm_sparse(weight, x, out) -> None:
 
     (m, k), n = x.shape, weight.shape[0]
 
-    def grid(meta):
-        return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-
+    grid = prefill_grid(m, n)
     words = weight.words
     q = weight.q_words if words else weight.q.view(torch.int32)
     meta = weight.meta.view(torch.int16) if words else weight.meta

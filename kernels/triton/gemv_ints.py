@@ -35,7 +35,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
-from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.matmul import _interpreted, decode_grid
 from edgec.kernels.triton.word_values import load_chunk
 
 GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; many rows a thread first: x's planes serve them all
@@ -205,10 +205,7 @@ def gemv_ints(weight, x, out) -> None:
     integer codes, autotuned."""
     planes, positions, factors, sums = split_chunks(weight, x)
     n, k = weight.shape
-
-    def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
-
+    grid = decode_grid(n, x.shape[0])
     _gemv_ints[grid](planes, positions, factors, sums, out, weight.q_words, weight.scale, weight.minv, n, k,
                      out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits, ASYM=weight.asym,
                      WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())

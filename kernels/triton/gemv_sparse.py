@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from edgec.kernels.triton.gemv_ints import PLANES, dot4, split_chunks
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
-from edgec.kernels.triton.matmul import _interpreted
+from edgec.kernels.triton.matmul import _interpreted, decode_grid
 from edgec.kernels.triton.word_values import half_value
 
 GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps, as `gemv_ints`
@@ -167,10 +167,7 @@ def gemv_sparse_floats(weight, x, out) -> None:
     import torch
 
     n, k = weight.shape
-
-    def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
-
+    grid = decode_grid(n, x.shape[0])
     _gemv_sparse_floats[grid](x, out, weight.q.view(torch.int32), weight.meta, n, k, x.stride(0), out.stride(0),
                               k // 4, weight.meta.shape[1], KIND=weight.kind, WORDS=sparse_float_words(k))
 
@@ -182,10 +179,7 @@ def gemv_sparse(weight, x, out) -> None:
 
     planes, _, factors, _ = split_chunks(weight, x)
     n, k = weight.shape
-
-    def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
-
+    grid = decode_grid(n, x.shape[0])
     _gemv_sparse[grid](planes, factors, out, weight.q_words, weight.meta.view(torch.int16),
                        weight.scale, n, k, out.stride(0), weight.q_words.shape[1], weight.ng, WORDS=weight.words,
                        GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())

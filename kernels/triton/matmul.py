@@ -59,6 +59,16 @@ def gemm_configs() -> list[triton.Config]:
     return configs[:1] if _interpreted() else configs
 
 
+def decode_grid(n: int, m: int):
+    """The launch grid of a decode GEMV over N output rows and M x rows: (row blocks, M, K splits)."""
+    return lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), m, meta["SPLIT_K"])
+
+
+def prefill_grid(m: int, n: int):
+    """The launch grid of a prefill GEMM of M x rows and N output rows: (M blocks, N blocks)."""
+    return lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+
+
 _KEY = ["N", "K", "KIND", "BITS", "SPARSE"]
 
 
@@ -167,15 +177,10 @@ def linear(weight, x, out=None):
     flags = dict(KIND=weight.kind, BITS=weight.bits, ASYM=weight.asym, SPARSE=weight.meta is not None)
     if m < GEMV_MAX_M:
         out.zero_()  # split-K programs add into it
-
-        def grid(meta):
-            return (triton.cdiv(n, meta["BLOCK_N"]), m, meta["SPLIT_K"])
-
+        grid = decode_grid(n, m)
         _gemv[grid](x, out, *common, n, k, x.stride(0), out.stride(0), *sizes, **flags)
     else:
-        def grid(meta):
-            return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-
+        grid = prefill_grid(m, n)
         _gemm[grid](x, out, *common, m, n, k, x.stride(0), out.stride(0), *sizes, WORDS=weight.words, **flags)
     return out
 
@@ -186,10 +191,7 @@ def _gemv_words_call(weight, x, out) -> None:
 
     args, flags = gemv_words_operands(weight, x, out)
 
-    def grid(meta):
-        return (triton.cdiv(weight.shape[0], meta["BLOCK_N"]), x.shape[0], meta["SPLIT_K"])
-
-    _gemv_words[grid](*args, **flags)
+    _gemv_words[decode_grid(weight.shape[0], x.shape[0])](*args, **flags)
 
 
 def gemm_words_fits(weight) -> bool:
@@ -204,10 +206,7 @@ def _gemm_words_call(weight, x, out) -> None:
     from edgec.kernels.triton.gemm_words import _gemm_words
 
     (m, k), n = x.shape, weight.shape[0]
-
-    def grid(meta):
-        return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-
+    grid = prefill_grid(m, n)
     _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
                       x.stride(0), out.stride(0), weight.q_words.shape[1], weight.ng, ASYM=weight.asym,
                       **_word_flags(weight, x.device))
