@@ -37,7 +37,7 @@ import numpy as np
 
 SMOL = {"qkv": (960, 576), "gate_up": (3072, 576), "down": (576, 1536), "head": (49152, 576)}
 LLAMA7B = {"7b qkv": (12288, 4096), "7b gate_up": (22016, 4096), "7b down": (4096, 11008)}
-FORMATS = "int4:g128,int4:g128:asym,int3:g128,int2:g64,int8,nf4:g64,fp8,fp16,2:4,2:4+int4:g128"
+FORMATS = "int4:g128,int4:g128:asym,int3:g128,int2:g64,int8,nf4:g64,fp8,fp16,2:4,2:4+int4:g128,2:4+int8,2:4+nf4:g64"
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ column c·PW + j·W + i of a row is value j of its word c·W + i, the row's valu
 
 2:4 weights (SPARSE) hold a values matrix (N, K/2) in one of these kinds and a nibble per group
 of four inputs naming the two kept positions (low two bits first, ascending): dense column k is
-value 2(k//4) + [k%4 is the second kept position] if k%4 is kept, else 0. With WORDS > 0 a 2:4
-int4 weight is in the 2:4 word layout (`word_layout.sparse_interleave`): codes and nibbles moved
-to where the decode GEMV reads them, found here by the same arithmetic.
+value 2(k//4) + [k%4 is the second kept position] if k%4 is kept, else 0. Only 2:4 weights as
+stored come here: those in the 2:4 word layout (`word_layout.sparse_interleave`) have kernels of
+their own (gemv_sparse.py, gemm_sparse.py).
 """
 
 from __future__ import annotations
@@ -79,24 +79,15 @@ def decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, at, mask, q_st
 def decode_tile(q_ptr, scale_ptr, min_ptr, lut_ptr, meta_ptr, rows, cols, mask, q_stride, ng, group, meta_stride,
                 KIND: tl.constexpr, BITS: tl.constexpr, ASYM: tl.constexpr, SPARSE: tl.constexpr, WORDS: tl.constexpr):
     """Dense weight entries W[rows, cols] as float32 (0 outside `mask`), 2:4 expanded."""
-    if SPARSE:
+    if SPARSE:  # codes as stored (the 2:4 word layout has kernels of its own, gemv_sparse.py and gemm_sparse.py)
         quad = cols // 4
         at = cols % 4
-        if WORDS > 0:  # the 2:4 word layout (word_layout.sparse_interleave): group s·W + i of a chunk in word i
-            slot = (quad % (4 * WORDS)) // WORDS
-            word = (quad // (4 * WORDS)) * WORDS + quad % WORDS
-            halves = meta_ptr.to(tl.pointer_type(tl.uint16), bitcast=True)
-            nib = (tl.load(halves + rows.to(tl.int64) * (meta_stride // 2) + word, mask=mask, other=0).to(tl.int32)
-                   >> (4 * slot)) & 15
-        else:
-            nib = (tl.load(meta_ptr + rows.to(tl.int64) * meta_stride + quad // 2, mask=mask, other=0).to(tl.int32)
-                   >> ((quad % 2) * 4)) & 15
+        nib = (tl.load(meta_ptr + rows.to(tl.int64) * meta_stride + quad // 2, mask=mask, other=0).to(tl.int32)
+               >> ((quad % 2) * 4)) & 15
         first = at == (nib & 3)
         second = (at == (nib >> 2)).to(tl.int32)
         stored = 2 * quad + second
-        if WORDS > 0:
-            stored = 8 * word + 2 * (2 * (slot % 2) + second) + slot // 2
-        return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, 2 * quad + second, stored,
+        return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, stored, stored,
                              mask & (first | (second == 1)), q_stride, ng, group, KIND, BITS, ASYM)
     return decode_values(q_ptr, scale_ptr, min_ptr, lut_ptr, rows, cols, word_position(cols, BITS, WORDS), mask,
                          q_stride, ng, group, KIND, BITS, ASYM)

@@ -102,7 +102,7 @@ def _packed(value, byte):
 def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, stride_xm, BITS: tl.constexpr,
                   ASYM: tl.constexpr, WORDS: tl.constexpr, SPARSE: tl.constexpr):
     PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
-    VECTORS: tl.constexpr = 4 if SPARSE else PER_WORD // 4  # 2:4: plane word s·W + i holds group s·W + i
+    VECTORS: tl.constexpr = 16 // BITS if SPARSE else PER_WORD // 4  # 2:4: plane word s·W + i holds group s·W + i
     COLUMNS: tl.constexpr = 4 * VECTORS * WORDS  # x columns a chunk covers
     m, step = tl.program_id(0), tl.program_id(1)
     steps = K // COLUMNS
@@ -180,7 +180,7 @@ _gemv_ints = triton.autotune(configs=gemv_int_configs(), key=["N", "K", "BITS", 
 
 def split_chunks(weight, x) -> tuple:
     """x (M, K) float32 as `_split_chunks` writes it for `weight`'s chunks: (planes int32 (M, chunks, 3, P/4, W), or
-    (M, chunks, 3, 4, W) in natural order for the 2:4 word layout; sums of q per word position int32 (M, chunks,
+    (M, chunks, 3, 16/B, W) in natural order for the 2:4 word layout of B-bit codes; sums of q per word position int32 (M, chunks,
     W), a placeholder for 2:4; factors float32 (M, chunks); x sums float32 (M, chunks), a placeholder unless the
     codes are asymmetric)."""
     import torch
@@ -189,7 +189,7 @@ def split_chunks(weight, x) -> tuple:
 
     m, k = x.shape
     sparse, words = weight.meta is not None, weight.words
-    vectors = 4 if sparse else codes_per_word(weight.bits) // 4
+    vectors = 16 // weight.bits if sparse else codes_per_word(weight.bits) // 4  # 2:4: groups of a chunk word
     chunks = k // (4 * vectors * words)
     planes = torch.empty((m, chunks, PLANES.value, vectors, words), dtype=torch.int32, device=x.device)
     positions = torch.empty((1,) if sparse else (m, chunks, words), dtype=torch.int32, device=x.device)

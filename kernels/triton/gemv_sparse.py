@@ -1,28 +1,32 @@
-"""The decode GEMVs for 2:4 weights: `gemv_sparse` (symmetric int4 codes, in integers) and `gemv_sparse_floats`
-(fp16 and bf16 values, in float32).
+"""The decode GEMVs for 2:4 weights: `gemv_sparse` (int8, int4, int3 and int2 codes, in integers) and
+`gemv_sparse_floats` (fp16, bf16, fp8 and nf4 values, in float32).
 
 A 2:4 weight keeps two of each four inputs' weights, so each kept code meets the input at its
 kept position: the gather the byte layout pays a byte load and column arithmetic per code for
-(210 lane-instructions per stored byte). Here the codes and position nibbles come in the 2:4
-word layout (`word_layout.sparse_interleave`) and x in `gemv_ints`' three byte planes, in
-natural order (plane word g holds the four inputs of group g). A byte vector of a code word,
-`(word >> 4v) & 0x0F0F0F0F`, holds the kept codes of two groups, whose plane words are two
-registers; one PRMT (byte permute, selector nibbles = the four kept positions, the second
-group's plus 4) picks the four inputs they meet from those eight bytes, and one DP4A per plane
-multiplies them. The selectors of a word's four groups come from its 16-bit meta in seven
-instructions (`selectors`: each 2-bit position spread to a nibble, then the 4s). Codes are made signed bytes
-c − 8 first ((c + 0x78) ^ 0x80 per byte), since the inputs a row's codes meet depend on the
-row and no per-chunk sum could take the offset off. Per word of 8 codes: 2 LOP3, 2 shifts,
-4 for the sign, 7 for the selectors, 6 PRMT and 6 DP4A.
+(210 lane-instructions per stored byte at int4).
+
+Integer codes come in the 2:4 word layout (`word_layout.sparse_interleave`) and x in `gemv_ints`'
+three byte planes, in natural order (plane word g holds the four inputs of group g). A byte vector
+of a code word (V = 8 / B of them: int8 1, int4 2, int2 4) holds the kept codes of two groups,
+whose plane words are two registers; one PRMT (byte permute, selector nibbles = the four kept
+positions, the second group's plus 4) picks the four inputs they meet from those eight bytes, and
+one DP4A per plane multiplies them. The meta word holds the positions where the selectors want
+them (`vector_selector`: a mask and an OR for two vectors' selectors, a shift for the odd ones).
+Symmetric codes are stored as c ^ 2^(B−1): moved to the top of each byte with one shift and a
+mask they are signed bytes (c − 2^(B−1))·2^(8−B), and the scale takes the 2^(8−B) back (no per-chunk
+sum could take an offset off: the inputs a row's codes meet depend on its positions).
+Asymmetric codes stay low, unsigned, and one more DP4A per plane, with 0x01010101, sums the kept
+inputs the group minimum multiplies. A thread adds a row's words into the same accumulators, four
+(one 128-bit load) at a time, and each plane's sum is exact in int32.
 
 In Triton's interpreter, which runs no inline assembly, `permute_bytes` and `dot4` compute the same
 bytes themselves (DP4A False).
 
-16-bit values need no repacking: as stored, group g's two kept values are one 32-bit word, its
-positions a nibble, and its four inputs four contiguous floats. `_gemv_sparse_floats` loads a
-chunk of W words of a row (128 bits at a time) with their meta bytes, and each group's inputs
-(L1 hits shared by the rows of a thread), picks each kept value's input by its position (two
-selects each) and multiplies in float32.
+Float values need no repacking: as stored, a 32-bit word holds the kept pairs of 1, 2 or 4 groups
+(16-, 8-, 4-bit values) and the meta 4 bits a group. `input_pairs` first writes, per x row, each
+group's two inputs for every position nibble; `_gemv_sparse_floats` loads a chunk of W words of a
+row (128 bits at a time) with their meta bits and takes each kept pair's inputs with two loads from
+that table, at an address from the nibble, and multiplies in float32.
 """
 
 from __future__ import annotations
@@ -32,12 +36,21 @@ import triton.language as tl
 from edgec.kernels.triton.gemv_ints import PLANES, dot4, split_chunks
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
-from edgec.kernels.triton.word_values import half_value
+from edgec.kernels.triton.word_values import word_value
 
 GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps, as `gemv_ints`
 GEMV_SPARSE_FLOAT_BLOCKS = ((128, 4), (128, 8), (64, 4))  # as `gemv_words`
 SPARSE_FLOAT_WORDS = (16, 8, 4)
-"""Groups (32-bit words of two kept 16-bit values) per chunk of `_gemv_sparse_floats`: the widest dividing K / 4."""
+"""32-bit words of kept values per row and step of `_gemv_sparse_floats`: the widest that fits K and the group."""
+SPARSE_FLOAT_KINDS = (0, 1, 2, 5)
+"""KINDs `_gemv_sparse_floats` and the 2:4 GEMM read as stored: f16, bf16, fp8, nf4."""
+
+
+def sparse_float_fits(weight) -> bool:
+    """Whether a 2:4 weight's values are read as stored by `_gemv_sparse_floats` and `_gemm_sparse`: fp16, bf16, fp8
+    or nf4 where `sparse_float_words` finds a step."""
+    return (weight.meta is not None and not weight.words and weight.kind in SPARSE_FLOAT_KINDS
+            and sparse_float_words(weight.shape[1], weight.bits, weight.group if weight.kind == 5 else None) is not None)
 
 
 def gemv_sparse_configs() -> list[triton.Config]:
@@ -50,10 +63,16 @@ def gemv_sparse_float_configs() -> list[triton.Config]:
     return decode_configs(GEMV_SPARSE_FLOAT_BLOCKS)
 
 
-def sparse_float_words(k: int) -> int | None:
-    """Groups per chunk for a 2:4 fp16 or bf16 weight with K inputs, or None when K is not a multiple of 16 (the
-    byte-layout GEMV then runs)."""
-    return next((words for words in SPARSE_FLOAT_WORDS if k % (4 * words) == 0), None)
+def sparse_float_words(k: int, bits: int, group: int | None) -> int | None:
+    """Words of values per row and step for a 2:4 weight of `bits`-bit values (16, 8 or 4) as stored, with K inputs
+    and scale groups of `group` values (None: one scale per row, or none): a step covers 4·(16/bits) inputs a word
+    and must divide K (which keeps rows of values 16-byte aligned) and the group; None when no step of four words
+    or more fits (the byte-layout GEMV then runs)."""
+    groups = 16 // bits
+    for words in SPARSE_FLOAT_WORDS:
+        if k % (4 * groups * words) == 0 and (group is None or group % (2 * groups * words) == 0):
+            return words
+    return None
 
 
 @triton.jit
@@ -72,114 +91,259 @@ def permute_bytes(low, high, selector, DP4A: tl.constexpr):
 
 
 @triton.jit
-def selectors(meta):
-    """A code word's four position nibbles (16 bits: i0 | i1 << 2 per group, group slot s at nibble s) as the PRMT
-    selectors of its two byte vectors: low half for vector 0 (slots 0, 1), high half for vector 1 (slots 2, 3); each
-    2-bit position spread to a nibble, the second group's plus 4 (its inputs are the permute's high word)."""
-    spread = (meta | (meta << 8)) & 0x00FF00FF
-    spread = (spread | (spread << 4)) & 0x0F0F0F0F
-    spread = (spread | (spread << 2)) & 0x33333333
-    return spread | 0x44004400
+def vector_selector(meta, vector: tl.constexpr, VECTORS: tl.constexpr):
+    """The PRMT selector of byte vector `vector` of a code word from its meta word (int32; the 2:4 word layout's,
+    `word_layout.sparse_interleave`): nibbles i0, i1 of the vector's first group and i0 + 4, i1 + 4 of its second
+    (whose inputs are the permute's high word). The layout puts the positions where they go: a mask and the 4s
+    make the selectors of vectors v and v + 2 at once, in the low and high half-words (the permute reads the low
+    one), vectors 1 and 3 after a shift by 2; int8's 8-bit meta words hold the second group's bits one shift lower."""
+    if VECTORS == 1:
+        return ((meta | (meta << 6)) & 0x3333) | 0x4400
+    else:
+        both = ((meta >> (2 * (vector % 2))) & 0x33333333) | 0x44004400  # the same for v and v + 2: computed once
+        return both >> (16 * (vector // 2))
 
 
 @triton.jit
-def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, N, K, stride_ym, q_stride, ng,
-                        WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr,
-                        SPLIT_K: tl.constexpr):
+def slot_positions(meta, slot: tl.constexpr, VECTORS: tl.constexpr):
+    """The kept positions (i0, i1) of the group in slot `slot` of a code word, from its meta word (int32)."""
+    selector = vector_selector(meta, slot // 2, VECTORS) >> (8 * (slot % 2))
+    return selector & 3, (selector >> 4) & 3
+
+
+@triton.jit
+def _planes_total(a0, a1, a2, SHIFT: tl.constexpr, LARGEST: tl.constexpr):
+    """Per row, the sum over its words of a0·65536 + a1·256 + a2 (int32 (BLOCK_N, W) each, every term a multiple
+    of 2^SHIFT) over 2^SHIFT, in float32. Each plane's row sum is exact in int32; the planes join in int32 where
+    LARGEST, a bound on the whole sum, is below 2^31, else a0 joins in float32 (a1·256 + a2 stays below 2^31 for
+    every kind: at most 256 inputs times 128 times 65535)."""
+    if LARGEST < 2**31:
+        whole = (tl.sum(a0, axis=1) << 16) + (tl.sum(a1, axis=1) << 8) + tl.sum(a2, axis=1)
+        return whole.to(tl.float32) * (1.0 / (1 << SHIFT))
+    else:
+        lower = (tl.sum(a1, axis=1) << 8) + tl.sum(a2, axis=1)
+        return tl.fma(tl.sum(a0, axis=1).to(tl.float32), 65536.0 / (1 << SHIFT), lower.to(tl.float32) * (1.0 / (1 << SHIFT)))
+
+
+@triton.jit
+def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, min_ptr, N, K, stride_ym, q_stride,
+                        ng, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
+                        DP4A: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+    VECTORS: tl.constexpr = 8 // BITS  # word_layout.sparse_vectors
+    SLOTS: tl.constexpr = 2 * VECTORS  # groups of four inputs a code word holds
+    TOP: tl.constexpr = -0x0F0F0F10 if BITS == 4 else -0x3F3F3F40  # 0xF0F0F0F0, 0xC0C0C0C0: codes atop each byte
+    LOW: tl.constexpr = 0x0F0F0F0F if BITS == 4 else 0x03030303
+    # symmetric codes sit atop their bytes, c·2^(8−B) for c in [−2^(B−1), 2^(B−1)): signed, no arithmetic; the sums
+    # are 2^SHIFT times too large. Asymmetric ones (unsigned) stay low.
+    SHIFT: tl.constexpr = 0 if ASYM or BITS == 8 else 8 - BITS
+    CODE_MAX: tl.constexpr = (1 << BITS) - 1 if ASYM else 128  # the largest |code byte|
+    INPUTS: tl.constexpr = 4 * VECTORS * WORDS  # inputs a row's step meets in each plane: bounds the sums
     pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
-    words = tl.arange(0, WORDS)
-    steps = K // (16 * WORDS)
+    quad = tl.arange(0, 4)  # a thread's four words of a row: one 128-bit load
+    steps = K // (4 * SLOTS * WORDS)
     first, last = k_split(steps, SPLIT_K)
-    # rows start 16-byte aligned (q_stride = K/16 words, K a multiple of 64), and so do the meta half-words' rows
+    # rows of codes (q_stride words) and of meta words (as many) start 16-byte aligned: K is a multiple of 128
     q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
-    meta_rows = meta_ptr + tl.multiple_of(rows[:, None] * q_stride, [8, 1])
+    meta_rows = meta_ptr + tl.multiple_of(rows[:, None] * q_stride, [16 // VECTORS, 1])
     acc = tl.zeros((BLOCK_N,), tl.float32)
+    offsets = tl.zeros((BLOCK_N,), tl.float32)  # ASYM: the group minima times the kept inputs' sums
+    ones = tl.full((BLOCK_N, 4), 0x01010101, tl.int32)  # ASYM: a DP4A with these sums a permuted word's bytes
     for step in range(first, last):
-        code_words = tl.load(q_rows + step * WORDS + words[None, :]).to(tl.uint32, bitcast=True)
-        halves = tl.load(meta_rows + step * WORDS + words[None, :]).to(tl.uint16, bitcast=True)
-        chosen = selectors(halves.to(tl.int32))
         chunk = m * steps + step
-        planes = planes_ptr + tl.multiple_of(chunk.to(tl.int64) * (PLANES * 4 * WORDS) + words, 4)
-        a0 = tl.zeros((BLOCK_N, WORDS), tl.int32)
-        a1 = tl.zeros((BLOCK_N, WORDS), tl.int32)
-        a2 = tl.zeros((BLOCK_N, WORDS), tl.int32)
-        for vector in tl.static_range(2):
-            codes = (((code_words >> (4 * vector)) & 0x0F0F0F0F) + 0x78787878) ^ 0x80808080  # c − 8, signed bytes
-            selector = chosen >> (16 * vector)
-            first_group = planes + 2 * vector * WORDS
-            a0 = dot4(codes, permute_bytes(tl.load(first_group)[None, :], tl.load(first_group + WORDS)[None, :],
-                                           selector, DP4A), a0, True, True, DP4A)
-            a1 = dot4(codes, permute_bytes(tl.load(first_group + 4 * WORDS)[None, :],
-                                           tl.load(first_group + 5 * WORDS)[None, :], selector, DP4A),
-                      a1, True, False, DP4A)
-            a2 = dot4(codes, permute_bytes(tl.load(first_group + 8 * WORDS)[None, :],
-                                           tl.load(first_group + 9 * WORDS)[None, :], selector, DP4A),
-                      a2, True, False, DP4A)
-        total = a0 * 65536 + a1 * 256 + a2
-        scale = tl.load(scale_ptr + rows * ng + step // GROUP_STEPS) * tl.load(factors_ptr + chunk)
-        acc = tl.fma(tl.sum(total.to(tl.float32), axis=1), scale, acc)
-    store_rows(y_ptr, stride_ym, acc, N, BLOCK_N, SPLIT_K)
-
-
-_gemv_sparse = triton.autotune(configs=gemv_sparse_configs(), key=["N", "K", "WORDS", "GROUP_STEPS"],
-                               reset_to_zero=["y_ptr"])(_gemv_sparse_kernel)
-
-
-@triton.jit
-def _gemv_sparse_floats_kernel(x_ptr, y_ptr, q_ptr, meta_ptr, N, K, stride_xm, stride_ym, q_stride, meta_stride,
-                               KIND: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr,
-                               SPLIT_K: tl.constexpr):
-    pid_n, m = tl.program_id(0), tl.program_id(1)
-    rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
-    words = tl.arange(0, WORDS)
-    steps = K // (4 * WORDS)
-    first, last = k_split(steps, SPLIT_K)
-    # rows of values (K/4 words) and x start aligned to a chunk's 128-bit loads (K a multiple of 4W)
-    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
-    meta_rows = meta_ptr + rows * meta_stride
-    x_row = x_ptr + m * stride_xm
-    acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
-    for step in range(first, last):
-        group = step * WORDS + words[None, :]
-        pairs = tl.load(q_rows + group).to(tl.uint32, bitcast=True)
-        nibbles = (tl.load(meta_rows + group // 2).to(tl.int32) >> (4 * (group % 2))) & 15  # low nibble first
-        kept_first = nibbles & 3  # 0, 1 or 2
-        kept_second = nibbles >> 2  # 1, 2 or 3
-        inputs = x_row + 4 * group
-        x1 = tl.load(inputs + 1)
-        x2 = tl.load(inputs + 2)
-        first_input = tl.where(kept_first == 0, tl.load(inputs), tl.where(kept_first == 1, x1, x2))
-        second_input = tl.where(kept_second == 3, tl.load(inputs + 3), tl.where(kept_second == 2, x2, x1))
-        acc = tl.fma(half_value(pairs, 0, KIND), first_input, acc)
-        acc = tl.fma(half_value(pairs, 1, KIND), second_input, acc)
-    out = tl.sum(acc, axis=1)
+        a0 = tl.zeros((BLOCK_N, 4), tl.int32)
+        a1 = tl.zeros((BLOCK_N, 4), tl.int32)
+        a2 = tl.zeros((BLOCK_N, 4), tl.int32)
+        kept0 = tl.zeros((BLOCK_N, 4), tl.int32)  # ASYM: the kept inputs' planes, summed
+        kept1 = tl.zeros((BLOCK_N, 4), tl.int32)
+        kept2 = tl.zeros((BLOCK_N, 4), tl.int32)
+        # the chunk's words four at a time, into the same accumulators: a thread keeps whole rows, which it sums
+        # without shuffles
+        for words in tl.static_range(0, WORDS, 4):
+            code_words = tl.load(q_rows + step * WORDS + words + quad[None, :])
+            meta = tl.load(meta_rows + step * WORDS + words + quad[None, :])
+            if VECTORS == 1:
+                meta = meta.to(tl.uint8, bitcast=True).to(tl.int32)
+            elif VECTORS == 2:
+                meta = meta.to(tl.uint16, bitcast=True).to(tl.int32)
+            planes = planes_ptr + tl.multiple_of(chunk.to(tl.int64) * (PLANES * SLOTS * WORDS) + words + quad, 4)
+            for vector in tl.static_range(VECTORS):
+                if BITS == 8:
+                    codes = code_words
+                elif ASYM:
+                    codes = (code_words >> (BITS * vector)) & LOW
+                else:  # stored c ^ 2^(B−1), atop each byte: (c − 2^(B−1))·2^(8−B) as a signed byte
+                    codes = (code_words << (8 - BITS * (vector + 1))) & TOP
+                selector = vector_selector(meta, vector, VECTORS)
+                low = planes + 2 * vector * WORDS  # plane 0 of the vector's first group; its second's is W on
+                x0 = permute_bytes(tl.load(low)[None, :], tl.load(low + WORDS)[None, :], selector, DP4A)
+                x1 = permute_bytes(tl.load(low + SLOTS * WORDS)[None, :], tl.load(low + (SLOTS + 1) * WORDS)[None, :],
+                                   selector, DP4A)
+                x2 = permute_bytes(tl.load(low + 2 * SLOTS * WORDS)[None, :],
+                                   tl.load(low + (2 * SLOTS + 1) * WORDS)[None, :], selector, DP4A)
+                a0 = dot4(codes, x0, a0, not ASYM, True, DP4A)
+                a1 = dot4(codes, x1, a1, not ASYM, False, DP4A)
+                a2 = dot4(codes, x2, a2, not ASYM, False, DP4A)
+                if ASYM:
+                    kept0 = dot4(ones, x0, kept0, False, True, DP4A)
+                    kept1 = dot4(ones, x1, kept1, False, False, DP4A)
+                    kept2 = dot4(ones, x2, kept2, False, False, DP4A)
+        # each plane summed over the row's words in int32 (below 2^24), then joined in float32 and freed of 2^(8−B)
+        total = _planes_total(a0, a1, a2, SHIFT, INPUTS * CODE_MAX * 128 * 65536)
+        factor = tl.load(factors_ptr + chunk)
+        if BITS == 8:  # one scale per row, taken at the end
+            acc = tl.fma(total, factor, acc)
+        else:
+            group = rows * ng + step // GROUP_STEPS
+            acc = tl.fma(total, tl.load(scale_ptr + group) * factor, acc)
+            if ASYM:
+                kept = _planes_total(kept0, kept1, kept2, 0, INPUTS * 128 * 65536)
+                offsets = tl.fma(kept, tl.load(min_ptr + group) * factor, offsets)
+    if BITS == 8:
+        out = acc * tl.load(scale_ptr + rows)
+    elif ASYM:
+        out = acc + offsets
+    else:
+        out = acc
     store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
 
 
-_gemv_sparse_floats = triton.autotune(configs=gemv_sparse_float_configs(), key=["N", "K", "KIND", "WORDS"],
+_gemv_sparse = triton.autotune(configs=gemv_sparse_configs(), key=["N", "K", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
+                               reset_to_zero=["y_ptr"])(_gemv_sparse_kernel)
+
+
+PAIR_BLOCK = 64
+"""Groups of four inputs per program of `_input_pairs`."""
+
+
+@triton.jit
+def _input_pairs(x_ptr, pairs_ptr, K, stride_xm, BLOCK: tl.constexpr):
+    """For each group of four inputs of x row m and each position nibble n (i0 | i1 << 2), the pair (x[4g + i0],
+    x[4g + i1]) at pairs[m, g, n]: float32 (M, K/4, 16, 2)."""
+    m, block = tl.program_id(0), tl.program_id(1)
+    groups = block * BLOCK + tl.arange(0, BLOCK)[:, None]
+    nibble = tl.arange(0, 16)[None, :]
+    inside = (groups < K // 4) & (nibble < 16)
+    inputs = x_ptr + m.to(tl.int64) * stride_xm + 4 * groups
+    out = pairs_ptr + (m.to(tl.int64) * (K // 4) + groups) * 32 + 2 * nibble
+    tl.store(out, tl.load(inputs + (nibble & 3), mask=inside), mask=inside)
+    tl.store(out + 1, tl.load(inputs + (nibble >> 2), mask=inside), mask=inside)
+
+
+def input_pairs(x):
+    """x (M, K) float32 as `_input_pairs` writes it: each group's inputs at every pair of kept positions."""
+    import torch
+
+    m, k = x.shape
+    pairs = torch.empty((m, k // 4, 16, 2), dtype=torch.float32, device=x.device)
+    _input_pairs[(m, triton.cdiv(k // 4, PAIR_BLOCK))](x, pairs, k, x.stride(0), BLOCK=PAIR_BLOCK)
+    return pairs
+
+
+@triton.jit
+def load_pairs(at):
+    """The float32 pairs at `at` as (first, second). Two 32-bit loads: one 64-bit load of each pair, split, costs
+    Triton a layout change through shared memory."""
+    return tl.load(at), tl.load(at + 1)
+
+
+@triton.jit
+def kept_values(values, h: tl.constexpr, lut_ptr, KIND: tl.constexpr, BITS: tl.constexpr, NATIVE_FP8: tl.constexpr):
+    """The two kept values of group h of 32-bit words of `BITS`-bit values as stored (f16, bf16, fp8 (divided by 256
+    where NATIVE_FP8 is False), nf4's table values, one 64-bit load from its table of byte pairs), as float32
+    before any scale: (first, second)."""
+    if KIND == 5:  # the group's two codes are byte h: its pair of values from the table after nf4's 16 values
+        return load_pairs(lut_ptr + 16 + 2 * ((values >> (8 * h)) & 255).to(tl.int32))
+    else:
+        shifted = values >> (2 * BITS * h)
+        return (word_value(shifted, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8),
+                word_value(shifted >> BITS, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8))
+
+
+@triton.jit
+def _gemv_sparse_floats_kernel(pairs_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, lut_ptr, N, K, stride_ym, q_stride,
+                               meta_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr,
+                               GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr,
+                               SPLIT_K: tl.constexpr):
+    GROUPS: tl.constexpr = 16 // BITS  # groups of four inputs whose kept values a 32-bit word holds
+    pid_n, m = tl.program_id(0), tl.program_id(1)
+    row = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
+    rows = row[:, None]
+    words = tl.arange(0, WORDS)
+    steps = K // (4 * GROUPS * WORDS)
+    first, last = k_split(steps, SPLIT_K)
+    # rows of values start aligned to a chunk's 128-bit loads (K a multiple of 4·GROUPS·W), pairs to 64-bit ones
+    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
+    meta_rows = meta_ptr + rows * meta_stride
+    pairs_row = pairs_ptr + m.to(tl.int64) * (K // 4) * 32
+    acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
+    step_acc = tl.zeros((BLOCK_N, WORDS), tl.float32)  # nf4: a step's sums, before the group scale
+    for step in range(first, last):
+        word = step * WORDS + words[None, :]
+        values = tl.load(q_rows + word).to(tl.uint32, bitcast=True)
+        if GROUPS == 1:  # a position nibble per word, low nibble first
+            positions = (tl.load(meta_rows + word // 2).to(tl.int32) >> (4 * (word % 2))) & 15
+        elif GROUPS == 2:  # a meta byte per word
+            positions = tl.load(meta_rows + word).to(tl.int32)
+        else:  # a 16-bit meta word per word
+            positions = tl.load(meta_rows + word).to(tl.uint16, bitcast=True).to(tl.int32)
+        for h in tl.static_range(GROUPS):
+            at = pairs_row + 32 * (GROUPS * word + h) + 2 * ((positions >> (4 * h)) & 15)
+            first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
+            first_input, second_input = load_pairs(at)
+            step_acc = tl.fma(first_value, first_input, step_acc)
+            step_acc = tl.fma(second_value, second_input, step_acc)
+        if KIND == 5:  # the group's scale
+            scale = tl.load(scale_ptr + rows * ng + step // GROUP_STEPS)
+            acc = tl.fma(step_acc, scale, acc)
+            step_acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
+    out = tl.sum(acc if KIND == 5 else step_acc, axis=1)
+    if KIND == 2:  # one scale per row (times 256 where the codes decoded as their value / 256)
+        out *= tl.load(scale_ptr + row) * (1.0 if NATIVE_FP8 else 256.0)
+    store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
+
+
+_gemv_sparse_floats = triton.autotune(configs=gemv_sparse_float_configs(),
+                                      key=["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
                                       reset_to_zero=["y_ptr"])(_gemv_sparse_floats_kernel)
 
 
-def gemv_sparse_floats(weight, x, out) -> None:
-    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of fp16 or bf16 values
-    as stored, K a multiple of 16, autotuned."""
+def stored_meta(weight):
+    """A 2:4 weight's position nibbles as `_gemv_sparse_floats` reads them: bytes, or 16-bit words for 4-bit values
+    (four groups a word of values)."""
     import torch
 
+    return weight.meta.view(torch.int16) if weight.bits == 4 else weight.meta
+
+
+def gemv_sparse_floats(weight, x, out) -> None:
+    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of fp16, bf16, fp8 or nf4
+    values as stored (`sparse_float_words` not None), autotuned."""
+    import torch
+
+    from edgec.kernels.triton.matmul import native_fp8
+
     n, k = weight.shape
+    words = sparse_float_words(k, weight.bits, weight.group if weight.kind == 5 else None)
+    meta = stored_meta(weight)
     grid = decode_grid(n, x.shape[0])
-    _gemv_sparse_floats[grid](x, out, weight.q.view(torch.int32), weight.meta, n, k, x.stride(0), out.stride(0),
-                              k // 4, weight.meta.shape[1], KIND=weight.kind, WORDS=sparse_float_words(k))
+    _gemv_sparse_floats[grid](input_pairs(x), out, weight.q.view(torch.int32), meta, weight.scale, weight.lut, n, k,
+                              out.stride(0), weight.q.shape[1] // 4, meta.shape[1], weight.ng, KIND=weight.kind,
+                              BITS=weight.bits, WORDS=words, GROUP_STEPS=float_group_steps(weight, words),
+                              NATIVE_FP8=weight.kind != 2 or native_fp8(x.device))
+
+
+def float_group_steps(weight, words: int) -> int:
+    """Steps of `_gemv_sparse_floats` (W words of values) per scale group: nf4's, or 1."""
+    return weight.group // (words * 32 // weight.bits) if weight.kind == 5 else 1
 
 
 def gemv_sparse(weight, x, out) -> None:
-    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of symmetric int4 codes
-    in the 2:4 word layout, autotuned."""
-    import torch
-
+    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of int8, int4 or int2
+    codes in the 2:4 word layout, autotuned."""
     planes, _, factors, _ = split_chunks(weight, x)
     n, k = weight.shape
     grid = decode_grid(n, x.shape[0])
-    _gemv_sparse[grid](planes, factors, out, weight.q_words, weight.meta.view(torch.int16),
-                       weight.scale, n, k, out.stride(0), weight.q_words.shape[1], weight.ng, WORDS=weight.words,
-                       GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())
+    _gemv_sparse[grid](planes, factors, out, weight.q_words, weight.meta_words, weight.scale, weight.minv, n, k,
+                       out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits, ASYM=weight.asym,
+                       WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())

@@ -1,10 +1,10 @@
 """`linear`: y = x @ W^T from a prepared weight's stored buffers, by Triton kernels.
 
 Weights in the word layout (`edgec.kernels.triton.word_layout`) decode through `gemv_ints` (M < 16,
-4-, 3- and 2-bit integers), `gemv_sparse` (M < 16, 2:4 over symmetric int4), `_gemv_words` (M < 16,
-the rest) and `_gemm_words` (gemv_ints.py, gemv_sparse.py, gemv_words.py, gemm_words.py), and 2:4
-fp16 and bf16 weights through `gemv_sparse_floats` (M < 16, as stored); every other weight through
-the two
+4-, 3- and 2-bit integers), `_gemv_words` (M < 16, the rest) and `_gemm_words` (gemv_ints.py,
+gemv_words.py, gemm_words.py); 2:4 weights through `gemv_sparse` (M < 16, integers in the 2:4 word
+layout), `gemv_sparse_floats` (M < 16, fp16, bf16, fp8 and nf4 as stored) and `_gemm_sparse`
+(gemv_sparse.py, gemm_sparse.py) where their K and group allow; every other weight through the two
 kernels here, which read codes as stored (and the word layout by remapping columns, for the
 few chunks the word-layout GEMM cannot take):
 
@@ -144,10 +144,10 @@ def linear(weight, x, out=None):
         out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     elif out.shape != (m, n) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 tensor of shape ({m}, {n})")
-    if m < GEMV_MAX_M and weight.meta is not None and weight.kind in (0, 1):
-        from edgec.kernels.triton.gemv_sparse import gemv_sparse_floats, sparse_float_words
+    if m < GEMV_MAX_M and weight.meta is not None and not weight.words:
+        from edgec.kernels.triton.gemv_sparse import gemv_sparse_floats, sparse_float_fits
 
-        if sparse_float_words(k):
+        if sparse_float_fits(weight):
             gemv_sparse_floats(weight, x, out)
             return out
     if m < GEMV_MAX_M and weight.words:

@@ -41,10 +41,13 @@ _GEMV_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_
 _GEMM_WORDS_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "scale_ptr": "*fp32", "min_ptr": "*fp32",
                     "exponent_ptr": "*fp32", "lut_ptr": "*fp32", **{name: "i32" for name in ("M",) + _WORDS_INTS}}
 _GEMV_SPARSE_ARGS = {"planes_ptr": "*i32", "factors_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*i16",
-                     "scale_ptr": "*fp32", **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
-_GEMV_SPARSE_FLOAT_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8",
-                           **{name: "i32" for name in ("N", "K", "stride_xm", "stride_ym", "q_stride", "meta_stride")}}
+                     "scale_ptr": "*fp32", "min_ptr": "*fp32",
+                     **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "ng")}}
+_GEMV_SPARSE_FLOAT_ARGS = {"pairs_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8",
+                           "scale_ptr": "*fp32", "lut_ptr": "*fp32",
+                           **{name: "i32" for name in ("N", "K", "stride_ym", "q_stride", "meta_stride", "ng")}}
 _GEMM_SPARSE_ARGS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i32", "meta_ptr": "*u8", "scale_ptr": "*fp32",
+                     "min_ptr": "*fp32", "lut_ptr": "*fp32",
                      **{name: "i32" for name in ("M", "N", "K", "stride_xm", "stride_ym", "q_stride", "meta_stride",
                                                  "ng")}}
 _GEMV_INTS_ARGS = {"planes_ptr": "*i32", "positions_ptr": "*i32", "factors_ptr": "*fp32", "sums_ptr": "*fp32",
@@ -88,17 +91,24 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     configs: str = "all") -> Iterator[Variant]:
     """The decode GEMV and prefill GEMM for each storage kind (default: all), dense and 2:4, the word-layout
     decode GEMV (`_gemv_ints` for 4-, 3- and 2-bit integers, `_gemv_words` otherwise) and prefill GEMM for the
-    dense kinds they decode, and the 2:4 decode GEMVs (`_gemv_sparse` over symmetric int4, `_gemv_sparse_floats`
-    over fp16 and bf16) and prefill GEMM (`_gemm_sparse`) for those, with each autotune configuration
+    dense kinds they decode, and the 2:4 decode GEMVs (`_gemv_sparse` over int8, int4, int3 and int2,
+    `_gemv_sparse_floats` over fp16, bf16, fp8 and nf4) and prefill GEMM (`_gemm_sparse`) for those, with each autotune configuration
     (`configs="all"`) or only the first of each kernel ("first")."""
-    from edgec.kernels.triton.gemm_sparse import _gemm_sparse, gemm_sparse_configs
+    from edgec.kernels.triton.gemm_sparse import _gemm_sparse, gemm_sparse_configs, stored_steps
     from edgec.kernels.triton.gemm_words import _gemm_words, gemm_word_configs
     from edgec.kernels.triton.gemv_ints import _gemv_ints, gemv_int_configs
-    from edgec.kernels.triton.gemv_sparse import _gemv_sparse, _gemv_sparse_floats, gemv_sparse_configs, gemv_sparse_float_configs
+    from edgec.kernels.triton.gemv_sparse import (
+        SPARSE_FLOAT_KINDS,
+        _gemv_sparse,
+        _gemv_sparse_floats,
+        gemv_sparse_configs,
+        gemv_sparse_float_configs,
+        sparse_float_words,
+    )
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
-    from edgec.kernels.triton.weights import KINDS, WORD_LAYOUT_KINDS
-    from edgec.kernels.triton.word_layout import chunk_widths, chunk_words, codes_per_word
+    from edgec.kernels.triton.weights import GROUPED_KINDS, KINDS, SPARSE_WORD_KINDS, WORD_LAYOUT_KINDS
+    from edgec.kernels.triton.word_layout import chunk_widths, chunk_words, codes_per_word, sparse_chunk_words, sparse_code_bits
 
     base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
@@ -115,18 +125,26 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
-            sparse_gemv = None  # the 2:4 decode GEMVs: the word layout's for symmetric int4, 16-bit values as stored
-            if sp and (kind, bits, asym) == (4, 4, False):
-                sparse_gemv = ("_gemv_sparse", _gemv_sparse.fn, _GEMV_SPARSE_ARGS, gemv_sparse_configs(),
-                               {"WORDS": 16, "GROUP_STEPS": 1, "DP4A": True})
-            elif sp and kind in (0, 1):
-                sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn, _GEMV_SPARSE_FLOAT_ARGS,
-                               gemv_sparse_float_configs(), {"KIND": kind, "WORDS": 16})
+            sparse_gemv = None  # the 2:4 decode GEMVs: the 2:4 word layout's for integers, 16-bit values as stored
+            if sp and (kind, bits) in SPARSE_WORD_KINDS:
+                code_bits = sparse_code_bits(bits)
+                words = sparse_chunk_words(4096, TYPICAL_GROUP if kind in GROUPED_KINDS else None, code_bits)
+                meta_type = {8: "*u8", 4: "*i16", 2: "*i32"}[code_bits]
+                storage = {"BITS": code_bits, "ASYM": asym, "WORDS": words, "GROUP_STEPS": 1}
+                sparse_gemv = ("_gemv_sparse", _gemv_sparse.fn, {**_GEMV_SPARSE_ARGS, "meta_ptr": meta_type},
+                               gemv_sparse_configs(), {**storage, "DP4A": True})
+                sparse_gemm = ({**_GEMM_SPARSE_ARGS, "meta_ptr": meta_type},
+                               {**storage, "KIND": kind, "STEPS": 1, "NATIVE_FP8": True})
+            elif sp and kind in SPARSE_FLOAT_KINDS:
+                words = sparse_float_words(4096, bits, TYPICAL_GROUP if kind in GROUPED_KINDS else None)
+                storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
+                sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn,
+                               {**_GEMV_SPARSE_FLOAT_ARGS, "meta_ptr": "*i16" if bits == 4 else "*u8"},
+                               gemv_sparse_float_configs(), {**storage, "WORDS": words})
+                sparse_gemm = (_GEMM_SPARSE_ARGS, {**storage, "ASYM": False, "WORDS": 0, "STEPS": stored_steps(4096)})
             if sparse_gemv:
-                words = sparse_gemv[4].get("WORDS", 0) if kind == 4 else 0
-                sparse_gemm = {**_GEMM_SPARSE_ARGS, "meta_ptr": "*i16" if kind == 4 else "*u8"}
-                launches = [sparse_gemv, ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm, gemm_sparse_configs(),
-                                          {"KIND": kind, "WORDS": words, "GROUP_STEPS": 1})]
+                launches = [sparse_gemv, ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm[0], gemm_sparse_configs(),
+                                          sparse_gemm[1])]
                 for label, fn, args, tuned, fixed in launches:
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())

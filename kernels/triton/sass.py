@@ -143,15 +143,28 @@ class LoopProfile:
         return self.loads.get(128, 0) * 128 / total if total else 0.0
 
 
+SPARSE_KERNELS = ("_gemv_sparse_kernel", "_gemv_sparse_floats_kernel", "_gemm_sparse")
+"""The kernels of 2:4 weights in the 2:4 word layout (integers) or as stored (fp16, bf16, fp8, nf4 values)."""
+
+
 def tile_bytes(variant: Variant) -> float:
     """Stored bytes of the weight tile a matmul variant reads per iteration: BLOCK_N x BLOCK_K values, or in the
-    (2:4) word layout BLOCK_N x WORDS 32-bit words of codes (and their 16-bit meta words)."""
+    (2:4) word layout BLOCK_N x WORDS 32-bit words of codes (and their meta words)."""
     c = variant.constexprs
-    if "BITS" not in c:  # the 2:4 kernels: per row WORDS (GEMV) or 4 (GEMM) words of codes or value pairs, positions
+    if variant.fn.__name__ in SPARSE_KERNELS:
+        bits = c["BITS"]
+        if variant.fn.__name__ == "_gemv_sparse_floats_kernel" or c.get("WORDS") == 0:
+            # values as stored: per row WORDS (GEMV) or STEPS steps of four groups (GEMM) of words of 16 / bits groups,
+            # a position nibble per group; nf4's scales
+            groups = 16 // bits
+            words = c["BLOCK_N"] * (4 // groups * c["STEPS"] if "BLOCK_M" in c else c["WORDS"])
+            scales = words * 32 / bits / TYPICAL_GROUP * 4 if c["KIND"] == 5 else 0
+            return words * (4 + groups / 2) + scales
+        # the 2:4 word layout: per row WORDS (GEMV) or 4 (GEMM) code words, a meta word of 8 / bits bytes each,
+        # grouped scales below 8 bits
         words = c["BLOCK_N"] * (4 if "BLOCK_M" in c else c["WORDS"])
-        if "KIND" in c:  # fp16 / bf16 pairs as stored, a position nibble per pair
-            return words * 4 + words / 2
-        return words * (4 + 2) + words * 8 / TYPICAL_GROUP * 4  # int4: a 16-bit meta word a word, a scale per 128
+        scales = words * 32 / bits / TYPICAL_GROUP * 4 * (2 if c["ASYM"] else 1) if bits < 8 else 0
+        return words * (4 + 8 / bits) + scales
     if "BLOCK_K" not in c:  # the word layout
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words
@@ -172,8 +185,8 @@ def tile_macs(variant: Variant) -> float:
     c = variant.constexprs
     if "BLOCK_M" not in c:
         return 0.0
-    if "BITS" not in c:  # the 2:4 GEMM: 64 columns a step in the int4 word layout, 16 for 16-bit values
-        k = 64 if c["KIND"] == 4 else 16
+    if variant.fn.__name__ in SPARSE_KERNELS:  # 16 columns a step per slot of the 2:4 word layout, or per step as stored
+        k = 16 * (c["STEPS"] if c["WORDS"] == 0 else 16 // c["BITS"])
     else:
         k = c["BLOCK_K"] if "BLOCK_K" in c else codes_per_word(c["BITS"]) * c["WORDS"]
     return float(c["BLOCK_M"] * c["BLOCK_N"] * k)

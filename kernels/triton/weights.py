@@ -4,9 +4,10 @@ The storage kinds are the CPU kernels' (`edgec.kernels.cpu.conversion.storage_pa
 `edgec.core.storage_kinds`, layout in kernels/cpu/weight.h): codes stay as stored, as bytes, except
 dense f16, bf16, fp8, int8, int4, int3, int2 and nf4 codes whose K (and group) allow it, which are
 repacked once into the word layout of `edgec.kernels.triton.word_layout` (128-bit loads for both
-matmul kernels); scales and minima are float32; nf4 codes decode through a small table of their
-exact float32 values (the word-layout GEMV's through a table of value pairs, one per code byte),
-and fp8 codes in the byte layout through one too.
+matmul kernels), and 2:4 int8, int4, int3 and int2 codes, with their positions, into its 2:4 word
+layout (int3 as int4 codes); scales and minima are float32; nf4 codes decode through a small table
+of their exact float32 values (the word-layout and 2:4 GEMVs' through a table of value pairs, one
+per code byte), and fp8 codes in the byte layout through one too.
 """
 
 from __future__ import annotations
@@ -20,16 +21,24 @@ from edgec.core.formats.fp8 import e4m3fn_to_float32
 from edgec.core.formats.nf4 import NF4_CODEBOOK
 from edgec.core.storage_kinds import STORAGE_KINDS
 from edgec.kernels.cpu.conversion import storage_parts
-from edgec.kernels.triton.word_layout import chunk_words, codes_per_word, interleave, sparse_interleave
+from edgec.kernels.triton.word_layout import (
+    chunk_words,
+    codes_per_word,
+    interleave,
+    sparse_chunk_words,
+    sparse_code_bits,
+    sparse_interleave,
+    sparse_vectors,
+)
 
 # storage kind -> (KIND, BITS, ASYM) of the kernels (see dequant.py): KIND is the kind's decoder
 KINDS = {k.name: (k.decoder, k.bits, k.asym) for k in STORAGE_KINDS.values()}
 WORD_LAYOUT_KINDS = {(0, 16), (1, 16), (2, 8), (3, 8), (4, 4), (4, 3), (4, 2), (5, 4)}
 """(KIND, BITS) of the dense kinds in the word layout (gemv_ints.py, gemv_words.py, gemm_words.py): f16, bf16, fp8,
 int8, int4, int3, int2, nf4."""
-SPARSE_CHUNK_WORDS = (16, 8)
-"""Chunk widths of the 2:4 word layout (`word_layout.sparse_interleave`, symmetric int4 only): 4-word chunks would
-leave a row's 16-bit meta words unaligned for 128-bit loads when K is not a multiple of 128."""
+SPARSE_WORD_KINDS = {(3, 8), (4, 4), (4, 3), (4, 2)}
+"""(KIND, BITS) of the 2:4 kinds in the 2:4 word layout (`word_layout.sparse_interleave`; gemv_sparse.py,
+gemm_sparse.py): int8, int4, int3 (as int4 codes) and int2, symmetric or asymmetric."""
 GROUPED_KINDS = (4, 5)
 """KINDs with a scale per group of a row (B-bit integers, nf4); the others have one per row, or none."""
 
@@ -41,15 +50,15 @@ class TritonWeight:
     fmt: Format
     shape: tuple[int, int]
     kind: int
-    bits: int
+    bits: int       # of the codes as the kernels read them (2:4 int3 in the 2:4 word layout: 4)
     asym: bool
     group: int      # values per scale group along a row of the values matrix
     kv: int         # columns of the values matrix: K, or K/2 for 2:4
     q: object       # uint8 (N, q_stride)
     scale: object   # float32 (N, ng), or a 1-element placeholder
     minv: object    # float32 (N, ng), or a placeholder
-    lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout)
-    meta: object    # uint8 (N, ceil(K/8)) 2:4 positions (the 2:4 word layout's 16-bit words when `words`), or None
+    lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout or 2:4)
+    meta: object    # uint8 (N, ceil(K/8)) 2:4 positions (the 2:4 word layout's meta words when `words`), or None
     words: int = 0  # words per chunk of the (2:4) word layout (word_layout.py), 0: codes as stored
     exponent: object = None  # float32 [2^23] for the word-layout kernels (word_values.exact_int), else None
 
@@ -67,6 +76,14 @@ class TritonWeight:
         import torch
 
         return self.q.view(torch.int32)
+
+    @property
+    def meta_words(self):
+        """The 2:4 word layout's meta words as the kernels read them: uint8, int16 or int32 (8, 4 or 2-bit codes),
+        a view of `meta`."""
+        import torch
+
+        return self.meta.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[sparse_vectors(self.bits)])
 
     @property
     def group_steps(self) -> int:
@@ -114,19 +131,18 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
         words = chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, bits)
         if words:
             q = interleave(q, shape[1], bits, words).view(np.uint8)
-    elif meta is not None and (kind, bits, asym) == (4, 4, False):  # 2:4 over symmetric int4: chunks of 8 or 16 words (128-bit meta rows)
-        words = chunk_words(kv, int(parts.group), bits)
-        if words in SPARSE_CHUNK_WORDS:
-            q, meta = (t.view(np.uint8) for t in sparse_interleave(q, meta, shape[1], words))
-        else:
-            words = None
+    elif meta is not None and (kind, bits) in SPARSE_WORD_KINDS:
+        words = sparse_chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, sparse_code_bits(bits))
+        if words:
+            q, meta = (t.view(np.uint8) for t in sparse_interleave(q, meta, shape[1], words, bits, not asym))
+            bits = sparse_code_bits(bits)  # the kernels' BITS
     placeholder = torch.zeros(1, dtype=torch.float32, device=device)
 
     def floats(name):
         return torch.from_numpy(np.array(a[name], dtype=np.float32)).to(device) if name in a else placeholder
 
     lut = {2: e4m3fn_to_float32(np.arange(256, dtype=np.uint8)), 5: NF4_CODEBOOK}.get(kind)
-    if kind == 5 and words:
+    if kind == 5 and (words or meta is not None):  # the word-layout and 2:4 GEMVs read a value pair per code byte
         lut = np.concatenate([lut, nf4_byte_pairs()])
     return TritonWeight(
         fmt, (int(shape[0]), int(shape[1])), kind, bits, asym, int(parts.group), kv,

@@ -95,32 +95,74 @@ def _three_bit_planes(by_chunk: np.ndarray) -> np.ndarray:
     return np.concatenate([low, high[:, :, 0::2] | high[:, :, 1::2]], axis=2)
 
 
-def sparse_interleave(q: np.ndarray, meta: np.ndarray, k: int, words: int) -> tuple[np.ndarray, np.ndarray]:
-    """A 2:4 weight's kept int4 codes (N, K/4 bytes: the (N, K/2) kept values, little-endian) and position nibbles
-    (N, K/8 bytes, low nibble first, `edgec.core.formats.sparse24`) in the 2:4 word layout: (words uint32 (N, K/16),
-    meta uint16 (N, K/16)).
+def sparse_code_bits(bits: int) -> int:
+    """Bits per code in the 2:4 word layout of `bits`-bit codes: as stored, but 3-bit codes widen to 4 (one spare bit
+    per kept code, 20 % more bytes than stored with the positions, for int4's kernels)."""
+    return 4 if bits == 3 else bits
 
-    A chunk is 4W groups of four inputs (16W columns, 8W kept codes). Group t = s·W + i of a chunk (slot s in
-    0..3) belongs to word i: its two kept codes sit in nibbles 2b + v of the word, v = s // 2 and b = 2(s % 2) +
-    (0 or 1 for the first or second kept code), so that `(word >> 4v) & 0x0F0F0F0F` holds in its four bytes the
-    kept codes of groups 2v·W + i (bytes 0, 1) and (2v + 1)·W + i (bytes 2, 3); and its position nibble is nibble
-    s of the word's meta half-word. The inputs a byte vector meets are then two whole 4-byte groups of x, which one
-    byte permute (`edgec.kernels.triton.gemv_sparse`) picks from by the four positions.
+
+def sparse_vectors(bits: int) -> int:
+    """Byte vectors (four codes, one per byte) a 32-bit word of `bits`-bit codes holds in the 2:4 word layout: 8 /
+    bits (int8 1, int4 2, int2 4); each holds the kept codes of two groups of four inputs."""
+    return 8 // bits
+
+
+def sparse_chunk_words(k: int, group: int | None, bits: int) -> int | None:
+    """Words per chunk of the 2:4 word layout for `bits`-bit codes (8, 4 or 2) with K inputs and scale groups of
+    `group` kept values along a row (None: one scale per row), or None when no chunk fits (the byte layout stays).
+
+    A chunk of W words covers 8·(8/bits)·W inputs and must divide K and the group; K must be a multiple of 128
+    so that every row of codes and of meta words starts 16-byte aligned for the kernels' 128-bit loads."""
+    if k % 128:
+        return None
+    vectors = sparse_vectors(bits)
+    for words in WORDS_PER_CHUNK:
+        if k % (8 * vectors * words) == 0 and (group is None or group % (4 * vectors * words) == 0):
+            return words
+    return None
+
+
+def sparse_interleave(q: np.ndarray, meta: np.ndarray, k: int, words: int, bits: int,
+                      symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A 2:4 weight's kept `bits`-bit codes (8, 4, 3 or 2; N x K/2 values, little-endian along the row) and position
+    nibbles (N, K/8 bytes, low nibble first, `edgec.core.formats.sparse24`) in the 2:4 word layout: (code words
+    uint32 (N, K/(8V)), meta words (N, K/(8V)) of 8V bits: uint8, uint16 or uint32), V = `sparse_vectors(bits)`.
+    3-bit codes are laid out as the 4-bit codes of the same values (`sparse_code_bits`).
+
+    A chunk is 2V·W groups of four inputs (8V·W columns). Group t = s·W + i of a chunk (slot s in 0..2V−1)
+    belongs to word i: its kept codes sit at bits 8b + bits·v of the word, v = s // 2 and b = 2(s % 2) + (0 or 1
+    for the first or second kept code), so that byte vector v of the word holds in its four bytes the kept codes
+    of groups 2v·W + i (bytes 0, 1) and (2v + 1)·W + i (bytes 2, 3). Codes below 8 bits that are `symmetric`
+    (value c − 2^(B−1)) are stored as c ^ 2^(B−1), which is c − 2^(B−1) in two's complement: moved to the top
+    of a byte, a byte vector's codes are then signed bytes, (c − 2^(B−1))·2^(8−B), with no arithmetic.
+
+    Each group's two kept positions i0 < i1 (2 bits each) sit in the word's meta word where the byte permute
+    of `edgec.kernels.triton.gemv_sparse` wants them, nibbles i0, i1, i0', i1' (the second group's primed) of a
+    16-bit selector: for slot s = 2v + h, i0 at bit 16(v // 2) + 2(v % 2) + 8h and i1 four bits above; with one
+    vector (int8, 8-bit meta words) i0 at bit 2h and i1 at 4 + 2h.
     """
-    n, chunks = q.shape[0], k // (16 * words)
-    codes = np.empty((n, k // 2), dtype=np.uint32)
-    codes[:, 0::2] = q & 15
-    codes[:, 1::2] = q >> 4
+    codes = unpack_bits(q.view(np.uint8), k // 2, bits).astype(np.uint32)
+    if bits == 3:  # as int4 codes of the same value: c + 4 (symmetric, value c − 4), c (asymmetric)
+        codes += np.uint32(4 if symmetric else 0)
+        bits = 4
+    n, vectors = q.shape[0], sparse_vectors(bits)
+    slots, chunks = 2 * vectors, k // (8 * vectors * words)
+    if symmetric and bits < 8:
+        codes ^= np.uint32(1 << (bits - 1))
     nibbles = np.empty((n, k // 4), dtype=np.uint32)
     nibbles[:, 0::2] = meta[:, :k // 8] & 15
     nibbles[:, 1::2] = meta[:, :k // 8] >> 4
-    codes = codes.reshape(n, chunks, 4, words, 2)  # [row, chunk, slot s, word i, kept]
-    nibbles = nibbles.reshape(n, chunks, 4, words)
+    codes = codes.reshape(n, chunks, slots, words, 2)  # [row, chunk, slot s, word i, kept]
+    nibbles = nibbles.reshape(n, chunks, slots, words)
     packed = np.zeros((n, chunks, words), dtype=np.uint32)
     packed_meta = np.zeros((n, chunks, words), dtype=np.uint32)
-    for slot in range(4):
+    for slot in range(slots):
+        vector, h = divmod(slot, 2)
         for kept in range(2):
-            packed |= codes[:, :, slot, :, kept] << np.uint32(4 * (2 * (2 * (slot % 2) + kept) + slot // 2))
-        packed_meta |= nibbles[:, :, slot, :] << np.uint32(4 * slot)
-    return packed.reshape(n, -1), packed_meta.astype(np.uint16).reshape(n, -1)
+            packed |= codes[:, :, slot, :, kept] << np.uint32(8 * (2 * h + kept) + bits * vector)
+        first = 2 * h if vectors == 1 else 16 * (vector // 2) + 2 * (vector % 2) + 8 * h
+        packed_meta |= (nibbles[:, :, slot, :] & 3) << np.uint32(first)
+        packed_meta |= (nibbles[:, :, slot, :] >> 2) << np.uint32(first + 4)
+    meta_type = {1: np.uint8, 2: np.uint16, 4: np.uint32}[vectors]
+    return packed.reshape(n, -1), packed_meta.astype(meta_type).reshape(n, -1)
 
