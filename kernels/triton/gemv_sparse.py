@@ -54,12 +54,12 @@ def sparse_float_fits(weight) -> bool:
 
 
 def gemv_sparse_configs() -> list[triton.Config]:
-    """Block sizes tried for 2:4 int4 decode."""
+    """Block sizes tried for 2:4 integer decode."""
     return decode_configs(GEMV_SPARSE_BLOCKS)
 
 
 def gemv_sparse_float_configs() -> list[triton.Config]:
-    """Block sizes tried for 2:4 fp16 and bf16 decode."""
+    """Block sizes tried for 2:4 fp16, bf16, fp8 and nf4 decode."""
     return decode_configs(GEMV_SPARSE_FLOAT_BLOCKS)
 
 
@@ -113,7 +113,7 @@ def slot_positions(meta, slot: tl.constexpr, VECTORS: tl.constexpr):
 
 @triton.jit
 def _planes_total(a0, a1, a2, SHIFT: tl.constexpr, LARGEST: tl.constexpr):
-    """Per row, the sum over its words of a0·65536 + a1·256 + a2 (int32 (BLOCK_N, W) each, every term a multiple
+    """Per row, the sum over its words of a0·65536 + a1·256 + a2 (int32 (BLOCK_N, 4) each, every term a multiple
     of 2^SHIFT) over 2^SHIFT, in float32. Each plane's row sum is exact in int32; the planes join in int32 where
     LARGEST, a bound on the whole sum, is below 2^31, else a0 joins in float32 (a1·256 + a2 stays below 2^31 for
     every kind: at most 256 inputs times 128 times 65535)."""
