@@ -200,6 +200,21 @@ def test_the_sparse_decode_holds_at_extreme_codes_and_inputs(name):
     assert (np.abs(got - x @ w.T.astype(np.float64)) <= tol * (np.abs(x) @ np.abs(w).T)).all()
 
 
+def test_input_pairs_hold_each_groups_inputs_at_every_pair_of_positions():
+    """`input_pairs`: entry (m, g, n) is (x[m, 4g + (n & 3)], x[m, 4g + (n >> 2)]) for every nibble n, over more
+    groups than one program takes (K = 600: 150 groups, three programs, the last partial)."""
+    import torch
+
+    from edgec.kernels.triton.gemv_sparse import input_pairs
+
+    x = np.random.default_rng(5).standard_normal((3, 600)).astype(np.float32)
+    got = input_pairs(torch.from_numpy(x)).numpy()
+    nibble = np.arange(16)
+    groups = x.reshape(3, 150, 4)
+    expected = np.stack([groups[:, :, nibble & 3], groups[:, :, nibble >> 2]], axis=3)
+    assert got.shape == (3, 150, 16, 2) and (got == expected).all()
+
+
 FLOAT_CASES = [("2:4", 176, 4), ("2:4+bf16", 176, 4), ("2:4+fp8", 224, 4), ("2:4+nf4:g64", 192, 4)]
 
 
