@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from edgec.kernels.triton.gemv_sparse import slot_positions, sparse_float_fits
+from edgec.kernels.triton.gemv_sparse import meta_word, slot_positions, sparse_float_fits
 from edgec.kernels.triton.matmul import _interpreted, prefill_grid
 from edgec.kernels.triton.word_values import word_value
 
@@ -70,11 +70,7 @@ def _gemm_sparse(x_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, min_ptr, lut_ptr, M, 
         meta_rows = meta_ptr + tl.multiple_of(rows * q_stride, [4, 1])  # a meta word per code word
         for step in range(0, K // (16 * SLOTS)):
             code_words = tl.load(q_rows + 4 * step + four).to(tl.uint32, bitcast=True)
-            meta = tl.load(meta_rows + 4 * step + four)
-            if BITS == 8:
-                meta = meta.to(tl.uint8, bitcast=True).to(tl.int32)
-            elif BITS == 4:
-                meta = meta.to(tl.uint16, bitcast=True).to(tl.int32)
+            meta = meta_word(tl.load(meta_rows + 4 * step + four), SLOTS // 2)
             chunk = step // (WORDS // 4)
             if BITS == 8:  # one scale per row
                 scale = tl.load(scale_ptr + rows)

@@ -50,7 +50,12 @@ def sparse_float_fits(weight) -> bool:
     """Whether a 2:4 weight's values are read as stored by `_gemv_sparse_floats` and `_gemm_sparse`: fp16, bf16, fp8
     or nf4 where `sparse_float_words` finds a step."""
     return (weight.meta is not None and not weight.words and weight.kind in SPARSE_FLOAT_KINDS
-            and sparse_float_words(weight.shape[1], weight.bits, weight.group if weight.kind == 5 else None) is not None)
+            and stored_words(weight) is not None)
+
+
+def stored_words(weight) -> int | None:
+    """`sparse_float_words` for a 2:4 weight of values as stored (nf4's groups bound the step)."""
+    return sparse_float_words(weight.shape[1], weight.bits, weight.group if weight.kind == 5 else None)
 
 
 def gemv_sparse_configs() -> list[triton.Config]:
@@ -102,6 +107,18 @@ def vector_selector(meta, vector: tl.constexpr, VECTORS: tl.constexpr):
     else:
         both = ((meta >> (2 * (vector % 2))) & 0x33333333) | 0x44004400  # the same for v and v + 2: computed once
         return both >> (16 * (vector // 2))
+
+
+@triton.jit
+def meta_word(meta, VECTORS: tl.constexpr):
+    """Meta words of the 2:4 word layout as loaded (uint8, int16 or int32 for 1, 2 or 4 byte vectors a code word)
+    as int32, the narrow ones zero-extended."""
+    if VECTORS == 1:
+        return meta.to(tl.uint8, bitcast=True).to(tl.int32)
+    elif VECTORS == 2:
+        return meta.to(tl.uint16, bitcast=True).to(tl.int32)
+    else:
+        return meta
 
 
 @triton.jit
@@ -161,11 +178,7 @@ def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_p
         # without shuffles
         for words in tl.static_range(0, WORDS, 4):
             code_words = tl.load(q_rows + step * WORDS + words + quad[None, :])
-            meta = tl.load(meta_rows + step * WORDS + words + quad[None, :])
-            if VECTORS == 1:
-                meta = meta.to(tl.uint8, bitcast=True).to(tl.int32)
-            elif VECTORS == 2:
-                meta = meta.to(tl.uint16, bitcast=True).to(tl.int32)
+            meta = meta_word(tl.load(meta_rows + step * WORDS + words + quad[None, :]), VECTORS)
             planes = planes_ptr + tl.multiple_of(chunk.to(tl.int64) * (PLANES * SLOTS * WORDS) + words + quad, 4)
             for vector in tl.static_range(VECTORS):
                 if BITS == 8:
@@ -188,7 +201,7 @@ def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_p
                     kept0 = dot4(ones, x0, kept0, False, True, DP4A)
                     kept1 = dot4(ones, x1, kept1, False, False, DP4A)
                     kept2 = dot4(ones, x2, kept2, False, False, DP4A)
-        # each plane summed over the row's words in int32 (below 2^24), then joined in float32 and freed of 2^(8−B)
+        # each plane summed over the row's words in int32, the planes joined and freed of 2^(8−B) (`_planes_total`)
         total = _planes_total(a0, a1, a2, SHIFT, INPUTS * CODE_MAX * 128 * 65536)
         factor = tl.load(factors_ptr + chunk)
         if BITS == 8:  # one scale per row, taken at the end
@@ -223,7 +236,7 @@ def _input_pairs(x_ptr, pairs_ptr, K, stride_xm, BLOCK: tl.constexpr):
     m, block = tl.program_id(0), tl.program_id(1)
     groups = block * BLOCK + tl.arange(0, BLOCK)[:, None]
     nibble = tl.arange(0, 16)[None, :]
-    inside = (groups < K // 4) & (nibble < 16)
+    inside = (groups < K // 4) & (nibble < 16)  # the groups in x, broadcast over the 16 nibbles
     inputs = x_ptr + m.to(tl.int64) * stride_xm + 4 * groups
     out = pairs_ptr + (m.to(tl.int64) * (K // 4) + groups) * 32 + 2 * nibble
     tl.store(out, tl.load(inputs + (nibble & 3), mask=inside), mask=inside)
@@ -324,7 +337,7 @@ def gemv_sparse_floats(weight, x, out) -> None:
     from edgec.kernels.triton.matmul import native_fp8
 
     n, k = weight.shape
-    words = sparse_float_words(k, weight.bits, weight.group if weight.kind == 5 else None)
+    words = stored_words(weight)
     meta = stored_meta(weight)
     grid = decode_grid(n, x.shape[0])
     _gemv_sparse_floats[grid](input_pairs(x), out, weight.q.view(torch.int32), meta, weight.scale, weight.lut, n, k,
@@ -339,8 +352,8 @@ def float_group_steps(weight, words: int) -> int:
 
 
 def gemv_sparse(weight, x, out) -> None:
-    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of int8, int4 or int2
-    codes in the 2:4 word layout, autotuned."""
+    """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of int8, int4, int3 (as
+    int4 codes) or int2 codes in the 2:4 word layout, autotuned."""
     planes, _, factors, _ = split_chunks(weight, x)
     n, k = weight.shape
     grid = decode_grid(n, x.shape[0])

@@ -125,7 +125,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     yield _variant(f"{fn.fn.__name__} {name} {blocks} w{config.num_warps}", fn.fn, args,
                                    {**flags, **extra, **config.kwargs}, num_warps=config.num_warps,
                                    num_stages=config.num_stages)
-            sparse_gemv = None  # the 2:4 decode GEMVs: the 2:4 word layout's for integers, 16-bit values as stored
+            sparse_gemv = None  # the 2:4 decode GEMVs: the 2:4 word layout's for integers, float values as stored
             if sp and (kind, bits) in SPARSE_WORD_KINDS:
                 code_bits = sparse_code_bits(bits)
                 words = sparse_chunk_words(4096, TYPICAL_GROUP if kind in GROUPED_KINDS else None, code_bits)
