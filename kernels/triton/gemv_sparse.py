@@ -36,7 +36,7 @@ import triton.language as tl
 from edgec.kernels.triton.gemv_ints import PLANES, dot4, split_chunks
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
-from edgec.kernels.triton.word_values import word_value
+from edgec.kernels.triton.word_values import load_pairs, word_value
 
 GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps, as `gemv_ints`
 GEMV_SPARSE_FLOAT_BLOCKS = ((128, 4), (128, 8), (64, 4))  # as `gemv_words`
@@ -254,19 +254,12 @@ def input_pairs(x):
 
 
 @triton.jit
-def load_pairs(at):
-    """The float32 pairs at `at` as (first, second). Two 32-bit loads: one 64-bit load of each pair, split, costs
-    Triton a layout change through shared memory."""
-    return tl.load(at), tl.load(at + 1)
-
-
-@triton.jit
 def kept_values(values, h: tl.constexpr, lut_ptr, KIND: tl.constexpr, BITS: tl.constexpr, NATIVE_FP8: tl.constexpr):
     """The two kept values of group h of 32-bit words of `BITS`-bit values as stored (f16, bf16, fp8 (divided by 256
     where NATIVE_FP8 is False), nf4's table values, one 64-bit load from its table of byte pairs), as float32
     before any scale: (first, second)."""
     if KIND == 5:  # the group's two codes are byte h: its pair of values from the table after nf4's 16 values
-        return load_pairs(lut_ptr + 16 + 2 * ((values >> (8 * h)) & 255).to(tl.int32))
+        return load_pairs(lut_ptr + 16, (values >> (8 * h)) & 255)
     else:
         shifted = values >> (2 * BITS * h)
         return (word_value(shifted, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8),
@@ -301,9 +294,8 @@ def _gemv_sparse_floats_kernel(pairs_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, lut
         else:  # a 16-bit meta word per word
             positions = tl.load(meta_rows + word).to(tl.uint16, bitcast=True).to(tl.int32)
         for h in tl.static_range(GROUPS):
-            at = pairs_row + 32 * (GROUPS * word + h) + 2 * ((positions >> (4 * h)) & 15)
             first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
-            first_input, second_input = load_pairs(at)
+            first_input, second_input = load_pairs(pairs_row, 16 * (GROUPS * word + h) + ((positions >> (4 * h)) & 15))
             step_acc = tl.fma(first_value, first_input, step_acc)
             step_acc = tl.fma(second_value, second_input, step_acc)
         if KIND == 5:  # the group's scale

@@ -30,7 +30,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import chunk_value, load_chunk
+from edgec.kernels.triton.word_values import chunk_value, load_chunk, load_pairs
 
 GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
@@ -87,7 +87,6 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
     q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
     x_row = x_ptr + tl.multiple_of(m * stride_xm + words, 4)
     exponent = tl.load(exponent_ptr).to(tl.uint32, bitcast=True)
-    pairs = (lut_ptr + 16).to(tl.pointer_type(tl.int64), bitcast=True)  # nf4: (low, high) values per code byte
     acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
     for step in range(first, last):
         low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
@@ -95,10 +94,8 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
         if KIND == 5:  # both values of a code byte in one 64-bit load, then the group scale
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
             for b in tl.static_range(4):
-                pair = tl.load(pairs + ((low >> (8 * b)) & 255)).to(tl.uint64, bitcast=True)
-                first_value = (pair & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+                first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
                 part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
-                second_value = (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
                 part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
             acc = tl.fma(part, tl.load(scale_ptr + rows * ng + step // GROUP_STEPS), acc)
         else:

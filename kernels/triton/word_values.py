@@ -104,3 +104,13 @@ def chunk_value(low, high, even, odd, exponent, lut_ptr, j: tl.constexpr, KIND: 
         return word_value(slots, slots >> 12, exponent, lut_ptr, j // 2, KIND, BITS, ASYM, NATIVE_FP8)
     else:
         return word_value(low, high, exponent, lut_ptr, j, KIND, BITS, ASYM, NATIVE_FP8)
+
+
+@triton.jit
+def load_pairs(pairs, index):
+    """Pairs `index` of float32 pairs from `pairs` (a scalar pointer, 8-byte aligned) as (first, second): one 64-bit
+    load each, split in registers. (Loaded as float32 vectors and split with `tl.split`, Triton moves the tile
+    through shared memory to match layouts.)"""
+    pair = tl.load(pairs.to(tl.pointer_type(tl.int64), bitcast=True) + index).to(tl.uint64, bitcast=True)
+    return ((pair & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True),
+            (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True))
