@@ -15,14 +15,16 @@ and SM). So the codes meet x in integer dot products on the CUDA cores instead, 
   error as a float32 dot product's bound does. Each byte sits in its plane word where the code it
   meets sits among the code bytes below. Per chunk it also writes 2^-16-s, each word position's
   plane sum X0·65536 + X1·256 + X2 over the chunk columns that position's codes cover, and (for
-  asymmetric codes) the chunk's float32 sum of x.
+  asymmetric codes) the chunk's float32 sum of x, or each word's where a chunk holds several
+  scale groups (`word_layout.group_words`).
 * `_gemv_ints` takes the codes of each 32-bit word four at a time in bytes ((word >> sh) &
   0x0F0F0F0F for int4, 0x03030303 for int2; 3-bit codes from their two planes into 4-bit slots,
   `word_values.three_bit_slots`, then 0x07070707) and meets each byte vector with the matching
   word of each plane in one DP4A (a four-byte integer dot product accumulated in int32). Per
   chunk each (row, word) combines its planes exactly in int32 (a0·65536 + a1·256 + a2, minus
   2^(B−1) times the position's plane sum for symmetric codes), converts once to float32 and
-  takes its group scale times the chunk's 2^-16-s; asymmetric codes add the group minimum times
+  takes its group scale (the scale of its word's group where a chunk holds several) times the
+  chunk's 2^-16-s; asymmetric codes add the group minimum times
   the chunk's x sum. Per int4 word that is 1 SHF, 2 LOP3 and 6 DP4A for 8 codes.
 
 In Triton's interpreter, which runs no inline assembly, `dot4` adds the four byte products itself
@@ -36,7 +38,7 @@ import triton
 import triton.language as tl
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
-from edgec.kernels.triton.word_values import load_chunk
+from edgec.kernels.triton.word_values import chunk_column, load_chunk
 
 GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; many rows a thread first: x's planes serve them all
 PLANES = tl.constexpr(3)
@@ -100,7 +102,7 @@ def _packed(value, byte):
 
 @triton.jit
 def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, stride_xm, BITS: tl.constexpr,
-                  ASYM: tl.constexpr, WORDS: tl.constexpr, SPARSE: tl.constexpr):
+                  ASYM: tl.constexpr, WORDS: tl.constexpr, GROUP_WORDS: tl.constexpr, SPARSE: tl.constexpr):
     PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
     VECTORS: tl.constexpr = 16 // BITS if SPARSE else PER_WORD // 4  # 2:4: plane word s·W + i holds group s·W + i
     COLUMNS: tl.constexpr = 4 * VECTORS * WORDS  # x columns a chunk covers
@@ -112,7 +114,7 @@ def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, st
     if SPARSE:
         columns = 4 * (vector * WORDS + word) + byte
     else:
-        columns = value_index(vector, byte, BITS) * WORDS + word
+        columns = chunk_column(word, value_index(vector, byte, BITS), WORDS, GROUP_WORDS, PER_WORD)
     x = tl.load(x_ptr + m.to(tl.int64) * stride_xm + step * COLUMNS + columns)  # (VECTORS, WORDS, 4)
     finite = tl.abs(x) < float("inf")  # False for NaN too
     x = tl.where(finite, x, 0.0)
@@ -132,14 +134,17 @@ def _split_chunks(x_ptr, planes_ptr, positions_ptr, factors_ptr, sums_ptr, K, st
     all_finite = tl.min(tl.min(tl.min(finite.to(tl.int32), axis=2), axis=1), axis=0) == 1
     factor = ((exponent - 22) << 23).to(tl.float32, bitcast=True)  # 2^-16 / 2^(133 − e)
     tl.store(factors_ptr + chunk, tl.where(all_finite, factor, float("nan")))  # a NaN or infinity: NaN sums
-    if ASYM:
+    if ASYM and GROUP_WORDS == WORDS:
         tl.store(sums_ptr + chunk, tl.sum(tl.sum(tl.sum(x, axis=2), axis=1), axis=0))
+    elif ASYM:  # several groups a chunk: per word
+        tl.store(sums_ptr + chunk.to(tl.int64) * WORDS + tl.arange(0, WORDS), tl.sum(tl.sum(x, axis=2), axis=0))
 
 
 @triton.jit
 def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, N, K,
                       stride_ym, q_stride, ng, BITS: tl.constexpr, ASYM: tl.constexpr, WORDS: tl.constexpr,
-                      GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+                      GROUP_WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr, DP4A: tl.constexpr, BLOCK_N: tl.constexpr,
+                      SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 16 if BITS == 3 else 32 // BITS  # word_layout.codes_per_word
     VECTORS: tl.constexpr = PER_WORD // 4
     pid_n, m = tl.program_id(0), tl.program_id(1)
@@ -151,6 +156,7 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
     q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
     acc = tl.zeros((BLOCK_N,), tl.float32)
     offsets = tl.zeros((BLOCK_N,), tl.float32)  # ASYM: the group minima times the chunks' x sums
+    by_word = tl.zeros((BLOCK_N, WORDS), tl.float32)  # several groups a chunk: the same per (row, word)
     for step in range(first, last):
         low, high, even, odd = load_chunk(q_rows, step, 4, BITS, WORDS)
         chunk = m * steps + step
@@ -166,23 +172,35 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
         total = a0 * 65536 + a1 * 256 + a2
         if not ASYM:  # codes c − 2^(B−1): take the offset times x's planes off, exactly
             total -= (1 << (BITS - 1)) * tl.load(positions_ptr + chunk.to(tl.int64) * WORDS + words)[None, :]
-        group = rows * ng + step // GROUP_STEPS
-        acc = tl.fma(tl.sum(total.to(tl.float32), axis=1), tl.load(scale_ptr + group) * tl.load(factors_ptr + chunk), acc)
-        if ASYM:
-            offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + chunk), offsets)
+        if GROUP_WORDS == WORDS:
+            group = rows * ng + step // GROUP_STEPS
+            acc = tl.fma(tl.sum(total.to(tl.float32), axis=1), tl.load(scale_ptr + group) * tl.load(factors_ptr + chunk),
+                         acc)
+            if ASYM:
+                offsets = tl.fma(tl.load(min_ptr + group), tl.load(sums_ptr + chunk), offsets)
+        else:  # each word's group: the chunk's groups of GROUP_WORDS words
+            group = rows[:, None] * ng + step * (WORDS // GROUP_WORDS) + words[None, :] // GROUP_WORDS
+            by_word = tl.fma(total.to(tl.float32), tl.load(scale_ptr + group) * tl.load(factors_ptr + chunk), by_word)
+            if ASYM:
+                x_sums = tl.load(sums_ptr + chunk.to(tl.int64) * WORDS + words)[None, :]
+                by_word = tl.fma(tl.load(min_ptr + group), x_sums, by_word)
+    if GROUP_WORDS != WORDS:
+        acc = tl.sum(by_word, axis=1)
     out = acc + offsets if ASYM else acc
     store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
 
 
-_gemv_ints = triton.autotune(configs=gemv_int_configs(), key=["N", "K", "BITS", "ASYM", "WORDS", "GROUP_STEPS"],
+_gemv_ints = triton.autotune(configs=gemv_int_configs(),
+                             key=["N", "K", "BITS", "ASYM", "WORDS", "GROUP_WORDS", "GROUP_STEPS"],
                              reset_to_zero=["y_ptr"])(_gemv_ints_kernel)
 
 
 def split_chunks(weight, x) -> tuple:
     """x (M, K) float32 as `_split_chunks` writes it for `weight`'s chunks: (planes int32 (M, chunks, 3, P/4, W), or
-    (M, chunks, 3, 16/B, W) in natural order for the 2:4 word layout of B-bit codes; sums of q per word position int32 (M, chunks,
-    W), a placeholder for 2:4; factors float32 (M, chunks); x sums float32 (M, chunks), a placeholder unless the
-    codes are asymmetric)."""
+    (M, chunks, 3, 16/B, W) in natural order for the 2:4 word layout of B-bit codes; sums of q per word position
+    int32 (M, chunks, W), a placeholder for 2:4; factors float32 (M, chunks); x sums float32 (M, chunks), or
+    (M, chunks, W) per word where a chunk holds several scale groups, a placeholder unless the codes are
+    asymmetric)."""
     import torch
 
     from edgec.kernels.triton.word_layout import codes_per_word
@@ -194,9 +212,11 @@ def split_chunks(weight, x) -> tuple:
     planes = torch.empty((m, chunks, PLANES.value, vectors, words), dtype=torch.int32, device=x.device)
     positions = torch.empty((1,) if sparse else (m, chunks, words), dtype=torch.int32, device=x.device)
     factors = torch.empty((m, chunks), dtype=torch.float32, device=x.device)
-    sums = torch.empty((m, chunks) if weight.asym else (1,), dtype=torch.float32, device=x.device)
+    span = words if sparse else weight.group_words
+    sums = torch.empty(((m, chunks) + (() if span == words else (words,))) if weight.asym else (1,),
+                       dtype=torch.float32, device=x.device)
     _split_chunks[(m, chunks)](x, planes, positions, factors, sums, k, x.stride(0), BITS=weight.bits,
-                               ASYM=weight.asym, WORDS=words, SPARSE=sparse)
+                               ASYM=weight.asym, WORDS=words, GROUP_WORDS=span, SPARSE=sparse)
     return planes, positions, factors, sums
 
 
@@ -208,4 +228,5 @@ def gemv_ints(weight, x, out) -> None:
     grid = decode_grid(n, x.shape[0])
     _gemv_ints[grid](planes, positions, factors, sums, out, weight.q_words, weight.scale, weight.minv, n, k,
                      out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits, ASYM=weight.asym,
-                     WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=not _interpreted())
+                     WORDS=weight.words, GROUP_WORDS=weight.group_words, GROUP_STEPS=weight.group_steps,
+                     DP4A=not _interpreted())

@@ -209,7 +209,7 @@ def _gemm_words_call(weight, x, out) -> None:
     grid = prefill_grid(m, n)
     _gemm_words[grid](x, out, weight.q_words, weight.scale, weight.minv, weight.exponent, weight.lut, m, n, k,
                       x.stride(0), out.stride(0), weight.q_words.shape[1], weight.ng, ASYM=weight.asym,
-                      **_word_flags(weight, x.device))
+                      GROUP_WORDS=weight.group_words, **_word_flags(weight, x.device))
 
 
 def aligned_rows(x):

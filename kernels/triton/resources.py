@@ -108,7 +108,14 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import GROUPED_KINDS, KINDS, SPARSE_WORD_KINDS, WORD_LAYOUT_KINDS
-    from edgec.kernels.triton.word_layout import chunk_widths, chunk_words, codes_per_word, sparse_chunk_words, sparse_code_bits
+    from edgec.kernels.triton.word_layout import (
+        chunk_widths,
+        chunk_words,
+        codes_per_word,
+        group_words,
+        sparse_chunk_words,
+        sparse_code_bits,
+    )
 
     base = dict(zip(_MATMUL_ARGS, _MATMUL_TYPES))
     gemv_args = {**base, **{name: "i32" for name in _GEMV_INTS}}
@@ -157,18 +164,27 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                 gemm_chunks = [words for words in chunk_widths(bits) if codes_per_word(bits) * words >= 16]
                 gemv_chunk = chunk_words(4096, TYPICAL_GROUP if bits <= 4 else None, bits)
                 if kind == 4:  # 4-, 3- and 2-bit integers decode in integer dot products
+                    ints = {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True}
                     launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), gemv_chunk,
-                                 {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True})]
+                                 {**ints, "GROUP_WORDS": gemv_chunk})]
                 else:
                     launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk, storage)]
-                launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words, {**storage, "ASYM": asym})
-                             for words in gemm_chunks]
+                launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
+                              {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
+                if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
+                    small = chunk_words(4096, 32, bits)
+                    launches += [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), small,
+                                  {**ints, "GROUP_WORDS": group_words(32, bits, small)}),
+                                 (_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), small,
+                                  {**storage, "ASYM": asym, "GROUP_WORDS": group_words(32, bits, small)})]
                 for fn, args, tuned, words, flags in launches:
                     chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
+                    span = flags.get("GROUP_WORDS", words)
+                    grouping = "" if span == words else f":g{span * codes_per_word(bits)}"
                     label = "_gemv_ints" if fn is _gemv_ints.fn else fn.__name__
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
-                        yield _variant(f"{label} {name} {blocks} w{config.num_warps}{chunk}", fn, args,
+                        yield _variant(f"{label} {name}{grouping} {blocks} w{config.num_warps}{chunk}", fn, args,
                                        {**flags, "WORDS": words, **config.kwargs}, num_warps=config.num_warps,
                                        num_stages=config.num_stages)
 

@@ -169,7 +169,8 @@ def tile_bytes(variant: Variant) -> float:
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words
         grouped = c["BITS"] <= 4  # int4, int3, int2 and nf4; int8 has one scale per row, 16-bit kinds none
-        scales = rows * cols / TYPICAL_GROUP * 4 * (2 if c.get("ASYM") else 1) if grouped else 0
+        group = TYPICAL_GROUP if c.get("GROUP_WORDS", words) == words else c["GROUP_WORDS"] * codes_per_word(c["BITS"])
+        scales = rows * cols / group * 4 * (2 if c.get("ASYM") else 1) if grouped else 0
         return rows * stored_words(c["BITS"], words) * 4 + scales
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
     values = cols // 2 if c["SPARSE"] else cols

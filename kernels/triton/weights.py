@@ -24,6 +24,7 @@ from edgec.kernels.cpu.conversion import storage_parts
 from edgec.kernels.triton.word_layout import (
     chunk_words,
     codes_per_word,
+    group_words,
     interleave,
     sparse_chunk_words,
     sparse_code_bits,
@@ -87,11 +88,18 @@ class TritonWeight:
 
     @property
     def group_steps(self) -> int:
-        """Chunks of the word layout per scale group (1 where the scale is per row or there is none, or the codes are
-        not in the word layout)."""
+        """Chunks of the word layout per scale group (1 where the scale is per row or there is none, a chunk holds
+        several groups, or the codes are not in the word layout)."""
         if not self.words or self.kind not in GROUPED_KINDS:
             return 1
-        return self.group // (codes_per_word(self.bits) * self.words)
+        return max(1, self.group // (codes_per_word(self.bits) * self.words))
+
+    @property
+    def group_words(self) -> int:
+        """Words of a word-layout chunk that share a scale group (`word_layout.group_words`): all of them unless a
+        chunk holds several groups."""
+        grouped = self.words and self.meta is None and self.kind in GROUPED_KINDS
+        return group_words(self.group, self.bits, self.words) if grouped else self.words
 
     @property
     def prepared_bytes(self) -> int:
@@ -128,9 +136,12 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     words = None
     meta = np.array(a["meta"]) if "meta" in a else None
     if (kind, bits) in WORD_LAYOUT_KINDS and meta is None:
-        words = chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, bits)
+        group = int(parts.group) if kind in GROUPED_KINDS else None
+        words = chunk_words(shape[1], group, bits)
+        if words and kind != 4 and group_words(group, bits, words) < words:
+            words = None  # groups within a chunk: only the integer GEMV (`gemv_ints`) reads them
         if words:
-            q = interleave(q, shape[1], bits, words).view(np.uint8)
+            q = interleave(q, shape[1], bits, words, group_words(group, bits, words)).view(np.uint8)
     elif meta is not None and (kind, bits) in SPARSE_WORD_KINDS:
         words = sparse_chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, sparse_code_bits(bits))
         if words:

@@ -7,7 +7,11 @@ one per weight. `interleave` repacks each row's codes in chunks of P·W columns 
 value j of word i of a chunk holds column j·W + i of the chunk, so value j of the chunk's W
 words pairs with the W contiguous inputs x[j·W .. j·W + W - 1], loaded as wide as the codes.
 Chunks never straddle a scale group (`chunk_words` keeps P·W a divisor of the group, and of
-K), and the prefill GEMMs read the same layout (`edgec.kernels.triton.gemm_words`), so a prepared
+K), and where no chunk of four words or more fits in a group (3-bit codes in groups of 32 or 64,
+2-bit in groups of 32), a chunk holds several whole groups side by side: its W words are W/S
+runs of S = group / P words (`group_words`), run r covering the group of columns r·S·P ..
+r·S·P + S·P − 1, value j of its word i' column r·S·P + j·S + i' (with S = W, the rule above).
+The prefill GEMMs read the same layout (`edgec.kernels.triton.gemm_words`), so a prepared
 weight holds one copy of its codes. The `.edgec` file keeps the stored layout: this is done
 once, when a weight is prepared.
 
@@ -50,18 +54,33 @@ def chunk_widths(bits: int) -> tuple[int, ...]:
 
 def chunk_words(k: int, group: int | None, bits: int) -> int | None:
     """Words per chunk for `bits`-bit codes with K inputs and scale groups of `group` values along a row (None: one
-    scale per row, or none), or None when no chunk of four words or more fits (the byte-layout GEMV then runs)."""
+    scale per row, or none): the widest that divides K and the group, else, for groups of whole words smaller than
+    any chunk, the widest that divides K into whole groups (`group_words`); None when neither fits (the byte-layout
+    GEMV then runs)."""
+    per_word = codes_per_word(bits)
     for words in chunk_widths(bits):
-        chunk = codes_per_word(bits) * words
+        chunk = per_word * words
         if k % chunk == 0 and (group is None or group % chunk == 0):
             return words
+    if group is not None and group % per_word == 0:
+        for words in chunk_widths(bits):
+            if k % (per_word * words) == 0 and (per_word * words) % group == 0:
+                return words
     return None
 
 
-def interleave(q: np.ndarray, k: int, bits: int, words: int) -> np.ndarray:
+def group_words(group: int | None, bits: int, words: int) -> int:
+    """Words of a chunk of `words` words that share one scale group: all of them, or group / P where the chunk holds
+    several groups (`chunk_words`)."""
+    return words if group is None else min(words, group // codes_per_word(bits))
+
+
+def interleave(q: np.ndarray, k: int, bits: int, words: int, span: int | None = None) -> np.ndarray:
     """Stored codes (N, K·bits/8) uint8, little-endian along the row, as (N, K·bits/32) uint32 words in the
-    chunked layout of the module docstring."""
+    chunked layout of the module docstring, the words of a chunk in runs of `span` words per scale group (default:
+    one run)."""
     n, per_word = q.shape[0], codes_per_word(bits)
+    span = span or words
     if bits == 4:
         codes = np.empty((n, k), dtype=np.uint32)
         codes[:, 0::2] = q & 15
@@ -70,7 +89,8 @@ def interleave(q: np.ndarray, k: int, bits: int, words: int) -> np.ndarray:
         codes = unpack_bits(q, k, bits).astype(np.uint32)
     else:
         codes = np.ascontiguousarray(q).view(np.uint8 if bits == 8 else np.uint16).reshape(n, k)
-    by_chunk = codes.reshape(n, k // (per_word * words), per_word, words)  # [row, chunk, value j, word i]
+    runs = codes.reshape(n, k // (per_word * words), words // span, per_word, span)  # [row, chunk, run, j, i']
+    by_chunk = runs.transpose(0, 1, 3, 2, 4).reshape(n, -1, per_word, words)  # [row, chunk, value j, word i]
     if bits == 3:
         return _three_bit_planes(by_chunk).reshape(n, -1)
     if bits > 4:  # whole bytes: the transposed values, laid out little-endian, are the words

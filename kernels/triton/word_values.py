@@ -21,6 +21,16 @@ def exact_int(word, exponent, sh: tl.constexpr, mask: tl.constexpr, offset: tl.c
 
 
 @triton.jit
+def chunk_column(word, value, WORDS: tl.constexpr, GROUP_WORDS: tl.constexpr, PER_WORD: tl.constexpr):
+    """The chunk column that value `value` of word `word` holds (`word_layout`): value·W + word where a scale group
+    spans the chunk, else in the run of GROUP_WORDS words of the word's group."""
+    if GROUP_WORDS == WORDS:
+        return value * WORDS + word
+    else:
+        return (word // GROUP_WORDS) * (GROUP_WORDS * PER_WORD) + value * GROUP_WORDS + word % GROUP_WORDS
+
+
+@triton.jit
 def word_halves(low, KIND: tl.constexpr):
     """What `word_value` reads of a step's words: int4's words and the same shifted down 12 bits (so every code sits
     at bit 0, 4, 8, 12 or 16), int8's with their sign bits flipped (c + 128, unsigned) and that shifted down 16,

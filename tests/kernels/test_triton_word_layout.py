@@ -9,7 +9,7 @@ import pytest
 from edgec.core.formats import parse_format
 from edgec.kernels import triton as tk
 from edgec.kernels.triton.weights import GROUPED_KINDS
-from edgec.kernels.triton.word_layout import chunk_words, interleave
+from edgec.kernels.triton.word_layout import chunk_words, group_words, interleave
 
 pytestmark = pytest.mark.skipif(not tk.available(), reason=f"{tk.unavailable_reason()}")
 
@@ -76,12 +76,34 @@ def test_chunk_is_the_widest_that_divides_k_and_the_group():
     assert chunk_words(4096, 128, 4) == 16
     assert chunk_words(576, 128, 4) == 8  # SmolLM2's hidden size
     assert chunk_words(4096, 32, 4) == 4
-    assert chunk_words(200, 64, 4) is None and chunk_words(4096, 16, 4) is None
+    assert chunk_words(200, 64, 4) is None
     assert chunk_words(576, None, 8) == 16 and chunk_words(576, None, 16) == 16
     assert chunk_words(200, None, 8) is None  # not a multiple of 16 values
     assert chunk_words(4096, 128, 3) == 8 and chunk_words(4096, 256, 3) == 16
-    assert chunk_words(4096, 64, 3) is None  # 4-word chunks of 3-bit codes would not stay 16-byte aligned
-    assert chunk_words(4096, 128, 2) == 8 and chunk_words(4096, 64, 2) == 4 and chunk_words(4096, 32, 2) is None
+    assert chunk_words(4096, 128, 2) == 8 and chunk_words(4096, 64, 2) == 4
+
+
+def test_groups_smaller_than_any_chunk_share_one_in_runs_of_whole_words():
+    """3-bit codes in groups of 64 or 32 (4-word chunks would not stay 16-byte aligned) and 2-bit codes in groups of
+    32: the widest chunk holding whole groups, each group a run of group / 16 words."""
+    assert chunk_words(4096, 64, 3) == 16 and group_words(64, 3, 16) == 4
+    assert chunk_words(4096, 32, 3) == 16 and group_words(32, 3, 16) == 2
+    assert chunk_words(576, 32, 2) == 4 and group_words(32, 2, 4) == 2
+    assert chunk_words(576, 64, 3) is None  # no chunk of 8 or 16 words divides 576
+    assert group_words(128, 3, 8) == 8 and group_words(None, 8, 16) == 16
+
+
+def test_a_chunk_of_several_groups_keeps_each_group_in_its_own_run_of_words():
+    """Value j of word r·S + i' holds column r·S·P + j·S + i' (S words a group, P values a word)."""
+    from edgec.core.formats.bitpack import pack_bits
+
+    k, words, span = 128, 8, 2  # 2-bit codes: one chunk of 128 columns, four groups of 32
+    codes = np.random.default_rng(2).integers(0, 4, (2, k)).astype(np.uint8)
+    packed = interleave(pack_bits(codes, 2), k, 2, words, span)
+    for word in range(words):
+        run, i = divmod(word, span)
+        for j in range(16):
+            assert (packed[1, word] >> (2 * j)) & 3 == codes[1, run * span * 16 + j * span + i]
 
 
 def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
@@ -105,15 +127,16 @@ def _check(fmt: str, shape: tuple[int, int], ms=(1, 3), launch=None):
 
 @pytest.mark.parametrize("fmt", ["int4:g32", "int4:g64:asym", "int4:g128", "int4:g128:asym", "int4:g256", "int8",
                                  "fp8", "fp16", "bf16", "nf4:g64", "nf4:g128", "int3:g128", "int3:g128:asym",
-                                 "int3:g256", "int2:g128", "int2:g64:asym", "int2:g32"])
+                                 "int3:g256", "int3:g64", "int3:g32:asym", "int2:g128", "int2:g64:asym", "int2:g32",
+                                 "int2:g32:asym"])
 @pytest.mark.parametrize("shape", [(37, 256), (70, 576)], ids=str)
 def test_word_layout_weights_match_the_reference_in_decode_and_prefill(fmt, shape):
     _check(fmt, shape, ms=(1, 3, 20))
 
 
 CONFIG_FORMATS = {"words": ("int8", "bf16", "fp16", "nf4:g64", "fp8", "nf4:g32", "int8", "fp8", "nf4:g128"),
-                  "ints": ("int4:g64", "int4:g64:asym", "int3:g128", "int2:g128", "int4:g32:asym", "int2:g64:asym",
-                           "int3:g128:asym", "int4:g128", "int2:g64")}
+                  "ints": ("int4:g64", "int4:g64:asym", "int3:g128", "int2:g32", "int4:g32:asym", "int2:g64:asym",
+                           "int3:g64:asym", "int4:g128", "int2:g64")}
 """Per GEMV (`_gemv_words`, `_gemv_ints`) a format for each of its 9 configurations."""
 
 
@@ -141,8 +164,9 @@ def test_every_decode_configuration_matches_the_reference(config, kernel):
             n, k = weight.shape
             _gemv_ints_kernel[grid](*split_chunks(weight, x), out, weight.q_words, weight.scale, weight.minv, n, k,
                                     out.stride(0), weight.q_words.shape[1], weight.ng, BITS=weight.bits,
-                                    ASYM=weight.asym, WORDS=weight.words, GROUP_STEPS=weight.group_steps, DP4A=False,
-                                    BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
+                                    ASYM=weight.asym, WORDS=weight.words, GROUP_WORDS=weight.group_words,
+                                    GROUP_STEPS=weight.group_steps, DP4A=False, BLOCK_N=block_n, SPLIT_K=split,
+                                    num_warps=warps)
         else:
             args, flags = gemv_words_operands(weight, x, out)
             _gemv_words.fn[grid](*args, **flags, BLOCK_N=block_n, SPLIT_K=split, num_warps=warps)
