@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import chunk_column, chunk_value, load_chunk
+from edgec.kernels.triton.word_values import chunk_column, chunk_value, code_rows, load_chunk
 
 GEMM_WORD_BLOCKS = ((128, 128, 8, 1), (128, 64, 8, 2), (64, 64, 4, 3), (32, 64, 8, 2))  # BLOCK_M, _N, warps, stages
 
@@ -77,7 +77,7 @@ def _gemm_words(x_ptr, y_ptr, q_ptr, scale_ptr, min_ptr, exponent_ptr, lut_ptr, 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.minimum(rn, N - 1).to(tl.int64)[:, None]
-    q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
+    q_rows = code_rows(q_ptr, rows, q_stride, BITS, WORDS)
     tile_column = tl.arange(0, 16)  # value j + c // W of word c % W, `_tile16`
     columns = chunk_column(tile_column % WORDS, tile_column // WORDS, WORDS, GROUP_WORDS, PER_WORD)
     x_rows = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[:, None] * stride_xm + columns[None, :]

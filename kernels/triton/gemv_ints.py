@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
-from edgec.kernels.triton.word_values import chunk_column, load_chunk
+from edgec.kernels.triton.word_values import chunk_column, code_rows, load_chunk
 
 GEMV_INT_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps; many rows a thread first: x's planes serve them all
 PLANES = tl.constexpr(3)
@@ -152,8 +152,9 @@ def _gemv_ints_kernel(planes_ptr, positions_ptr, factors_ptr, sums_ptr, y_ptr, q
     words = tl.arange(0, WORDS)
     steps = K // (PER_WORD * WORDS)
     first, last = k_split(steps, SPLIT_K)
-    # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P; 3-bit: of 128), plane words too
-    q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
+    # rows start 16-byte aligned (q_stride = K·BITS/32 words, K a multiple of 4P; 3-bit: of 128, else 8-byte
+    # aligned, of 64), plane words 16-byte aligned
+    q_rows = code_rows(q_ptr, rows[:, None], q_stride, BITS, WORDS)
     acc = tl.zeros((BLOCK_N,), tl.float32)
     offsets = tl.zeros((BLOCK_N,), tl.float32)  # ASYM: the group minima times the chunks' x sums
     by_word = tl.zeros((BLOCK_N, WORDS), tl.float32)  # several groups a chunk: the same per (row, word)

@@ -161,7 +161,9 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)
-                gemm_chunks = [words for words in chunk_widths(bits) if codes_per_word(bits) * words >= 16]
+                # (3-bit codes: also 4-word chunks, 8-byte aligned, where K leaves nothing wider)
+                widths = chunk_widths(bits) + ((4,) if bits == 3 else ())
+                gemm_chunks = [words for words in widths if codes_per_word(bits) * words >= 16]
                 gemv_chunk = chunk_words(4096, TYPICAL_GROUP if bits <= 4 else None, bits)
                 if kind == 4:  # 4-, 3- and 2-bit integers decode in integer dot products
                     ints = {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True}
@@ -171,6 +173,8 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk, storage)]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
+                if bits == 3:
+                    launches.append((_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), 4, {**ints, "GROUP_WORDS": 4}))
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
                     small = chunk_words(4096, 32, bits)
                     launches += [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), small,

@@ -23,6 +23,9 @@ word u holds the third bits of low words 2u (values 2m at bit 4m + 2, 2m + 1 at 
 2u + 1 (at 4m and 4m + 1). So `(low & 0x33333333) | (high' & 0x44444444)`, with high' the high
 word shifted left 2 for odd low words, puts the even values' codes in 4-bit slots, and the same
 from `low >> 2` and `high' >> 1` the odd values': from there they decode as 4-bit codes do.
+Chunks of 4 words (6 stored words) start only 8-byte aligned, so 3-bit codes take them only
+where K leaves nothing wider (a multiple of 64 but not of 128, as SmolLM2's 576), read in
+64-bit loads.
 """
 
 from __future__ import annotations
@@ -47,25 +50,27 @@ def stored_words(bits: int, words: int) -> int:
 
 
 def chunk_widths(bits: int) -> tuple[int, ...]:
-    """The chunk widths, in words of values, `bits`-bit codes may take: 3-bit codes not 4 (6 stored words: chunks
-    would not start 16-byte aligned)."""
+    """The chunk widths, in words of values, whose chunks start 16-byte aligned for `bits`-bit codes: 3-bit codes
+    not 4 (6 stored words)."""
     return tuple(words for words in WORDS_PER_CHUNK if bits != 3 or words != 4)
 
 
 def chunk_words(k: int, group: int | None, bits: int) -> int | None:
     """Words per chunk for `bits`-bit codes with K inputs and scale groups of `group` values along a row (None: one
-    scale per row, or none): the widest that divides K and the group, else, for groups of whole words smaller than
-    any chunk, the widest that divides K into whole groups (`group_words`); None when neither fits (the byte-layout
-    GEMV then runs)."""
+    scale per row, or none): the widest 16-byte aligned chunk (`chunk_widths`) that divides K and the group, else,
+    for groups of whole words smaller than any chunk, the widest that divides K into whole groups (`group_words`);
+    for 3-bit codes then the same with 4-word chunks, 8-byte aligned (64-bit loads; a K that 128 does not divide,
+    such as 576). None when nothing fits (the byte-layout GEMV then runs)."""
     per_word = codes_per_word(bits)
-    for words in chunk_widths(bits):
-        chunk = per_word * words
-        if k % chunk == 0 and (group is None or group % chunk == 0):
-            return words
-    if group is not None and group % per_word == 0:
-        for words in chunk_widths(bits):
-            if k % (per_word * words) == 0 and (per_word * words) % group == 0:
+    for widths in (chunk_widths(bits), (4,) if bits == 3 else ()):
+        for words in widths:
+            chunk = per_word * words
+            if k % chunk == 0 and (group is None or group % chunk == 0):
                 return words
+        if group is not None and group % per_word == 0:
+            for words in widths:
+                if k % (per_word * words) == 0 and (per_word * words) % group == 0:
+                    return words
     return None
 
 

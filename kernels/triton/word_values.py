@@ -45,6 +45,14 @@ def word_halves(low, KIND: tl.constexpr):
 
 
 @triton.jit
+def code_rows(q_ptr, rows, q_stride, BITS: tl.constexpr, WORDS: tl.constexpr):
+    """Pointers to the starts of rows `rows` (BLOCK_N, 1) of word-layout codes, with the alignment their chunks' loads
+    may assume: 16 bytes, or 8 for 3-bit codes in 4-word chunks (6 stored words, `word_layout.chunk_words`)."""
+    ALIGN: tl.constexpr = 2 if BITS == 3 and WORDS == 4 else 4
+    return q_ptr + tl.multiple_of(rows * q_stride, [ALIGN, 1])
+
+
+@triton.jit
 def load_chunk(row_ptr, step, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr):
     """Chunk `step` of rows starting at `row_ptr` (BLOCK_N, 1), as `chunk_value` reads it: (low, high, even, odd),
     (BLOCK_N, WORDS) each: `word_halves` of its words, or for 3-bit codes `three_bit_slots` of its two planes."""

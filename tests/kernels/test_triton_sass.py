@@ -118,6 +118,11 @@ def test_the_word_layout_decode_gemvs_issue_and_move_within_both_budgets():
                 kind, arch, widths)
             least = 60 if kind in SMALL_GROUPS else 80 if kind.startswith("int3") else 90
             assert kind == "nf4" or share >= least, (kind, arch, share)
+    for kind in ("int3", "int3_asym"):  # 4-word chunks (6 stored words), 8-byte aligned: 64-bit loads
+        for arch in (89, 90):
+            widths, _, per_byte, traffic = _row(done.stdout, f"_gemv_ints {kind} 256x1 w4 (4-word chunks)", arch)
+            assert per_byte <= sass.ISSUE_BUDGET[arch] and traffic <= sass.TRAFFIC_BUDGET[arch], (kind, arch)
+            assert widths.get(64, 0) >= 8 and widths.get(32, 0) <= 16, (kind, arch, widths)
 
 
 SPARSE_WORD_KINDS = INT_KINDS + ("int8",)
@@ -167,7 +172,7 @@ def test_the_2_4_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
 
 def test_the_word_layout_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
     """The prefill guard: for every kind in the word layout and every chunk width the GEMM reads (16, 8 and 4
-    words; 16 and 8 for 16-bit kinds and int3; 3- and 2-bit codes also in groups of 32, several a chunk), its main
+    words; 16 and 8 for 16-bit kinds; 3- and 2-bit codes also in groups of 32, several a chunk), its main
     loop, compiled for sm_89 and sm_90, issues at most twice the lane-instructions per multiply-add that would keep
     the tensor cores at their peak (at least 7.4 multiply-adds per lane-instruction on an H200, 1.0 on an RTX
     4090); the byte-layout GEMM's first tile manages 0.5 (docs/triton.md)."""
@@ -175,7 +180,7 @@ def test_the_word_layout_prefill_gemm_issues_few_enough_instructions_per_multipl
     assert done.returncode == 0, done.stderr[-2000:]
     for kind in INT_KINDS + WORD_KINDS:
         labels = {line.split(" sm_")[0] for line in done.stdout.splitlines() if line.startswith(f"_gemm_words {kind} ")}
-        assert len(labels) == (2 if kind in ("f16", "bf16", "int3", "int3_asym") else 3), labels
+        assert len(labels) == (2 if kind in ("f16", "bf16") else 3), labels
         labels |= {f"_gemm_words {kind}:g32"} if f"{kind}:g32" in SMALL_GROUPS else set()
         for label in labels:
             for arch in (89, 90):

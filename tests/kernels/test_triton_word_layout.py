@@ -89,7 +89,13 @@ def test_groups_smaller_than_any_chunk_share_one_in_runs_of_whole_words():
     assert chunk_words(4096, 64, 3) == 16 and group_words(64, 3, 16) == 4
     assert chunk_words(4096, 32, 3) == 16 and group_words(32, 3, 16) == 2
     assert chunk_words(576, 32, 2) == 4 and group_words(32, 2, 4) == 2
-    assert chunk_words(576, 64, 3) is None  # no chunk of 8 or 16 words divides 576
+    assert chunk_words(576, 32, 3) == 4 and group_words(32, 3, 4) == 2  # no chunk of 8 or 16 words divides 576
+
+
+def test_three_bit_codes_take_4_word_chunks_only_where_k_leaves_nothing_wider():
+    """4-word 3-bit chunks (6 stored words) start 8-byte aligned: for a K that 128 does not divide."""
+    assert chunk_words(576, 128, 3) == 4 and chunk_words(576, 64, 3) == 4 and chunk_words(960, None, 3) == 4
+    assert chunk_words(4096, 64, 3) == 16 and chunk_words(200, 128, 3) is None
     assert group_words(128, 3, 8) == 8 and group_words(None, 8, 16) == 16
 
 
