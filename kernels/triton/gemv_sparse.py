@@ -160,9 +160,10 @@ def _gemv_sparse_kernel(planes_ptr, factors_ptr, y_ptr, q_ptr, meta_ptr, scale_p
     quad = tl.arange(0, 4)  # a thread's four words of a row: one 128-bit load
     steps = K // (4 * SLOTS * WORDS)
     first, last = k_split(steps, SPLIT_K)
-    # rows of codes (q_stride words) and of meta words (as many) start 16-byte aligned: K is a multiple of 128
+    # rows of codes (q_stride words) start 16-byte aligned, rows of meta words (as many) aligned to four of them:
+    # K is a multiple of 32·V (`sparse_chunk_words`)
     q_rows = q_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
-    meta_rows = meta_ptr + tl.multiple_of(rows[:, None] * q_stride, [16 // VECTORS, 1])
+    meta_rows = meta_ptr + tl.multiple_of(rows[:, None] * q_stride, [4, 1])
     acc = tl.zeros((BLOCK_N,), tl.float32)
     offsets = tl.zeros((BLOCK_N,), tl.float32)  # ASYM: the group minima times the kept inputs' sums
     ones = tl.full((BLOCK_N, 4), 0x01010101, tl.int32)  # ASYM: a DP4A with these sums a permuted word's bytes

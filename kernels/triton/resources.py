@@ -150,12 +150,17 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                gemv_sparse_float_configs(), {**storage, "WORDS": words})
                 sparse_gemm = (_GEMM_SPARSE_ARGS, {**storage, "ASYM": False, "WORDS": 0, "STEPS": stored_steps(4096)})
             if sparse_gemv:
-                launches = [sparse_gemv, ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm[0], gemm_sparse_configs(),
-                                          sparse_gemm[1])]
-                for label, fn, args, tuned, fixed in launches:
+                launches = [(*sparse_gemv, ""), ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm[0],
+                                                 gemm_sparse_configs(), sparse_gemm[1], "")]
+                if sparse_gemv[0] == "_gemv_sparse":  # and the narrower chunks of SmolLM2's K = 576 (not int2's)
+                    narrow = sparse_chunk_words(576, TYPICAL_GROUP if kind in GROUPED_KINDS else None, code_bits)
+                    if narrow:
+                        launches.append((*sparse_gemv[:4], {**sparse_gemv[4], "WORDS": narrow},
+                                         f" ({narrow}-word chunks)"))
+                for label, fn, args, tuned, fixed, chunk in launches:
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
-                        yield _variant(f"{label} {name} {blocks} w{config.num_warps}", fn, args,
+                        yield _variant(f"{label} {name} {blocks} w{config.num_warps}{chunk}", fn, args,
                                        {**fixed, **config.kwargs}, num_warps=config.num_warps,
                                        num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:

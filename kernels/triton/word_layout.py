@@ -136,11 +136,12 @@ def sparse_chunk_words(k: int, group: int | None, bits: int) -> int | None:
     """Words per chunk of the 2:4 word layout for `bits`-bit codes (8, 4 or 2) with K inputs and scale groups of
     `group` kept values along a row (None: one scale per row), or None when no chunk fits (the byte layout stays).
 
-    A chunk of W words covers 8·(8/bits)·W inputs and must divide K and the group; K must be a multiple of 128
-    so that every row of codes and of meta words starts 16-byte aligned for the kernels' 128-bit loads."""
-    if k % 128:
-        return None
+    A chunk of W words covers 8·(8/bits)·W inputs and must divide K and the group; K must be a multiple of
+    32·(8/bits) (int8 32, int4 64, int2 128), so that every row of code words starts 16-byte aligned for the
+    kernels' 128-bit loads, and every row of meta words aligned to the meta of four code words."""
     vectors = sparse_vectors(bits)
+    if k % (32 * vectors):
+        return None
     for words in WORDS_PER_CHUNK:
         if k % (8 * vectors * words) == 0 and (group is None or group % (4 * vectors * words) == 0):
             return words

@@ -87,11 +87,12 @@ def test_each_group_s_w_plus_i_sits_in_word_i(bits, words, symmetric):
 
 
 @pytest.mark.parametrize("bits,k,group,words", [(8, 4096, None, 16), (4, 4096, 128, 16), (4, 512, 32, 4),
-                                                (2, 4096, 64, 4), (2, 4096, 128, 8), (4, 576, 32, None),
-                                                (2, 256, 16, None)])
+                                                (2, 4096, 64, 4), (2, 4096, 128, 8), (4, 576, 32, 4),
+                                                (4, 576, 128, 4), (8, 576, None, 8), (2, 576, 128, None),
+                                                (4, 544, 128, None), (2, 256, 16, None)])
 def test_the_2_4_chunk_is_the_widest_that_divides_k_and_the_group(bits, k, group, words):
     """`sparse_chunk_words`: 16, 8 or 4 words of 4·(16/bits) groups, within K and the scale group; None when K is not
-    a multiple of 128 (rows of meta words would not start 16-byte aligned) or no chunk fits the group."""
+    a multiple of 32·(8/bits) (rows of code words would not start 16-byte aligned) or no chunk fits the group."""
     from edgec.kernels.triton.word_layout import sparse_chunk_words
 
     assert sparse_chunk_words(k, group, bits) == words
@@ -123,14 +124,16 @@ def test_the_selectors_pick_each_byte_vectors_inputs(bits):
 WORD_LAYOUT_CASES = [("2:4+int4:g128", (70, 512), 16), ("2:4+int4:g64", (37, 256), 8), ("2:4+int4:g32", (20, 512), 4),
                      ("2:4+int4:g128:asym", (20, 512), 16), ("2:4+int8", (37, 384), 16), ("2:4+int2:g64", (20, 512), 4),
                      ("2:4+int2:g128:asym", (20, 1024), 8), ("2:4+int3:g128", (20, 512), 16),
-                     ("2:4+int3:g64:asym", (37, 512), 8), ("2:4+int4:g128", (20, 200), 0)]
+                     ("2:4+int3:g64:asym", (37, 512), 8), ("2:4+int4:g128", (20, 200), 0),
+                     ("2:4+int4:g128", (20, 576), 4), ("2:4+int8", (20, 576), 8), ("2:4+int2:g128", (20, 576), 0)]
 
 
 @pytest.mark.parametrize("name,shape,words", WORD_LAYOUT_CASES, ids=[f"{c[0]}-{c[1][1]}" for c in WORD_LAYOUT_CASES])
 def test_2_4_integer_weights_match_the_reference_in_decode_and_prefill(name, shape, words):
     """2:4 over int8, int4, int3 (as int4 codes) and int2, symmetric or not, takes the 2:4 word layout where K is a
-    multiple of 128 and a chunk fits the group: decode through `gemv_sparse`, prefill through `_gemm_sparse`; other K keep the stored
-    layout and the byte-layout kernels."""
+    multiple of 32·(8/bits) and a chunk fits the group (SmolLM2's K = 576 at int8 and int4, not at int2): decode
+    through `gemv_sparse`, prefill through `_gemm_sparse`; other K keep the stored layout and the byte-layout
+    kernels."""
     import torch
 
     fmt, packed = _sparse(shape, name)

@@ -153,6 +153,12 @@ def test_the_2_4_decode_gemvs_issue_and_move_within_both_budgets():
                 sass.ISSUE_BUDGET[arch], sass.TRAFFIC_BUDGET[arch])
             assert per_byte <= instructions and traffic <= l1, (kind, arch, per_byte, traffic)
             assert widths.get(128, 0) >= (32 if kind in SPARSE_WORD_KINDS else 4), (kind, arch, widths)
+    for kind in SPARSE_WORD_KINDS:  # the narrower chunks of K = 576 (none for int2, whose rows would not align)
+        narrow = [row for row in done.stdout.splitlines() if row.startswith(f"_gemv_sparse 2:4+{kind} 256x1 w4 (")]
+        assert len(narrow) == (0 if kind.startswith("int2") else 2), (kind, narrow)
+        for arch in (89, 90) if narrow else ():
+            _, _, per_byte, traffic = _row("\n".join(narrow), "_gemv_sparse", arch)
+            assert per_byte <= sass.ISSUE_BUDGET[arch] and traffic <= sass.TRAFFIC_BUDGET[arch], (kind, arch)
 
 
 def test_the_2_4_prefill_gemm_issues_few_enough_instructions_per_multiply_add():
