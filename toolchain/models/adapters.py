@@ -135,10 +135,14 @@ class Adapter:
         head = getattr(model, name, None) if name is not None else None
         return LinearRef(name, -1, head) if isinstance(head, nn.Linear) else None
 
+    def figures(self, model: nn.Module) -> dict[str, Any]:
+        """The model's config read through its family's description: the runtime's ModelConfig field names
+        ("hidden_size", "heads", "kv_heads", "head_dim", ...), whatever the family calls them."""
+        return config_values(self.arch, model.config.model_type, model.config.to_dict())
+
     def logit_softcap(self, model: nn.Module) -> float | None:
         """The cap the model's final logits are soft-capped at (cap * tanh(logits / cap)), None if they are not."""
-        figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
-        return figures.get("logit_softcap")
+        return self.figures(model).get("logit_softcap")
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The norm between the last block and the head (None if the blocks' output is final)."""
@@ -177,7 +181,7 @@ class Adapter:
         if fold.rows is None:  # a norm, or a linear whose outputs map one to one
             offset = NORM_WEIGHT_OFFSET[self.arch.norm] if module.weight.dim() == 1 else 0.0
             return ScaleSource(module, weight_offset=offset)
-        figures = config_values(self.arch, model.config.model_type, model.config.to_dict())
+        figures = self.figures(model)
         return ScaleSource(module, rows=_ROW_MAPS[fold.rows](figures))
 
 

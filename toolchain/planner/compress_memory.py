@@ -67,7 +67,7 @@ def compress_peak(loaded: LoadedModel, layers: Mapping[str, tuple[Format, str]],
     outside = sum(refs[name].shape[0] * refs[name].shape[1] * held[name] for name in layers if refs[name].block < 0)
     rewritten = sum(block_bytes) + outside
     float_block = 4 * max(block_params)
-    hidden = getattr(loaded.model.config, "hidden_size", None) or loaded.model.config.n_embd
+    hidden = loaded.adapter.figures(loaded.model)["hidden_size"]
     activations = 2 * samples * seq_len * hidden * 4
     leader = {name: group[0] for group in loaded.adapter.fused_groups(loaded.model) for name in group}
     inputs_by_block: dict[int, dict[str, int]] = {}  # block -> {linear whose input statistics it reads: K}

@@ -47,15 +47,11 @@ def model_shape(loaded: LoadedModel, units: list[Unit]) -> ModelShape:
     fixed = sum(p.numel() for p in model.parameters() if id(p) not in covered)  # parameters() yields tied ones once
     head = loaded.adapter.head(model)
     head_fixed = head.shape if head is not None and head.name not in planned else None
-    config = model.config
     blocks = len(loaded.adapter.blocks(model))
     kv = 0
     if loaded.task == "causal-lm":
-        heads = getattr(config, "num_attention_heads", None) or config.n_head
-        hidden = getattr(config, "hidden_size", None) or config.n_embd
-        head_dim = getattr(config, "head_dim", None) or hidden // heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        kv = 2 * blocks * kv_heads * head_dim
+        figures = loaded.adapter.figures(model)
+        kv = 2 * blocks * figures["kv_heads"] * figures["head_dim"]
     return ModelShape(fixed, head_fixed, blocks, kv, loaded.task == "causal-lm")
 
 

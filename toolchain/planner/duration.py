@@ -113,8 +113,7 @@ class ModelWork:
     def of(cls, loaded: LoadedModel) -> ModelWork:
         """The figures of `loaded`."""
         blocks = loaded.adapter.blocks(loaded.model)
-        config = loaded.model.config
-        hidden = getattr(config, "hidden_size", None) or config.n_embd
+        hidden = loaded.adapter.figures(loaded.model)["hidden_size"]
         head = loaded.adapter.head(loaded.model)
         return cls([sum(p.numel() for p in b.parameters()) for b in blocks], hidden,
                    0 if head is None else head.shape[0] * head.shape[1],
