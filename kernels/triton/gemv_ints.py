@@ -24,8 +24,8 @@ and SM). So the codes meet x in integer dot products on the CUDA cores instead, 
   chunk each (row, word) combines its planes exactly in int32 (a0·65536 + a1·256 + a2, minus
   2^(B−1) times the position's plane sum for symmetric codes), converts once to float32 and
   takes its group scale (the scale of its word's group where a chunk holds several) times the
-  chunk's 2^-16-s; asymmetric codes add the group minimum times
-  the chunk's x sum. Per int4 word that is 1 SHF, 2 LOP3 and 6 DP4A for 8 codes.
+  chunk's 2^-16-s; asymmetric codes add the group minimum times the chunk's (or the word's) x
+  sum. Per int4 word that is 1 SHF, 2 LOP3 and 6 DP4A for 8 codes.
 
 In Triton's interpreter, which runs no inline assembly, `dot4` adds the four byte products itself
 (DP4A False); compiled for a GPU it is the DP4A. x must be finite for finite results (a NaN or

@@ -109,6 +109,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import GROUPED_KINDS, KINDS, SPARSE_WORD_KINDS, WORD_LAYOUT_KINDS
     from edgec.kernels.triton.word_layout import (
+        WORDS_PER_CHUNK,
         chunk_widths,
         chunk_words,
         codes_per_word,
@@ -165,27 +166,24 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                        num_stages=config.num_stages)
             if (kind, bits) in WORD_LAYOUT_KINDS and not sp:
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
-                # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks)
-                # (3-bit codes: also 4-word chunks, 8-byte aligned, where K leaves nothing wider)
-                widths = chunk_widths(bits) + ((4,) if bits == 3 else ())
-                gemm_chunks = [words for words in widths if codes_per_word(bits) * words >= 16]
+                # the GEMM joins 2 or 4 values per tile in narrower chunks (SmolLM2's K = 576 makes 8-word int4 chunks;
+                # 3-bit codes also take the 4-word chunks that start only 8-byte aligned)
+                gemm_chunks = [words for words in WORDS_PER_CHUNK if codes_per_word(bits) * words >= 16]
                 gemv_chunk = chunk_words(4096, TYPICAL_GROUP if bits <= 4 else None, bits)
                 if kind == 4:  # 4-, 3- and 2-bit integers decode in integer dot products
                     ints = {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True}
-                    launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), gemv_chunk,
-                                 {**ints, "GROUP_WORDS": gemv_chunk})]
+                    launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), words, {**ints, "GROUP_WORDS": words})
+                                for words in (gemv_chunk,) + tuple(w for w in WORDS_PER_CHUNK if w not in chunk_widths(bits))]
                 else:
                     launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk, storage)]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
-                if bits == 3:
-                    launches.append((_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), 4, {**ints, "GROUP_WORDS": 4}))
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
                     small = chunk_words(4096, 32, bits)
-                    launches += [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), small,
-                                  {**ints, "GROUP_WORDS": group_words(32, bits, small)}),
+                    span = group_words(32, bits, small)
+                    launches += [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), small, {**ints, "GROUP_WORDS": span}),
                                  (_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), small,
-                                  {**storage, "ASYM": asym, "GROUP_WORDS": group_words(32, bits, small)})]
+                                  {**storage, "ASYM": asym, "GROUP_WORDS": span})]
                 for fn, args, tuned, words, flags in launches:
                     chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
                     span = flags.get("GROUP_WORDS", words)

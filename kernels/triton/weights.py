@@ -138,10 +138,11 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
     if (kind, bits) in WORD_LAYOUT_KINDS and meta is None:
         group = int(parts.group) if kind in GROUPED_KINDS else None
         words = chunk_words(shape[1], group, bits)
-        if words and kind != 4 and group_words(group, bits, words) < words:
+        span = group_words(group, bits, words) if words else None
+        if words and kind != 4 and span < words:
             words = None  # groups within a chunk: only the integer GEMV (`gemv_ints`) reads them
         if words:
-            q = interleave(q, shape[1], bits, words, group_words(group, bits, words)).view(np.uint8)
+            q = interleave(q, shape[1], bits, words, span).view(np.uint8)
     elif meta is not None and (kind, bits) in SPARSE_WORD_KINDS:
         words = sparse_chunk_words(shape[1], int(parts.group) if kind in GROUPED_KINDS else None, sparse_code_bits(bits))
         if words:

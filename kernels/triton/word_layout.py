@@ -62,7 +62,8 @@ def chunk_words(k: int, group: int | None, bits: int) -> int | None:
     for 3-bit codes then the same with 4-word chunks, 8-byte aligned (64-bit loads; a K that 128 does not divide,
     such as 576). None when nothing fits (the byte-layout GEMV then runs)."""
     per_word = codes_per_word(bits)
-    for widths in (chunk_widths(bits), (4,) if bits == 3 else ()):
+    aligned = chunk_widths(bits)
+    for widths in (aligned, tuple(words for words in WORDS_PER_CHUNK if words not in aligned)):
         for words in widths:
             chunk = per_word * words
             if k % chunk == 0 and (group is None or group % chunk == 0):
