@@ -25,8 +25,8 @@ bytes themselves (DP4A False).
 Float values need no repacking: as stored, a 32-bit word holds the kept pairs of 1, 2 or 4 groups
 (16-, 8-, 4-bit values) and the meta 4 bits a group. `input_pairs` first writes, per x row, each
 group's two inputs for every position nibble; `_gemv_sparse_floats` loads a chunk of W words of a
-row (128 bits at a time) with their meta bits and takes each kept pair's inputs with two loads from
-that table, at an address from the nibble, and multiplies in float32.
+row (128 bits at a time) with their meta bits and takes each kept pair's inputs with one 64-bit load
+from its group's table, at the nibble, and multiplies in float32.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
 from edgec.kernels.triton.word_values import load_pairs, word_value
 
-GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))  # BLOCK_N, warps, as `gemv_ints`
-GEMV_SPARSE_FLOAT_BLOCKS = ((128, 4), (128, 8), (64, 4))  # as `gemv_words`
+GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))
+"""BLOCK_N, warps of both 2:4 GEMVs, whose threads keep whole rows: two rows a thread first (the leanest loops),
+then one."""
 SPARSE_FLOAT_WORDS = (16, 8, 4)
 """32-bit words of kept values per row and step of `_gemv_sparse_floats`: the widest that fits K and the group."""
 SPARSE_FLOAT_KINDS = (0, 1, 2, 5)
@@ -59,13 +60,8 @@ def stored_words(weight) -> int | None:
 
 
 def gemv_sparse_configs() -> list[triton.Config]:
-    """Block sizes tried for 2:4 integer decode."""
+    """Block sizes tried for 2:4 decode, integers and floats."""
     return decode_configs(GEMV_SPARSE_BLOCKS)
-
-
-def gemv_sparse_float_configs() -> list[triton.Config]:
-    """Block sizes tried for 2:4 fp16, bf16, fp8 and nf4 decode."""
-    return decode_configs(GEMV_SPARSE_FLOAT_BLOCKS)
 
 
 def sparse_float_words(k: int, bits: int, group: int | None) -> int | None:
@@ -276,40 +272,46 @@ def _gemv_sparse_floats_kernel(pairs_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, lut
     pid_n, m = tl.program_id(0), tl.program_id(1)
     row = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
     rows = row[:, None]
-    words = tl.arange(0, WORDS)
+    quad = tl.arange(0, 4)[None, :]  # a thread's four words of a row: one 128-bit load
     steps = K // (4 * GROUPS * WORDS)
     first, last = k_split(steps, SPLIT_K)
     # rows of values start aligned to a chunk's 128-bit loads (K a multiple of 4·GROUPS·W), pairs to 64-bit ones
     q_rows = q_ptr + tl.multiple_of(rows * q_stride, [4, 1])
     meta_rows = meta_ptr + rows * meta_stride
     pairs_row = pairs_ptr + m.to(tl.int64) * (K // 4) * 32
-    acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
-    step_acc = tl.zeros((BLOCK_N, WORDS), tl.float32)  # nf4: a step's sums, before the group scale
+    acc = tl.zeros((BLOCK_N,), tl.float32)  # nf4: the scaled sums
+    part = tl.zeros((BLOCK_N, 4), tl.float32)  # a thread's sums of its rows' words (nf4: of a step's)
     for step in range(first, last):
-        word = step * WORDS + words[None, :]
-        values = tl.load(q_rows + word).to(tl.uint32, bitcast=True)
-        if GROUPS == 1:  # a position nibble per word, low nibble first
-            positions = (tl.load(meta_rows + word // 2).to(tl.int32) >> (4 * (word % 2))) & 15
-        elif GROUPS == 2:  # a meta byte per word
-            positions = tl.load(meta_rows + word).to(tl.int32)
-        else:  # a 16-bit meta word per word
-            positions = tl.load(meta_rows + word).to(tl.uint16, bitcast=True).to(tl.int32)
-        for h in tl.static_range(GROUPS):
-            first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
-            first_input, second_input = load_pairs(pairs_row, 16 * (GROUPS * word + h) + ((positions >> (4 * h)) & 15))
-            step_acc = tl.fma(first_value, first_input, step_acc)
-            step_acc = tl.fma(second_value, second_input, step_acc)
+        # a chunk's words four at a time, into the same sums: a thread keeps whole rows, so every lane of a warp
+        # reads the same words' tables of input pairs, and a step's sum and scale need no shuffles or layout changes
+        pairs_step = pairs_row + step * (32 * GROUPS * WORDS)
+        for words in tl.static_range(0, WORDS, 4):
+            word = step * WORDS + words + quad
+            values = tl.load(q_rows + word).to(tl.uint32, bitcast=True)
+            if GROUPS == 1:  # a position nibble per word, low nibble first
+                positions = (tl.load(meta_rows + word // 2).to(tl.int32) >> (4 * (word % 2))) & 15
+            elif GROUPS == 2:  # a meta byte per word
+                positions = tl.load(meta_rows + word).to(tl.int32)
+            else:  # a 16-bit meta word per word
+                positions = tl.load(meta_rows + word).to(tl.uint16, bitcast=True).to(tl.int32)
+            for h in tl.static_range(GROUPS):
+                first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
+                # the group's table (32 floats) first: the nibble then adds to its address alone, where a sum of
+                # both took a sign-extended 64-bit add per load
+                first_input, second_input = load_pairs(pairs_step + 32 * (GROUPS * (words + quad) + h),
+                                                       (positions >> (4 * h)) & 15)
+                part = tl.fma(first_value, first_input, part)
+                part = tl.fma(second_value, second_input, part)
         if KIND == 5:  # the group's scale
-            scale = tl.load(scale_ptr + rows * ng + step // GROUP_STEPS)
-            acc = tl.fma(step_acc, scale, acc)
-            step_acc = tl.zeros((BLOCK_N, WORDS), tl.float32)
-    out = tl.sum(acc if KIND == 5 else step_acc, axis=1)
+            acc = tl.fma(tl.sum(part, axis=1), tl.load(scale_ptr + row * ng + step // GROUP_STEPS), acc)
+            part = tl.zeros((BLOCK_N, 4), tl.float32)
+    out = acc if KIND == 5 else tl.sum(part, axis=1)
     if KIND == 2:  # one scale per row (times 256 where the codes decoded as their value / 256)
         out *= tl.load(scale_ptr + row) * (1.0 if NATIVE_FP8 else 256.0)
     store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
 
 
-_gemv_sparse_floats = triton.autotune(configs=gemv_sparse_float_configs(),
+_gemv_sparse_floats = triton.autotune(configs=gemv_sparse_configs(),
                                       key=["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
                                       reset_to_zero=["y_ptr"])(_gemv_sparse_floats_kernel)
 

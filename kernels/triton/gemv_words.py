@@ -7,7 +7,8 @@ slices of WORDS values. Nothing is masked inside the loop: out-of-range rows rea
 Per value the main loop issues (docs/triton.md has the SASS counts):
 
 * nf4 (KIND 5): per code byte one 64-bit load of its two values from a 256-pair table (2 KB,
-  cache-resident), then one FFMA each; per chunk each (row, word) sum is scaled by its group scale.
+  cache-resident), then one FFMA each; per chunk each (row, word) sum is scaled by its group scale,
+  loaded in the tile's layout (`word_values.load_in_place`, ASM: inline PTX on a GPU).
 * int8 (KIND 3): one LOP3, `(word & (255 << sh)) | 0x4B000000`, the float 2^23 + c·2^sh of the
   byte whose sign bit was flipped first (c + 128 is the unsigned byte), one FFMA that makes it c,
   exactly (`word_values.exact_int`), and one FFMA with x; the row's scale once, at the end.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import chunk_value, load_chunk, load_pairs
+from edgec.kernels.triton.word_values import chunk_value, load_chunk, load_in_place, load_pairs
 
 GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
@@ -76,7 +77,7 @@ def store_rows(y_ptr, stride_ym, out, N, BLOCK_N: tl.constexpr, SPLIT_K: tl.cons
 @triton.jit
 def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym, q_stride, ng,
                 KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
-                NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+                NATIVE_FP8: tl.constexpr, ASM: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS  # word_layout.codes_per_word
     pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
@@ -97,7 +98,7 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
                 first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
                 part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
                 part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
-            acc = tl.fma(part, tl.load(scale_ptr + rows * ng + step // GROUP_STEPS), acc)
+            acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
         else:
             for j in tl.static_range(PER_WORD):
                 value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)

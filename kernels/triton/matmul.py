@@ -223,13 +223,13 @@ def aligned_rows(x):
 
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
-    """The word-layout GEMV's arguments and storage constexprs for y = x @ W^T into `out` (x copied first where
-    its rows are not 16-byte aligned, `aligned_rows`)."""
+    """The word-layout GEMV's arguments and constexprs (storage, and ASM: inline PTX unless interpreted) for
+    y = x @ W^T into `out` (x copied first where its rows are not 16-byte aligned, `aligned_rows`)."""
     x = aligned_rows(x)
     n, k = weight.shape
     args = (x, out, weight.q_words, weight.scale, weight.exponent, weight.lut, n, k, x.stride(0), out.stride(0),
             weight.q_words.shape[1], weight.ng)
-    return args, _word_flags(weight, x.device)
+    return args, {**_word_flags(weight, x.device), "ASM": not _interpreted()}
 
 
 def _word_flags(weight, device) -> dict:

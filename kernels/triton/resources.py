@@ -102,7 +102,6 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
         _gemv_sparse,
         _gemv_sparse_floats,
         gemv_sparse_configs,
-        gemv_sparse_float_configs,
         sparse_float_words,
     )
     from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
@@ -148,7 +147,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn,
                                {**_GEMV_SPARSE_FLOAT_ARGS, "meta_ptr": "*i16" if bits == 4 else "*u8"},
-                               gemv_sparse_float_configs(), {**storage, "WORDS": words})
+                               gemv_sparse_configs(), {**storage, "WORDS": words})
                 sparse_gemm = (_GEMM_SPARSE_ARGS, {**storage, "ASYM": False, "WORDS": 0, "STEPS": stored_steps(4096)})
             if sparse_gemv:
                 launches = [(*sparse_gemv, ""), ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm[0],
@@ -175,7 +174,8 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), words, {**ints, "GROUP_WORDS": words})
                                 for words in (gemv_chunk,) + tuple(w for w in WORDS_PER_CHUNK if w not in chunk_widths(bits))]
                 else:
-                    launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk, storage)]
+                    launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk,
+                                 {**storage, "ASM": True})]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks

@@ -132,3 +132,16 @@ def load_pairs(pairs, index):
     pair = tl.load(pairs.to(tl.pointer_type(tl.int64), bitcast=True) + index).to(tl.uint64, bitcast=True)
     return ((pair & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True),
             (pair >> 32).to(tl.uint32).to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def load_in_place(pointers, ASM: tl.constexpr):
+    """float32 values at `pointers`, in the pointers' own layout where ASM (compiled for a GPU: one `ld.global.nc`
+    per element, inline PTX); `tl.load` in the interpreter. Triton gives each `tl.load` a layout of its own: a tile's
+    (rows, 1) scales loaded so took one per thread and went through shared memory, behind barriers, to meet the
+    tile every step."""
+    if ASM:
+        return tl.inline_asm_elementwise("ld.global.nc.f32 $0, [$1];", "=f,l", [pointers], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.load(pointers)

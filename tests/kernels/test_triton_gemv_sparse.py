@@ -230,7 +230,7 @@ def test_every_float_sparse_decode_configuration_matches_the_reference(config, n
     import torch
 
     from edgec.kernels.triton.gemv_sparse import (
-        GEMV_SPARSE_FLOAT_BLOCKS,
+        GEMV_SPARSE_BLOCKS,
         _gemv_sparse_floats_kernel,
         float_group_steps,
         input_pairs,
@@ -239,7 +239,7 @@ def test_every_float_sparse_decode_configuration_matches_the_reference(config, n
     )
     from edgec.kernels.triton.gemv_words import GEMV_WORD_SPLITS
 
-    block_n, warps = GEMV_SPARSE_FLOAT_BLOCKS[config // len(GEMV_WORD_SPLITS)]
+    block_n, warps = GEMV_SPARSE_BLOCKS[config // len(GEMV_WORD_SPLITS)]
     split = GEMV_WORD_SPLITS[config % len(GEMV_WORD_SPLITS)]
     fmt, packed = _sparse((70, k), name, seed=config)
     w = fmt.dequantize(packed, (70, k))
