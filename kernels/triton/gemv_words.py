@@ -6,9 +6,13 @@ P·WORDS columns (P values per word, `word_layout.codes_per_word`): a (BLOCK_N, 
 slices of WORDS values. Nothing is masked inside the loop: out-of-range rows read row N − 1 and are not stored.
 Per value the main loop issues (docs/triton.md has the SASS counts):
 
-* nf4 (KIND 5): per code byte one 64-bit load of its two values from a 256-pair table (2 KB,
-  cache-resident), then one FFMA each; per chunk each (row, word) sum is scaled by its group scale,
-  loaded in the tile's layout (`word_values.load_in_place`, ASM: inline PTX on a GPU).
+* nf4 (KIND 5), two ways, both autotuned (`_gemv_words_nf4`): per code byte one 64-bit load of
+  its two values from a 256-pair table (PAIRS; 2 KB, cache-resident), or per code one 32-bit load
+  from the 16-value table (64 bytes), then one FFMA each. The pair table issues fewer instructions
+  (6.5 a stored byte against 11.7 on sm_90), but a warp's 32 gathers from it fall on up to 16
+  cache lines, where the 16-value table's fall on one; which costs more on a GPU is for the GPU to
+  time. Per chunk each (row, word) sum is scaled by its group scale, loaded in the tile's layout
+  (`word_values.load_in_place`, ASM: inline PTX on a GPU).
 * int8 (KIND 3): one LOP3, `(word & (255 << sh)) | 0x4B000000`, the float 2^23 + c·2^sh of the
   byte whose sign bit was flipped first (c + 128 is the unsigned byte), one FFMA that makes it c,
   exactly (`word_values.exact_int`), and one FFMA with x; the row's scale once, at the end.
@@ -72,12 +76,18 @@ def store_rows(y_ptr, stride_ym, out, N, BLOCK_N: tl.constexpr, SPLIT_K: tl.cons
         tl.atomic_add(y_ptr + tl.program_id(1) * stride_ym + rows, out, mask=rows < N)
 
 
-@triton.autotune(configs=gemv_word_configs(), key=["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"],
-                 reset_to_zero=["y_ptr"])
+def gemv_nf4_configs() -> list[triton.Config]:
+    """`gemv_word_configs` for nf4, each with either value table (PAIRS); the interpreter takes the first."""
+    configs = [triton.Config({**config.kwargs, "PAIRS": pairs}, num_warps=config.num_warps, pre_hook=config.pre_hook)
+               for pairs in (True, False) for config in gemv_word_configs()]
+    return configs[:1] if _interpreted() else configs
+
+
 @triton.jit
-def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym, q_stride, ng,
-                KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
-                NATIVE_FP8: tl.constexpr, ASM: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
+def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym, q_stride,
+                       ng, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
+                       NATIVE_FP8: tl.constexpr, ASM: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr,
+                       PAIRS: tl.constexpr = True):
     PER_WORD: tl.constexpr = 32 // BITS  # word_layout.codes_per_word
     pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
@@ -92,12 +102,17 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
     for step in range(first, last):
         low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_row + step * PER_WORD * WORDS
-        if KIND == 5:  # both values of a code byte in one 64-bit load, then the group scale
+        if KIND == 5:  # the values (a code byte's both in one 64-bit load where PAIRS), then the group scale
             part = tl.zeros((BLOCK_N, WORDS), tl.float32)
-            for b in tl.static_range(4):
-                first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
-                part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
-                part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
+            if PAIRS:
+                for b in tl.static_range(4):
+                    first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
+                    part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
+                    part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
+            else:
+                for j in tl.static_range(PER_WORD):
+                    value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)
+                    part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
             acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
         else:
             for j in tl.static_range(PER_WORD):
@@ -109,3 +124,8 @@ def _gemv_words(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, str
     if KIND == 2 or KIND == 3:
         out *= tl.load(scale_ptr + tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64) * ng)
     store_rows(y_ptr, stride_ym, out, N, BLOCK_N, SPLIT_K)
+
+
+_WORD_KEY = ["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"]
+_gemv_words = triton.autotune(configs=gemv_word_configs(), key=_WORD_KEY, reset_to_zero=["y_ptr"])(_gemv_words_kernel)
+_gemv_words_nf4 = triton.autotune(configs=gemv_nf4_configs(), key=_WORD_KEY, reset_to_zero=["y_ptr"])(_gemv_words_kernel)

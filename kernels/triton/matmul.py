@@ -186,12 +186,13 @@ def linear(weight, x, out=None):
 
 
 def _gemv_words_call(weight, x, out) -> None:
-    """The word-layout decode GEMV for float, int8 and nf4 codes (`edgec.kernels.triton.gemv_words`), autotuned."""
-    from edgec.kernels.triton.gemv_words import _gemv_words
+    """The word-layout decode GEMV for float, int8 and nf4 codes (`edgec.kernels.triton.gemv_words`), autotuned (nf4
+    also over its two value tables)."""
+    from edgec.kernels.triton.gemv_words import _gemv_words, _gemv_words_nf4
 
     args, flags = gemv_words_operands(weight, x, out)
-
-    _gemv_words[decode_grid(weight.shape[0], x.shape[0])](*args, **flags)
+    kernel = _gemv_words_nf4 if weight.kind == 5 else _gemv_words
+    kernel[decode_grid(weight.shape[0], x.shape[0])](*args, **flags)
 
 
 def gemm_words_fits(weight) -> bool:

@@ -173,9 +173,9 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     ints = {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True}
                     launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), words, {**ints, "GROUP_WORDS": words})
                                 for words in (gemv_chunk,) + tuple(w for w in WORDS_PER_CHUNK if w not in chunk_widths(bits))]
-                else:
+                else:  # nf4 from either value table (`gemv_nf4_configs`), the pair table's first
                     launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk,
-                                 {**storage, "ASM": True})]
+                                 {**storage, "ASM": True, "PAIRS": pairs}) for pairs in (True, False)[:2 if kind == 5 else 1]]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
@@ -186,9 +186,10 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                   {**storage, "ASYM": asym, "GROUP_WORDS": span})]
                 for fn, args, tuned, words, flags in launches:
                     chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
+                    chunk += " (16-value table)" if flags.get("PAIRS") is False else ""
                     span = flags.get("GROUP_WORDS", words)
                     grouping = "" if span == words else f":g{span * codes_per_word(bits)}"
-                    label = "_gemv_ints" if fn is _gemv_ints.fn else fn.__name__
+                    label = fn.__name__.removesuffix("_kernel")
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())
                         yield _variant(f"{label} {name}{grouping} {blocks} w{config.num_warps}{chunk}", fn, args,

@@ -181,6 +181,34 @@ def test_every_decode_configuration_matches_the_reference(config, kernel):
     _check(CONFIG_FORMATS[kernel][config], (70, 768 if kernel == "ints" else 576), launch=launch)
 
 
+@pytest.mark.parametrize("pairs", [True, False], ids=["pair table", "16-value table"])
+@pytest.mark.parametrize("fmt", ["nf4:g32", "nf4:g64", "nf4:g128"])
+def test_both_nf4_value_tables_match_the_reference(fmt, pairs, monkeypatch):
+    """nf4 decodes from either table, both autotune candidates on a GPU (`gemv_nf4_configs`): each code byte's two
+    values in one load from the 256-pair table, or each code's value from the 16-value one."""
+    import torch
+    import triton
+
+    from edgec.kernels.triton.gemv_words import _gemv_words_kernel, gemv_nf4_configs, gemv_word_configs
+    from edgec.kernels.triton.matmul import gemv_words_operands
+
+    with monkeypatch.context() as compiled:  # the configurations a GPU's autotuner tries
+        compiled.delenv("TRITON_INTERPRET")
+        tried = [(config.kwargs["PAIRS"], config.kwargs["BLOCK_N"], config.kwargs["SPLIT_K"], config.num_warps)
+                 for config in gemv_nf4_configs()]
+        assert len(tried) == len(set(tried)) == 2 * len(gemv_word_configs())
+        assert {pairs for pairs, *_ in tried} == {True, False}
+
+    def launch(weight, x):
+        out = torch.zeros((x.shape[0], weight.shape[0]), dtype=torch.float32)
+        args, flags = gemv_words_operands(weight, x, out)
+        _gemv_words_kernel[(triton.cdiv(weight.shape[0], 64), x.shape[0], 1)](*args, **flags, BLOCK_N=64, SPLIT_K=1,
+                                                                             PAIRS=pairs)
+        return out
+
+    _check(fmt, (70, 576), launch=launch)
+
+
 def test_every_finite_fp8_code_decodes_exactly():
     """fp8 words are widened by the GPU's own e4m3 conversion: each finite code, subnormals included, against the
     format library's table (a row holding 448 gets scale 1, so every value is its own code)."""
