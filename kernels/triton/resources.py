@@ -178,6 +178,10 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                  {**storage, "ASM": True, "PAIRS": pairs}) for pairs in (True, False)[:2 if kind == 5 else 1]]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
+                if kind == 5:  # nf4 in groups of 64 (the GPU profiles') and 32: chunks no wider than the group
+                    launches += [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), chunk_words(4096, group, bits),
+                                  {**storage, "ASM": True, "PAIRS": pairs, "GROUP": group})
+                                 for group in (64, 32) for pairs in (True, False)]
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
                     small = chunk_words(4096, 32, bits)
                     span = group_words(32, bits, small)
@@ -189,6 +193,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     chunk += " (16-value table)" if flags.get("PAIRS") is False else ""
                     span = flags.get("GROUP_WORDS", words)
                     grouping = "" if span == words else f":g{span * codes_per_word(bits)}"
+                    grouping = f":g{flags.pop('GROUP')}" if "GROUP" in flags else grouping
                     label = fn.__name__.removesuffix("_kernel")
                     for config in tuned[:1] if configs == "first" else tuned:
                         blocks = "x".join(str(v) for v in config.kwargs.values())

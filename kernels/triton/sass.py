@@ -169,7 +169,12 @@ def tile_bytes(variant: Variant) -> float:
         words = c["WORDS"]
         rows, cols = c["BLOCK_N"], codes_per_word(c["BITS"]) * words
         grouped = c["BITS"] <= 4  # int4, int3, int2 and nf4; int8 has one scale per row, 16-bit kinds none
-        group = TYPICAL_GROUP if c.get("GROUP_WORDS", words) == words else c["GROUP_WORDS"] * codes_per_word(c["BITS"])
+        if c.get("KIND") == 5 and "GROUP_STEPS" in c and "BLOCK_M" not in c:  # nf4's GEMV: a group spans whole steps
+            group = cols * c["GROUP_STEPS"]
+        elif c.get("GROUP_WORDS", words) == words:
+            group = TYPICAL_GROUP
+        else:
+            group = c["GROUP_WORDS"] * codes_per_word(c["BITS"])
         scales = rows * cols / group * 4 * (2 if c.get("ASYM") else 1) if grouped else 0
         return rows * stored_words(c["BITS"], words) * 4 + scales
     rows, cols, bits = c["BLOCK_N"], c["BLOCK_K"], c["BITS"]
