@@ -102,22 +102,20 @@ def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N,
     for step in range(first, last):
         low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_row + step * PER_WORD * WORDS
-        if KIND == 5:  # the values (a code byte's both in one 64-bit load where PAIRS), then the group scale
-            part = tl.zeros((BLOCK_N, WORDS), tl.float32)
-            if PAIRS:
-                for b in tl.static_range(4):
-                    first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
-                    part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
-                    part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
-            else:
-                for j in tl.static_range(PER_WORD):
-                    value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)
-                    part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
-            acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
+        part = tl.zeros((BLOCK_N, WORDS), tl.float32) if KIND == 5 else acc  # nf4: a chunk's sums, then its scale
+        if KIND == 5 and PAIRS:  # both values of a code byte in one 64-bit load
+            for b in tl.static_range(4):
+                first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
+                part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
+                part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
         else:
             for j in tl.static_range(PER_WORD):
                 value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)
-                acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
+                part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
+        if KIND == 5:
+            acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
+        else:
+            acc = part
     out = tl.sum(acc, axis=1)
     if KIND == 2 and not NATIVE_FP8:
         out *= 256.0

@@ -175,7 +175,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                 for words in (gemv_chunk,) + tuple(w for w in WORDS_PER_CHUNK if w not in chunk_widths(bits))]
                 else:  # nf4 from either value table (`gemv_nf4_configs`), the pair table's first
                     launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk,
-                                 {**storage, "ASM": True, "PAIRS": pairs}) for pairs in (True, False)[:2 if kind == 5 else 1]]
+                                 {**storage, "ASM": True, "PAIRS": pairs}) for pairs in ((True, False) if kind == 5 else (True,))]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
                 if kind == 5:  # nf4 in groups of 64 (the GPU profiles') and 32: chunks no wider than the group
