@@ -12,8 +12,7 @@ torch's int4 tinygemm (`_weight_int4pack_mm`, group 128) where this torch has it
 GPU's device-to-device copy bandwidth is measured (a 1 GiB copy: bytes read + written over
 time). Reported per format and shape: microseconds, GB/s of stored weight bytes read and its
 fraction of that copy bandwidth, TFLOP/s, torch fp16's time over the kernel's (and tinygemm's),
-for dense nf4's decode the value table the autotuner chose (pair or 16-value), and once per
-format and shape the prepare time and the bytes the prepared weight holds on the
+and once per format and shape the prepare time and the bytes the prepared weight holds on the
 device. The targets: decode >= 70 % of the copy bandwidth for every format, int4:g128 at least
 as fast as tinygemm and >= 3x torch fp16; prefill >= 50 % of torch fp16's throughput.
 
@@ -108,14 +107,11 @@ def main() -> None:
                     sys.exit(f"{text} {name} M={m}: the kernel disagrees with the numpy reference")
                 t = bench(lambda: tk.linear(weight, x))
                 stored = fmt.nbytes((n, k))
-                table = nf4_table(weight, m)
                 rows.append({"format": text, "shape": name, "n": n, "k": k, "m": m, "seconds": t,
                              "torch_fp16_seconds": t_torch, "tinygemm_seconds": t_tiny, "gbs": stored / t / 1e9,
-                             "copy_fraction": stored / t / 1e9 / copy_gbs, "tflops": 2 * m * n * k / t / 1e12,
-                             "nf4_table": table})
+                             "copy_fraction": stored / t / 1e9 / copy_gbs, "tflops": 2 * m * n * k / t / 1e12})
                 r = rows[-1]
                 tiny = f"  x{t_tiny / t:5.2f} tinygemm" if t_tiny else ""
-                tiny += f"  ({table} table)" if table else ""
                 peak = f" ({r['gbs'] / args.peak_gbs:6.1%} of data-sheet peak)" if args.peak_gbs else ""
                 print(f"{text:>16} {name:>11} M={m:<4} {t * 1e6:10.1f} us {r['gbs']:8.1f} GB/s "
                       f"({r['copy_fraction']:6.1%} of copy){peak} {r['tflops']:7.2f} TFLOP/s  "
@@ -125,17 +121,6 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name() if device == "cuda" else "interpreter",
                        "copy_gbs": copy_gbs, "rows": rows, "prepared": prepared, "ops": ops_rows}, f, indent=1)
-
-
-def nf4_table(weight, m: int) -> str | None:
-    """Which value table the autotuner chose for a dense nf4 decode it has just run (`gemv_nf4_configs`): "pair" or
-    "16-value"; None for other kinds and for prefill."""
-    from edgec.kernels.triton.gemv_words import _gemv_words_nf4
-
-    if weight.kind != 5 or weight.meta is not None or not weight.words or m >= 16:
-        return None
-    best = getattr(_gemv_words_nf4, "best_config", None)
-    return None if best is None else ("pair" if best.kwargs["PAIRS"] else "16-value")
 
 
 def copy_bandwidth(device: str, bench, nbytes: int) -> float:

@@ -26,7 +26,9 @@ Float values need no repacking: as stored, a 32-bit word holds the kept pairs of
 (16-, 8-, 4-bit values) and the meta 4 bits a group. `input_pairs` first writes, per x row, each
 group's two inputs for every position nibble; `_gemv_sparse_floats` loads a chunk of W words of a
 row (128 bits at a time) with their meta bits and takes each kept pair's inputs with one 64-bit load
-from its group's table, at the nibble, and multiplies in float32.
+from its group's table, at the nibble, and multiplies in float32; nf4's kept values are a load
+each from its 16-value table (`word_values.table_values`), whose 64 bytes, like a group's table
+of input pairs, lie on one cache line for all of a warp's loads.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import triton.language as tl
 from edgec.kernels.triton.gemv_ints import PLANES, dot4, split_chunks
 from edgec.kernels.triton.gemv_words import decode_configs, k_split, store_rows
 from edgec.kernels.triton.matmul import _interpreted, decode_grid
-from edgec.kernels.triton.word_values import load_pairs, word_value
+from edgec.kernels.triton.word_values import code_offsets, load_pairs, table_values, word_value
 
 GEMV_SPARSE_BLOCKS = ((256, 4), (512, 8), (128, 4))
 """BLOCK_N, warps of both 2:4 GEMVs, whose threads keep whole rows: two rows a thread first (the leanest loops),
@@ -253,21 +255,17 @@ def input_pairs(x):
 @triton.jit
 def kept_values(values, h: tl.constexpr, lut_ptr, KIND: tl.constexpr, BITS: tl.constexpr, NATIVE_FP8: tl.constexpr):
     """The two kept values of group h of 32-bit words of `BITS`-bit values as stored (f16, bf16, fp8 (divided by 256
-    where NATIVE_FP8 is False), nf4's table values, one 64-bit load from its table of byte pairs), as float32
-    before any scale: (first, second)."""
-    if KIND == 5:  # the group's two codes are byte h: its pair of values from the table after nf4's 16 values
-        return load_pairs(lut_ptr + 16, (values >> (8 * h)) & 255)
-    else:
-        shifted = values >> (2 * BITS * h)
-        return (word_value(shifted, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8),
-                word_value(shifted >> BITS, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8))
+    where NATIVE_FP8 is False)), as float32 before any scale: (first, second). (nf4's come from `table_values`.)"""
+    shifted = values >> (2 * BITS * h)
+    return (word_value(shifted, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8),
+            word_value(shifted >> BITS, shifted, shifted, lut_ptr, 0, KIND, BITS, False, NATIVE_FP8))
 
 
 @triton.jit
 def _gemv_sparse_floats_kernel(pairs_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, lut_ptr, N, K, stride_ym, q_stride,
                                meta_stride, ng, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr,
-                               GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, BLOCK_N: tl.constexpr,
-                               SPLIT_K: tl.constexpr):
+                               GROUP_STEPS: tl.constexpr, NATIVE_FP8: tl.constexpr, ASM: tl.constexpr,
+                               BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     GROUPS: tl.constexpr = 16 // BITS  # groups of four inputs whose kept values a 32-bit word holds
     pid_n, m = tl.program_id(0), tl.program_id(1)
     row = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)
@@ -294,8 +292,14 @@ def _gemv_sparse_floats_kernel(pairs_ptr, y_ptr, q_ptr, meta_ptr, scale_ptr, lut
                 positions = tl.load(meta_rows + word).to(tl.int32)
             else:  # a 16-bit meta word per word
                 positions = tl.load(meta_rows + word).to(tl.uint16, bitcast=True).to(tl.int32)
+            if KIND == 5:  # group h's two codes are byte h's nibbles: each value from the 16-value table
+                even_codes, odd_codes = code_offsets(values)
+                firsts, seconds = table_values(even_codes, lut_ptr, ASM), table_values(odd_codes, lut_ptr, ASM)
             for h in tl.static_range(GROUPS):
-                first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
+                if KIND == 5:
+                    first_value, second_value = firsts[h], seconds[h]
+                else:
+                    first_value, second_value = kept_values(values, h, lut_ptr, KIND, BITS, NATIVE_FP8)
                 # the group's table (32 floats) first: the nibble then adds to its address alone, where a sum of
                 # both took a sign-extended 64-bit add per load
                 first_input, second_input = load_pairs(pairs_step + 32 * (GROUPS * (words + quad) + h),
@@ -338,7 +342,7 @@ def gemv_sparse_floats(weight, x, out) -> None:
     _gemv_sparse_floats[grid](input_pairs(x), out, weight.q.view(torch.int32), meta, weight.scale, weight.lut, n, k,
                               out.stride(0), weight.q.shape[1] // 4, meta.shape[1], weight.ng, KIND=weight.kind,
                               BITS=weight.bits, WORDS=words, GROUP_STEPS=float_group_steps(weight, words),
-                              NATIVE_FP8=weight.kind != 2 or native_fp8(x.device))
+                              NATIVE_FP8=weight.kind != 2 or native_fp8(x.device), ASM=not _interpreted())
 
 
 def float_group_steps(weight, words: int) -> int:

@@ -6,12 +6,13 @@ P·WORDS columns (P values per word, `word_layout.codes_per_word`): a (BLOCK_N, 
 slices of WORDS values. Nothing is masked inside the loop: out-of-range rows read row N − 1 and are not stored.
 Per value the main loop issues (docs/triton.md has the SASS counts):
 
-* nf4 (KIND 5), two ways, both autotuned (`_gemv_words_nf4`): per code byte one 64-bit load of
-  its two values from a 256-pair table (PAIRS; 2 KB, cache-resident), or per code one 32-bit load
-  from the 16-value table (64 bytes), then one FFMA each. The pair table issues fewer instructions
-  (6.5 a stored byte against 11.7 on sm_90), but a warp's 32 gathers from it fall on up to 16
-  cache lines, where the 16-value table's fall on one; which costs more on a GPU is for the GPU to
-  time. Per chunk each (row, word) sum is scaled by its group scale, loaded in the tile's layout
+* nf4 (KIND 5): per code one 32-bit load from the 16-value table (64 bytes, one cache line for a
+  warp's 32 loads), its address the table's with the code's byte offset in the low byte
+  (`word_values.table_values`: a PRMT, inline PTX on a GPU), and one FFMA. (A 256-pair table,
+  one 64-bit load per code byte, issued fewer instructions, 6.5 a stored byte against 8.4 on
+  sm_90, but a warp's loads from its 2 KB fell on about 14 cache lines where these fall on one:
+  some 14 bytes of L1 datapath per stored byte for the values, against 8.) Per chunk each
+  (row, word) sum is scaled by its group scale, loaded in the tile's layout
   (`word_values.load_in_place`, ASM: inline PTX on a GPU).
 * int8 (KIND 3): one LOP3, `(word & (255 << sh)) | 0x4B000000`, the float 2^23 + c·2^sh of the
   byte whose sign bit was flipped first (c + 128 is the unsigned byte), one FFMA that makes it c,
@@ -35,9 +36,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from edgec.kernels.triton.matmul import _interpreted
-from edgec.kernels.triton.word_values import chunk_value, load_chunk, load_in_place, load_pairs
+from edgec.kernels.triton.word_values import chunk_value, code_offsets, load_chunk, load_in_place, table_values
 
-GEMV_WORD_BLOCKS = ((128, 4), (128, 8), (64, 4))  # BLOCK_N, warps; 4 rows a thread first: the leanest loop
+GEMV_WORD_BLOCKS = ((128, 4), (256, 8), (64, 4))
+"""BLOCK_N for 16-word chunks, warps: 4 rows of 4 words a thread first, the leanest loop, in blocks of 4 or 8 warps;
+then 2 rows, half the registers (nf4: 96 against 161 on sm_90) and twice the input loads per stored byte. Narrower
+chunks take proportionally more rows (`rows_for_chunk`), so a thread keeps as many words and loads each input for
+as many rows. (With 8 warps and 2 rows a thread, ptxas held nf4's loop to 80 registers and spilled one.)"""
 GEMV_WORD_SPLITS = (1, 4, 16)  # K splits: a 4096-row output fills 132 SMs only when split
 
 
@@ -54,8 +59,15 @@ def decode_configs(blocks: tuple[tuple[int, int], ...]) -> list[triton.Config]:
 
 
 def gemv_word_configs() -> list[triton.Config]:
-    """Block sizes tried for decode."""
+    """Block sizes tried for decode (for 16-word chunks, `rows_for_chunk`)."""
     return decode_configs(GEMV_WORD_BLOCKS)
+
+
+def rows_for_chunk(configs: list[triton.Config], WORDS: int, **_) -> list[triton.Config]:
+    """`configs` with BLOCK_N scaled to chunks of WORDS words (16 // WORDS times the rows): the autotuner's
+    configuration hook, which sees the launch's constexprs (the interpreter's single configuration skips it)."""
+    return [triton.Config({**config.kwargs, "BLOCK_N": config.kwargs["BLOCK_N"] * 16 // WORDS},
+                          num_warps=config.num_warps, pre_hook=config.pre_hook) for config in configs]
 
 
 @triton.jit
@@ -76,18 +88,10 @@ def store_rows(y_ptr, stride_ym, out, N, BLOCK_N: tl.constexpr, SPLIT_K: tl.cons
         tl.atomic_add(y_ptr + tl.program_id(1) * stride_ym + rows, out, mask=rows < N)
 
 
-def gemv_nf4_configs() -> list[triton.Config]:
-    """`gemv_word_configs` for nf4, each with either value table (PAIRS); the interpreter takes the first."""
-    configs = [triton.Config({**config.kwargs, "PAIRS": pairs}, num_warps=config.num_warps, pre_hook=config.pre_hook)
-               for pairs in (True, False) for config in gemv_word_configs()]
-    return configs[:1] if _interpreted() else configs
-
-
 @triton.jit
 def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N, K, stride_xm, stride_ym, q_stride,
                        ng, KIND: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr, GROUP_STEPS: tl.constexpr,
-                       NATIVE_FP8: tl.constexpr, ASM: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr,
-                       PAIRS: tl.constexpr = True):
+                       NATIVE_FP8: tl.constexpr, ASM: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):
     PER_WORD: tl.constexpr = 32 // BITS  # word_layout.codes_per_word
     pid_n, m = tl.program_id(0), tl.program_id(1)
     rows = tl.minimum(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1).to(tl.int64)[:, None]
@@ -103,11 +107,11 @@ def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N,
         low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_row + step * PER_WORD * WORDS
         part = tl.zeros((BLOCK_N, WORDS), tl.float32) if KIND == 5 else acc  # nf4: a chunk's sums, then its scale
-        if KIND == 5 and PAIRS:  # both values of a code byte in one 64-bit load
-            for b in tl.static_range(4):
-                first_value, second_value = load_pairs(lut_ptr + 16, (low >> (8 * b)) & 255)
-                part = tl.fma(first_value, tl.load(x_chunk + 2 * b * WORDS)[None, :], part)
-                part = tl.fma(second_value, tl.load(x_chunk + (2 * b + 1) * WORDS)[None, :], part)
+        if KIND == 5:  # each code's value from the 16-value table
+            even_codes, odd_codes = code_offsets(low)
+            values = table_values(even_codes, lut_ptr, ASM) + table_values(odd_codes, lut_ptr, ASM)  # 0, 2, 4, 6, 1, 3, 5, 7
+            for i in tl.static_range(8):
+                part = tl.fma(values[i], tl.load(x_chunk + (2 * (i % 4) + i // 4) * WORDS)[None, :], part)
         else:
             for j in tl.static_range(PER_WORD):
                 value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)
@@ -125,5 +129,6 @@ def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N,
 
 
 _WORD_KEY = ["N", "K", "KIND", "BITS", "WORDS", "GROUP_STEPS", "NATIVE_FP8"]
-_gemv_words = triton.autotune(configs=gemv_word_configs(), key=_WORD_KEY, reset_to_zero=["y_ptr"])(_gemv_words_kernel)
-_gemv_words_nf4 = triton.autotune(configs=gemv_nf4_configs(), key=_WORD_KEY, reset_to_zero=["y_ptr"])(_gemv_words_kernel)
+_gemv_words = triton.autotune(configs=gemv_word_configs(), key=_WORD_KEY,
+                              prune_configs_by={"early_config_prune": rows_for_chunk},
+                              reset_to_zero=["y_ptr"])(_gemv_words_kernel)

@@ -186,13 +186,11 @@ def linear(weight, x, out=None):
 
 
 def _gemv_words_call(weight, x, out) -> None:
-    """The word-layout decode GEMV for float, int8 and nf4 codes (`edgec.kernels.triton.gemv_words`), autotuned (nf4
-    also over its two value tables)."""
-    from edgec.kernels.triton.gemv_words import _gemv_words, _gemv_words_nf4
+    """The word-layout decode GEMV for float, int8 and nf4 codes (`edgec.kernels.triton.gemv_words`), autotuned."""
+    from edgec.kernels.triton.gemv_words import _gemv_words
 
     args, flags = gemv_words_operands(weight, x, out)
-    kernel = _gemv_words_nf4 if weight.kind == 5 else _gemv_words
-    kernel[decode_grid(weight.shape[0], x.shape[0])](*args, **flags)
+    _gemv_words[decode_grid(weight.shape[0], x.shape[0])](*args, **flags)
 
 
 def gemm_words_fits(weight) -> bool:
@@ -225,7 +223,13 @@ def aligned_rows(x):
 
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
     """The word-layout GEMV's arguments and constexprs (storage, and ASM: inline PTX unless interpreted) for
-    y = x @ W^T into `out` (x copied first where its rows are not 16-byte aligned, `aligned_rows`)."""
+    y = x @ W^T into `out` (x copied first where its rows are not 16-byte aligned, `aligned_rows`). ValueError where
+    nf4's value table does not start where `weights.aligned_table` puts it."""
+    from edgec.kernels.triton.weights import TABLE_ALIGNMENT
+
+    if weight.kind == 5 and weight.lut.data_ptr() % TABLE_ALIGNMENT:
+        raise ValueError(f"nf4's value table must start at a multiple of {TABLE_ALIGNMENT} bytes "
+                         "(weights.prepare places it so)")
     x = aligned_rows(x)
     n, k = weight.shape
     args = (x, out, weight.q_words, weight.scale, weight.exponent, weight.lut, n, k, x.stride(0), out.stride(0),

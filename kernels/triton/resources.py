@@ -104,7 +104,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
         gemv_sparse_configs,
         sparse_float_words,
     )
-    from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs
+    from edgec.kernels.triton.gemv_words import _gemv_words, gemv_word_configs, rows_for_chunk
     from edgec.kernels.triton.matmul import _gemm, _gemv, gemm_configs, gemv_configs
     from edgec.kernels.triton.weights import GROUPED_KINDS, KINDS, SPARSE_WORD_KINDS, WORD_LAYOUT_KINDS
     from edgec.kernels.triton.word_layout import (
@@ -147,7 +147,7 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                 storage = {"KIND": kind, "BITS": bits, "GROUP_STEPS": 1, "NATIVE_FP8": True}
                 sparse_gemv = ("_gemv_sparse_floats", _gemv_sparse_floats.fn,
                                {**_GEMV_SPARSE_FLOAT_ARGS, "meta_ptr": "*i16" if bits == 4 else "*u8"},
-                               gemv_sparse_configs(), {**storage, "WORDS": words})
+                               gemv_sparse_configs(), {**storage, "WORDS": words, "ASM": True})
                 sparse_gemm = (_GEMM_SPARSE_ARGS, {**storage, "ASYM": False, "WORDS": 0, "STEPS": stored_steps(4096)})
             if sparse_gemv:
                 launches = [(*sparse_gemv, ""), ("_gemm_sparse", _gemm_sparse.fn, sparse_gemm[0],
@@ -173,15 +173,16 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                     ints = {"BITS": bits, "ASYM": asym, "GROUP_STEPS": 1, "DP4A": True}
                     launches = [(_gemv_ints.fn, _GEMV_INTS_ARGS, gemv_int_configs(), words, {**ints, "GROUP_WORDS": words})
                                 for words in (gemv_chunk,) + tuple(w for w in WORDS_PER_CHUNK if w not in chunk_widths(bits))]
-                else:  # nf4 from either value table (`gemv_nf4_configs`), the pair table's first
-                    launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), gemv_chunk,
-                                 {**storage, "ASM": True, "PAIRS": pairs}) for pairs in ((True, False) if kind == 5 else (True,))]
+                else:
+                    launches = [(_gemv_words.fn, _GEMV_WORDS_ARGS, rows_for_chunk(gemv_word_configs(), gemv_chunk),
+                                 gemv_chunk, {**storage, "ASM": True})]
                 launches += [(_gemm_words.fn, _GEMM_WORDS_ARGS, gemm_word_configs(), words,
                               {**storage, "ASYM": asym, "GROUP_WORDS": words}) for words in gemm_chunks]
                 if kind == 5:  # nf4 in groups of 64 (the GPU profiles') and 32: chunks no wider than the group
-                    launches += [(_gemv_words.fn, _GEMV_WORDS_ARGS, gemv_word_configs(), chunk_words(4096, group, bits),
-                                  {**storage, "ASM": True, "PAIRS": pairs, "GROUP": group})
-                                 for group in (64, 32) for pairs in (True, False)]
+                    launches += [(_gemv_words.fn, _GEMV_WORDS_ARGS,
+                                  rows_for_chunk(gemv_word_configs(), chunk_words(4096, group, bits)),
+                                  chunk_words(4096, group, bits), {**storage, "ASM": True, "GROUP": group})
+                                 for group in (64, 32)]
                 if kind == 4 and bits < 4:  # groups of 32 (a run of 2 words each) in 16-word chunks
                     small = chunk_words(4096, 32, bits)
                     span = group_words(32, bits, small)
@@ -190,7 +191,6 @@ def matmul_variants(kinds: list[str] | None = None, sparse: tuple[bool, ...] = (
                                   {**storage, "ASYM": asym, "GROUP_WORDS": span})]
                 for fn, args, tuned, words, flags in launches:
                     chunk = "" if words == gemv_chunk else f" ({words}-word chunks)"
-                    chunk += " (16-value table)" if flags.get("PAIRS") is False else ""
                     span = flags.get("GROUP_WORDS", words)
                     grouping = "" if span == words else f":g{span * codes_per_word(bits)}"
                     grouping = f":g{flags.pop('GROUP')}" if "GROUP" in flags else grouping

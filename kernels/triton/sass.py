@@ -17,6 +17,10 @@ included) or moves through shared memory crosses the SM's L1/shared-memory datap
 per clock on both GPUs, which is the same 7 and 41 bytes per byte of memory bandwidth. A kernel
 that passes decoded values through shared memory (a tensor-core tile of float16 values is 8 bytes
 of stores and loads per stored int4 byte) or re-reads its inputs for every row is bound there.
+The bytes counted are lane bytes: exact for coalesced loads and for loads whose lanes fall on one
+cache line, an overcount where lanes share addresses, an undercount for loads spread over several
+lines (a pass each). A kind decoded by table lookup (nf4) needs 8 of them per stored byte, so it
+is held to the decode target instead of an H200's full bandwidth (`LOOKUP_BUDGET`).
 
 `loop_profile` compiles a variant (`edgec.kernels.triton.resources`), disassembles the cubin
 with `cuobjdump -sass`, takes the main loop (the body of the widest backward branch), and
@@ -44,6 +48,23 @@ ISSUE_BUDGET = {90: 7.0, 89: 41.0}
 TRAFFIC_BUDGET = {90: 7.0, 89: 41.0}
 """Bytes through L1 and shared memory per stored byte at which that datapath keeps up with memory: 128 bytes per
 clock and SM, 132 x 128 x 1.98 GHz = 33.4 TB/s on an H200, 128 x 128 x 2.52 GHz = 41.3 TB/s on an RTX 4090."""
+
+LOOKUP_BUDGET = {90: 11.1, 89: 41.0}
+"""Both budgets (instructions and L1 bytes per stored byte) for kinds decoded by table lookup, nf4. Each code's value
+is a load, and a warp's load of 32 codes' float32 values, 16 stored bytes, crosses the L1 datapath in one 128-byte
+wavefront at best: 8 bytes per stored byte, more than an H200's 7, however few instructions surround it. No lookup
+decode reaches an H200's full bandwidth, so there nf4 is held to the runtime's decode target instead, 70 % of the
+measured copy bandwidth (0.7 x 4.27 TB/s = 3.0 TB/s): 33.4 T lane-instructions/s, and 33.4 TB/s of datapath, over
+3.0 TB/s. An RTX 4090's budgets already leave room for lookups."""
+
+
+def decode_budgets(kind: str, arch: int) -> tuple[float, float]:
+    """(lane-instructions, L1 bytes) per stored byte a decode GEMV of storage kind `kind` (a label such as `int4`,
+    `nf4:g64` or `2:4+nf4`) may spend on `arch`: LOOKUP_BUDGET's for nf4, else ISSUE_BUDGET's and TRAFFIC_BUDGET's."""
+    if kind.removeprefix("2:4+").split(":")[0] == "nf4":
+        return LOOKUP_BUDGET[arch], LOOKUP_BUDGET[arch]
+    return ISSUE_BUDGET[arch], TRAFFIC_BUDGET[arch]
+
 
 TENSOR_MACS = {90: 14.8, 89: 2.0}
 """Multiply-adds per lane-instruction at which a prefill GEMM's loop issues as fast as the tensor cores multiply

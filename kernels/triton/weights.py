@@ -6,8 +6,7 @@ dense f16, bf16, fp8, int8, int4, int3, int2 and nf4 codes whose K (and group) a
 repacked once into the word layout of `edgec.kernels.triton.word_layout` (128-bit loads for both
 matmul kernels), and 2:4 int8, int4, int3 and int2 codes, with their positions, into its 2:4 word
 layout (int3 as int4 codes); scales and minima are float32; nf4 codes decode through a small table
-of their exact float32 values (the word-layout and 2:4 GEMVs' through a table of value pairs, one
-per code byte), and fp8 codes in the byte layout through one too.
+of their exact float32 values, and fp8 codes in the byte layout through one too.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ class TritonWeight:
     q: object       # uint8 (N, q_stride)
     scale: object   # float32 (N, ng), or a 1-element placeholder
     minv: object    # float32 (N, ng), or a placeholder
-    lut: object     # float32 table of code values (fp8: 256, nf4: 16, then 256 byte pairs in the word layout or 2:4)
+    lut: object     # float32 table of code values (fp8: 256, nf4: 16), TABLE_ALIGNMENT-aligned
     meta: object    # uint8 (N, ceil(K/8)) 2:4 positions (the 2:4 word layout's meta words when `words`), or None
     words: int = 0  # words per chunk of the (2:4) word layout (word_layout.py), 0: codes as stored
     exponent: object = None  # float32 [2^23] for the word-layout kernels (word_values.exact_int), else None
@@ -108,19 +107,28 @@ class TritonWeight:
                                                           self.exponent) if t is not None)
 
 
-def nf4_byte_pairs() -> np.ndarray:
-    """nf4's values for each code byte, (low nibble's, high nibble's), flattened: float32 (512,). The word-layout
-    GEMV reads one pair per byte in one 64-bit load, which is fewer instructions than a gather per code."""
-    codes = np.arange(256)
-    return np.stack([NF4_CODEBOOK[codes & 15], NF4_CODEBOOK[codes >> 4]], axis=1).astype(np.float32).ravel()
-
-
 def default_device():
     import os
 
     import torch
 
     return torch.device("cpu" if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available() else "cuda")
+
+
+TABLE_ALIGNMENT = 256
+"""Bytes at whose multiple a code-value table starts: the nf4 decode GEMV forms a value's address by putting its
+byte offset (below 64) in the low byte of the table's (`word_values.table_values`)."""
+
+
+def aligned_table(values: np.ndarray, device):
+    """float32 `values` on `device`, starting at a multiple of TABLE_ALIGNMENT bytes."""
+    import torch
+
+    buffer = torch.empty(len(values) + TABLE_ALIGNMENT // 4, dtype=torch.float32, device=device)
+    start = (-buffer.data_ptr() % TABLE_ALIGNMENT) // 4
+    table = buffer[start:start + len(values)]
+    table.copy_(torch.from_numpy(values))
+    return table
 
 
 def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], device=None) -> TritonWeight:
@@ -154,11 +162,9 @@ def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], 
         return torch.from_numpy(np.array(a[name], dtype=np.float32)).to(device) if name in a else placeholder
 
     lut = {2: e4m3fn_to_float32(np.arange(256, dtype=np.uint8)), 5: NF4_CODEBOOK}.get(kind)
-    if kind == 5 and (words or meta is not None):  # the word-layout and 2:4 GEMVs read a value pair per code byte
-        lut = np.concatenate([lut, nf4_byte_pairs()])
     return TritonWeight(
         fmt, (int(shape[0]), int(shape[1])), kind, bits, asym, int(parts.group), kv,
         torch.from_numpy(q.copy()).to(device), floats("scale"), floats("minv"),
-        placeholder if lut is None else torch.from_numpy(np.asarray(lut, dtype=np.float32)).to(device),
+        placeholder if lut is None else aligned_table(np.asarray(lut, dtype=np.float32), device),
         torch.from_numpy(np.ascontiguousarray(meta)).to(device) if meta is not None else None, words or 0,
         torch.tensor([2.0 ** 23], dtype=torch.float32, device=device) if words else None)

@@ -135,6 +135,33 @@ def load_pairs(pairs, index):
 
 
 @triton.jit
+def code_offsets(words):
+    """nf4 codes as byte offsets into a float32 table, 4·c in each byte: (the even codes, the odd codes) of each
+    32-bit word, codes 2b and 2b + 1 in byte b."""
+    return (words << 2) & 0x3C3C3C3C, (words >> 2) & 0x3C3C3C3C
+
+
+@triton.jit
+def table_values(offsets, table, ASM: tl.constexpr):
+    """The four float32 values of `table` at the byte offsets in bytes 0 to 3 of `offsets` (`code_offsets`). Where
+    ASM (compiled for a GPU, `table` 256-byte aligned) each offset replaces the low byte of the table's address, one
+    PRMT, and its value is one `ld.global.nc`, in inline PTX: from Triton's pointer arithmetic ptxas made a 64-bit
+    LEA pair per value after a shift and a bit-field extract (6 instructions a value where this takes 4.5)."""
+    if ASM:
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 low, high, at; .reg .b64 address; mov.b64 {low, high}, $5; "
+            "prmt.b32 at, $4, low, 0x7650; mov.b64 address, {at, high}; ld.global.nc.f32 $0, [address]; "
+            "prmt.b32 at, $4, low, 0x7651; mov.b64 address, {at, high}; ld.global.nc.f32 $1, [address]; "
+            "prmt.b32 at, $4, low, 0x7652; mov.b64 address, {at, high}; ld.global.nc.f32 $2, [address]; "
+            "prmt.b32 at, $4, low, 0x7653; mov.b64 address, {at, high}; ld.global.nc.f32 $3, [address]; }",
+            "=f,=f,=f,=f,r,l", [offsets, table.to(tl.int64, bitcast=True)], dtype=(tl.float32,) * 4, is_pure=True,
+            pack=1)
+    else:
+        return (tl.load(table + (offsets & 255) // 4), tl.load(table + ((offsets >> 8) & 255) // 4),
+                tl.load(table + ((offsets >> 16) & 255) // 4), tl.load(table + (offsets >> 24) // 4))
+
+
+@triton.jit
 def load_in_place(pointers, ASM: tl.constexpr):
     """float32 values at `pointers`, in the pointers' own layout where ASM (compiled for a GPU: one `ld.global.nc`
     per element, inline PTX); `tl.load` in the interpreter. Triton gives each `tl.load` a layout of its own: a tile's

@@ -35,14 +35,14 @@ def test_every_kernel_and_storage_kind_compiles_without_spilling(tmp_path):
     """Decode and prefill for every kind, dense and 2:4 (the first autotune configuration of each), and the
     small ops and attention, for an A100 and an H100."""
     report = _resources(tmp_path, "--archs", "80,90", "--configs", "first")
-    # kinds x (dense, 2:4) x (GEMV, GEMM); the word-layout GEMV of every dense kind (nf4's with either value table,
-    # also in groups of 64 and 32) and its GEMM in 16-, 8- and 4-word chunks (16-bit kinds: 16 and 8), int3's GEMV
+    # kinds x (dense, 2:4) x (GEMV, GEMM); the word-layout GEMV of every dense kind (nf4's also in groups of 64 and
+    # 32) and its GEMM in 16-, 8- and 4-word chunks (16-bit kinds: 16 and 8), int3's GEMV
     # also in 4-word chunks, and for the four 3- and 2-bit kinds both in groups of 32;
     # the 2:4 GEMV and GEMM of the seven integer kinds (the 2:4 word layout) and of fp16, bf16, fp8 and nf4 (as
     # stored), and the 2:4 GEMV of the five int8, int4 and int3 kinds in K = 576's narrower chunks; the ops: 2
     # RMSNorm, SwiGLU, and per head size (64, 128) rotary, decode attention (whole, split, combine) and the tiled
     # attention's query blocks (2, 1)
-    assert len(report["rows"]) == (11 * 2 * 2 + 11 + 1 + 2 * 2 + (9 * 3 + 2 * 2) + 2 + 4 * 2 + (7 + 4) * 2 + 5 + 3
+    assert len(report["rows"]) == (11 * 2 * 2 + 11 + 2 + (9 * 3 + 2 * 2) + 2 + 4 * 2 + (7 + 4) * 2 + 5 + 3
                                    + (4 + 2) + (4 + 1))
     assert _problems(report) == []
 

@@ -251,7 +251,7 @@ def test_every_float_sparse_decode_configuration_matches_the_reference(config, n
     _gemv_sparse_floats_kernel[(triton.cdiv(70, block_n), 3, split)](
         input_pairs(torch.from_numpy(x)), out, weight.q.view(torch.int32), meta, weight.scale, weight.lut, 70, k,
         out.stride(0), weight.q.shape[1] // 4, meta.shape[1], weight.ng, KIND=weight.kind, BITS=weight.bits,
-        WORDS=words, GROUP_STEPS=float_group_steps(weight, words), NATIVE_FP8=config % 2 == 0, BLOCK_N=block_n,
+        WORDS=words, GROUP_STEPS=float_group_steps(weight, words), NATIVE_FP8=config % 2 == 0, ASM=False, BLOCK_N=block_n,
         SPLIT_K=split, num_warps=warps)
     assert (np.abs(out.numpy() - x @ w.T) <= 1e-5 * (np.abs(x) @ np.abs(w).T)).all()
 

@@ -181,32 +181,42 @@ def test_every_decode_configuration_matches_the_reference(config, kernel):
     _check(CONFIG_FORMATS[kernel][config], (70, 768 if kernel == "ints" else 576), launch=launch)
 
 
-@pytest.mark.parametrize("pairs", [True, False], ids=["pair table", "16-value table"])
-@pytest.mark.parametrize("fmt", ["nf4:g32", "nf4:g64", "nf4:g128"])
-def test_both_nf4_value_tables_match_the_reference(fmt, pairs, monkeypatch):
-    """nf4 decodes from either table, both autotune candidates on a GPU (`gemv_nf4_configs`): each code byte's two
-    values in one load from the 256-pair table, or each code's value from the 16-value one."""
+def test_nf4_value_tables_start_256_byte_aligned_and_a_misaligned_one_is_refused():
+    """The 16-value table's gathers put a code's byte offset in the low byte of the table's address
+    (`word_values.table_values`): `prepare` places every table at a multiple of 256 bytes, and the GEMV's operands
+    name a table that is not."""
+    import dataclasses
+
     import torch
-    import triton
 
-    from edgec.kernels.triton.gemv_words import _gemv_words_kernel, gemv_nf4_configs, gemv_word_configs
     from edgec.kernels.triton.matmul import gemv_words_operands
+    from edgec.kernels.triton.weights import TABLE_ALIGNMENT, aligned_table
 
-    with monkeypatch.context() as compiled:  # the configurations a GPU's autotuner tries
-        compiled.delenv("TRITON_INTERPRET")
-        tried = [(config.kwargs["PAIRS"], config.kwargs["BLOCK_N"], config.kwargs["SPLIT_K"], config.num_warps)
-                 for config in gemv_nf4_configs()]
-        assert len(tried) == len(set(tried)) == 2 * len(gemv_word_configs())
-        assert {pairs for pairs, *_ in tried} == {True, False}
+    values = np.arange(272, dtype=np.float32)
+    for _ in range(8):  # whatever the allocator returns
+        _ = torch.empty(int(np.random.default_rng().integers(1, 64)))
+        table = aligned_table(values, "cpu")
+        assert table.data_ptr() % TABLE_ALIGNMENT == 0 and np.array_equal(table.numpy(), values)
+    fmt = parse_format("nf4:g64")
+    weight = tk.prepare(fmt, fmt.quantize(np.ones((4, 256), np.float32)), (4, 256))
+    assert weight.lut.data_ptr() % TABLE_ALIGNMENT == 0
+    shifted = torch.zeros(weight.lut.numel() + 1)[1:]
+    x, out = torch.ones((1, 256)), torch.empty((1, 4))
+    with pytest.raises(ValueError, match="nf4's value table must start at a multiple of 256 bytes"):
+        gemv_words_operands(dataclasses.replace(weight, lut=shifted), x, out)
 
-    def launch(weight, x):
-        out = torch.zeros((x.shape[0], weight.shape[0]), dtype=torch.float32)
-        args, flags = gemv_words_operands(weight, x, out)
-        _gemv_words_kernel[(triton.cdiv(weight.shape[0], 64), x.shape[0], 1)](*args, **flags, BLOCK_N=64, SPLIT_K=1,
-                                                                             PAIRS=pairs)
-        return out
 
-    _check(fmt, (70, 576), launch=launch)
+def test_narrower_chunks_take_proportionally_more_rows():
+    """`rows_for_chunk`, the autotuner's configuration hook: a thread keeps 16 words of codes whatever the chunk, so
+    each input it loads serves as many rows (8-word chunks: twice the rows, 4-word: four times)."""
+    from edgec.kernels.triton.gemv_words import gemv_word_configs, rows_for_chunk
+
+    configs = gemv_word_configs()
+    for words, factor in ((16, 1), (8, 2), (4, 4)):
+        scaled = rows_for_chunk(configs, WORDS=words, KIND=5)
+        assert [c.kwargs["BLOCK_N"] for c in scaled] == [c.kwargs["BLOCK_N"] * factor for c in configs]
+        assert [(c.kwargs["SPLIT_K"], c.num_warps, c.pre_hook) for c in scaled] == [
+            (c.kwargs["SPLIT_K"], c.num_warps, c.pre_hook) for c in configs]
 
 
 def test_every_finite_fp8_code_decodes_exactly():
