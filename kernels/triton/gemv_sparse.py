@@ -330,16 +330,19 @@ def stored_meta(weight):
 
 def gemv_sparse_floats(weight, x, out) -> None:
     """y = x @ W^T into `out` (M < 16 rows of float32 x, rows contiguous) for a 2:4 weight of fp16, bf16, fp8 or nf4
-    values as stored (`sparse_float_words` not None), autotuned."""
+    values as stored (`sparse_float_words` not None), autotuned. ValueError where nf4's value table is misaligned
+    (`weights.value_table`)."""
     import torch
 
     from edgec.kernels.triton.matmul import native_fp8
+    from edgec.kernels.triton.weights import value_table
 
     n, k = weight.shape
+    table = value_table(weight)
     words = stored_words(weight)
     meta = stored_meta(weight)
     grid = decode_grid(n, x.shape[0])
-    _gemv_sparse_floats[grid](input_pairs(x), out, weight.q.view(torch.int32), meta, weight.scale, weight.lut, n, k,
+    _gemv_sparse_floats[grid](input_pairs(x), out, weight.q.view(torch.int32), meta, weight.scale, table, n, k,
                               out.stride(0), weight.q.shape[1] // 4, meta.shape[1], weight.ng, KIND=weight.kind,
                               BITS=weight.bits, WORDS=words, GROUP_STEPS=float_group_steps(weight, words),
                               NATIVE_FP8=weight.kind != 2 or native_fp8(x.device), ASM=not _interpreted())

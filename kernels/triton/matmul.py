@@ -224,15 +224,13 @@ def aligned_rows(x):
 def gemv_words_operands(weight, x, out) -> tuple[tuple, dict]:
     """The word-layout GEMV's arguments and constexprs (storage, and ASM: inline PTX unless interpreted) for
     y = x @ W^T into `out` (x copied first where its rows are not 16-byte aligned, `aligned_rows`). ValueError where
-    nf4's value table does not start where `weights.aligned_table` puts it."""
-    from edgec.kernels.triton.weights import TABLE_ALIGNMENT
+    nf4's value table is misaligned (`weights.value_table`)."""
+    from edgec.kernels.triton.weights import value_table
 
-    if weight.kind == 5 and weight.lut.data_ptr() % TABLE_ALIGNMENT:
-        raise ValueError(f"nf4's value table must start at a multiple of {TABLE_ALIGNMENT} bytes "
-                         "(weights.prepare places it so)")
+    table = value_table(weight)
     x = aligned_rows(x)
     n, k = weight.shape
-    args = (x, out, weight.q_words, weight.scale, weight.exponent, weight.lut, n, k, x.stride(0), out.stride(0),
+    args = (x, out, weight.q_words, weight.scale, weight.exponent, table, n, k, x.stride(0), out.stride(0),
             weight.q_words.shape[1], weight.ng)
     return args, {**_word_flags(weight, x.device), "ASM": not _interpreted()}
 

@@ -131,6 +131,15 @@ def aligned_table(values: np.ndarray, device):
     return table
 
 
+def value_table(weight: TritonWeight):
+    """`weight.lut` as the decode GEMVs take it. They address nf4's by its low byte (`word_values.table_values`), so
+    ValueError where that table does not start at a multiple of TABLE_ALIGNMENT bytes (`prepare` places it so)."""
+    if weight.kind == 5 and weight.lut.data_ptr() % TABLE_ALIGNMENT:
+        raise ValueError(f"nf4's value table must start at a multiple of {TABLE_ALIGNMENT} bytes "
+                         "(weights.prepare places it so)")
+    return weight.lut
+
+
 def prepare(fmt: Format, packed: dict[str, np.ndarray], shape: tuple[int, int], device=None) -> TritonWeight:
     """Move a weight's stored buffers to `device` (FormatError names a buffer that does not match `fmt`)."""
     import torch

@@ -181,15 +181,15 @@ def test_every_decode_configuration_matches_the_reference(config, kernel):
     _check(CONFIG_FORMATS[kernel][config], (70, 768 if kernel == "ints" else 576), launch=launch)
 
 
-def test_nf4_value_tables_start_256_byte_aligned_and_a_misaligned_one_is_refused():
-    """The 16-value table's gathers put a code's byte offset in the low byte of the table's address
-    (`word_values.table_values`): `prepare` places every table at a multiple of 256 bytes, and the GEMV's operands
-    name a table that is not."""
+@pytest.mark.parametrize("fmt", ["nf4:g64", "2:4+nf4:g64"])
+def test_nf4_value_tables_start_256_byte_aligned_and_a_misaligned_one_is_refused(fmt):
+    """The nf4 GEMVs' table loads put a code's byte offset in the low byte of the table's address
+    (`word_values.table_values`): `prepare` places every table at a multiple of 256 bytes, and a decode names a table
+    that is not, dense or 2:4."""
     import dataclasses
 
     import torch
 
-    from edgec.kernels.triton.matmul import gemv_words_operands
     from edgec.kernels.triton.weights import TABLE_ALIGNMENT, aligned_table
 
     values = np.arange(272, dtype=np.float32)
@@ -197,13 +197,12 @@ def test_nf4_value_tables_start_256_byte_aligned_and_a_misaligned_one_is_refused
         _ = torch.empty(int(np.random.default_rng().integers(1, 64)))
         table = aligned_table(values, "cpu")
         assert table.data_ptr() % TABLE_ALIGNMENT == 0 and np.array_equal(table.numpy(), values)
-    fmt = parse_format("nf4:g64")
+    fmt = parse_format(fmt)
     weight = tk.prepare(fmt, fmt.quantize(np.ones((4, 256), np.float32)), (4, 256))
     assert weight.lut.data_ptr() % TABLE_ALIGNMENT == 0
     shifted = torch.zeros(weight.lut.numel() + 1)[1:]
-    x, out = torch.ones((1, 256)), torch.empty((1, 4))
     with pytest.raises(ValueError, match="nf4's value table must start at a multiple of 256 bytes"):
-        gemv_words_operands(dataclasses.replace(weight, lut=shifted), x, out)
+        tk.linear(dataclasses.replace(weight, lut=shifted), torch.ones((1, 256)))
 
 
 def test_narrower_chunks_take_proportionally_more_rows():
