@@ -106,20 +106,17 @@ def _gemv_words_kernel(x_ptr, y_ptr, q_ptr, scale_ptr, exponent_ptr, lut_ptr, N,
     for step in range(first, last):
         low, high, even, odd = load_chunk(q_rows, step, KIND, BITS, WORDS)
         x_chunk = x_row + step * PER_WORD * WORDS
-        part = tl.zeros((BLOCK_N, WORDS), tl.float32) if KIND == 5 else acc  # nf4: a chunk's sums, then its scale
-        if KIND == 5:  # each code's value from the 16-value table
+        if KIND == 5:  # each code's value from the 16-value table; a chunk's sums, then its group scale
             even_codes, odd_codes = code_offsets(low)
             values = table_values(even_codes, lut_ptr, ASM) + table_values(odd_codes, lut_ptr, ASM)  # 0, 2, 4, 6, 1, 3, 5, 7
+            part = tl.zeros((BLOCK_N, WORDS), tl.float32)
             for i in tl.static_range(8):
                 part = tl.fma(values[i], tl.load(x_chunk + (2 * (i % 4) + i // 4) * WORDS)[None, :], part)
+            acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
         else:
             for j in tl.static_range(PER_WORD):
                 value = chunk_value(low, high, even, odd, exponent, lut_ptr, j, KIND, BITS, False, NATIVE_FP8)
-                part = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], part)
-        if KIND == 5:
-            acc = tl.fma(part, load_in_place(scale_ptr + rows * ng + step // GROUP_STEPS, ASM), acc)
-        else:
-            acc = part
+                acc = tl.fma(value, tl.load(x_chunk + j * WORDS)[None, :], acc)
     out = tl.sum(acc, axis=1)
     if KIND == 2 and not NATIVE_FP8:
         out *= 256.0

@@ -98,7 +98,7 @@ def test_the_word_layout_decode_gemvs_issue_and_move_within_both_budgets():
     integers, `_gemv_words` for the rest), compiled for sm_89 and sm_90, loads its codes 128 bits at a time and
     issues at most the lane-instructions per stored byte an H200 (7) and an RTX 4090 (41) deliver memory for, and
     moves no more bytes through L1 and shared memory per stored byte; nf4, decoded by table lookup, within 70 % of
-    an H200's copy bandwidth (`sass.LOOKUP_BUDGET`), from the 16-value table (the autotuner's first). nf4 also loads
+    an H200's copy bandwidth (`sass.LOOKUP_BUDGET`), from its 16-value table. nf4 also loads
     one value per code, int3 reads its high plane a word at a time; besides those, only a few scalar loads (scales,
     minima, chunk factors and sums) may be narrower, and a scale (and minimum) per word where a chunk holds several
     groups (3- and 2-bit codes in groups of 32)."""
